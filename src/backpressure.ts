@@ -1,0 +1,179 @@
+/**
+ * Per-thread backpressure: a four-state machine held in the thread's slot, moved by the writer
+ * (pressure edges, at a swap or an exhaustion) and by the drain (recovery edges, on every visit,
+ * so an idle thread recovers too).
+ *
+ * ```
+ *              free <= pressure           exhausted, event dropped
+ *   NORMAL ----------------------> PRESSURE ----------------------> DROPPING
+ *     ^  ^   free >= recovery         |                              |   ^
+ *     |  +----------------------------+            free >= recovery  |   | exhausted again
+ *     |                                                              v   |
+ *     +----------------------------------------------------------- RECOVERY
+ *                 no exhaustion for the stability period
+ * ```
+ * Thresholds count free spare rings. Entering PRESSURE at `pressureSpares` and leaving it only
+ * at `recoverySpares` (> pressureSpares) is the hysteresis that keeps an oscillating load from
+ * flapping between NORMAL and PRESSURE; the stability period does the same for RECOVERY.
+ *
+ * The state and the time it was entered share one 64-bit word, `(enteredAtUs << 3) | state`, so
+ * a single compare-exchange both moves the state and stamps its entry time: the winner of a
+ * transition knows exactly how long the state it leaves lasted, even when the writer and the
+ * drain race for the same edge.
+ */
+import { EDGE_COUNT, Slot, SlotI64, type Layout } from './layout.js';
+
+export const BpState = { NORMAL: 0, PRESSURE: 1, DROPPING: 2, RECOVERY: 3 } as const;
+export type BpStateValue = (typeof BpState)[keyof typeof BpState];
+export const STATE_NAMES = ['normal', 'pressure', 'dropping', 'recovery'] as const;
+export type StateName = (typeof STATE_NAMES)[number];
+
+/** The legal edges, in the order of the per-edge counters. */
+export const EDGES: ReadonlyArray<readonly [BpStateValue, BpStateValue]> = [
+  [BpState.NORMAL, BpState.PRESSURE],
+  [BpState.PRESSURE, BpState.DROPPING],
+  [BpState.DROPPING, BpState.RECOVERY],
+  [BpState.RECOVERY, BpState.NORMAL],
+  [BpState.RECOVERY, BpState.DROPPING],
+  [BpState.PRESSURE, BpState.NORMAL],
+];
+if (EDGES.length !== EDGE_COUNT) throw new Error('EDGE_COUNT out of step with EDGES');
+
+const EDGE_INDEX: number[] = new Array(16).fill(-1);
+EDGES.forEach(([from, to], i) => (EDGE_INDEX[from * 4 + to] = i));
+
+/** Index of the edge from -> to, or -1 if the transition is not legal. */
+export const edgeIndex = (from: number, to: number): number =>
+  from >= 0 && from < 4 && to >= 0 && to < 4 ? EDGE_INDEX[from * 4 + to] : -1;
+
+export const edgeName = (i: number): string => `${STATE_NAMES[EDGES[i][0]]}->${STATE_NAMES[EDGES[i][1]]}`;
+
+export interface Thresholds {
+  /** Enter PRESSURE when free spare rings fall to this many. */
+  pressureSpares: number;
+  /** Leave DROPPING (to RECOVERY) and PRESSURE (to NORMAL) when free spares reach this many. */
+  recoverySpares: number;
+  /** RECOVERY -> NORMAL after this long in RECOVERY (any exhaustion sends it back to DROPPING). */
+  stabilityUs: number;
+}
+
+export type TransitionListener = (from: BpStateValue, to: BpStateValue, atUs: number) => void;
+
+export class BackpressureState {
+  private readonly word: number;
+  private readonly timeIn: number;
+  private readonly edges: number;
+  private readonly illegal: number;
+
+  constructor(
+    private readonly i32: Int32Array,
+    private readonly i64: BigInt64Array,
+    layout: Layout,
+    slot: number,
+    private readonly onTransition: TransitionListener = () => {},
+  ) {
+    this.word = layout.slotF64(slot, SlotI64.BP_WORD);
+    this.timeIn = layout.slotF64(slot, SlotI64.TIME_IN_STATE);
+    this.edges = layout.slotI32(slot, Slot.EDGES);
+    this.illegal = layout.slotI32(slot, Slot.ILLEGAL_TRANSITIONS);
+  }
+
+  /** NORMAL since `nowUs`, no time accumulated. Only before the slot is published. */
+  reset(nowUs: number): void {
+    this.i64[this.word] = pack(BpState.NORMAL, nowUs);
+    for (let s = 0; s < 4; s++) this.i64[this.timeIn + s] = 0n;
+  }
+
+  state(): BpStateValue {
+    return Number(Atomics.load(this.i64, this.word) & 7n) as BpStateValue;
+  }
+
+  enteredAtUs(): number {
+    return Number(Atomics.load(this.i64, this.word) >> 3n);
+  }
+
+  /**
+   * Moves from `from` to `to` if the state is still `from`. An illegal edge is counted and
+   * refused; a lost race (the state moved meanwhile) is simply not applied.
+   */
+  transition(from: BpStateValue, to: BpStateValue, nowUs: number): boolean {
+    const e = edgeIndex(from, to);
+    if (e < 0) {
+      Atomics.add(this.i32, this.illegal, 1);
+      return false;
+    }
+    const seen = Atomics.load(this.i64, this.word);
+    if (Number(seen & 7n) !== from) return false;
+    const enteredAt = Number(seen >> 3n);
+    const at = Math.max(Math.round(nowUs), enteredAt); // two threads' clocks may disagree by a microsecond
+    // The CAS is the transition: it fails if the other side moved the state first.
+    if (Atomics.compareExchange(this.i64, this.word, seen, pack(to, at)) !== seen) return false;
+    Atomics.add(this.i64, this.timeIn + from, BigInt(at - enteredAt));
+    Atomics.add(this.i32, this.edges + e, 1);
+    this.onTransition(from, to, at);
+    return true;
+  }
+
+  /** Writer, after taking a spare: few spares left means pressure. */
+  checkPressure(freeSpares: number, th: Thresholds, nowUs: number): void {
+    if (freeSpares <= th.pressureSpares) this.transition(BpState.NORMAL, BpState.PRESSURE, nowUs);
+  }
+
+  /** Writer, when it found no spare ring and has to drop: whatever the state, go to DROPPING. */
+  onExhausted(nowUs: number): void {
+    switch (this.state()) {
+      case BpState.NORMAL:
+        if (this.transition(BpState.NORMAL, BpState.PRESSURE, nowUs)) this.transition(BpState.PRESSURE, BpState.DROPPING, nowUs);
+        else this.onExhausted(nowUs); // the drain moved it meanwhile: decide again
+        break;
+      case BpState.PRESSURE:
+        if (!this.transition(BpState.PRESSURE, BpState.DROPPING, nowUs)) this.onExhausted(nowUs);
+        break;
+      case BpState.RECOVERY:
+        if (!this.transition(BpState.RECOVERY, BpState.DROPPING, nowUs)) this.onExhausted(nowUs);
+        break;
+      default:
+        break; // already DROPPING
+    }
+  }
+
+  /** Drain (every visit) and writer (after a swap): move towards NORMAL when conditions hold. */
+  checkRecovery(freeSpares: number, th: Thresholds, nowUs: number): void {
+    const s = this.state();
+    if (s === BpState.DROPPING) {
+      if (freeSpares >= th.recoverySpares && this.transition(BpState.DROPPING, BpState.RECOVERY, nowUs)) {
+        this.checkRecovery(freeSpares, th, nowUs); // a zero stability period completes at once
+      }
+    } else if (s === BpState.RECOVERY) {
+      if (nowUs - this.enteredAtUs() >= th.stabilityUs) this.transition(BpState.RECOVERY, BpState.NORMAL, nowUs);
+    } else if (s === BpState.PRESSURE) {
+      if (freeSpares >= th.recoverySpares) this.transition(BpState.PRESSURE, BpState.NORMAL, nowUs);
+    }
+  }
+
+  /** Microseconds spent in each state, the current one counted up to `nowUs`. */
+  timeInStates(nowUs: number): number[] {
+    const w = Atomics.load(this.i64, this.word);
+    const cur = Number(w & 7n);
+    const out: number[] = [];
+    for (let s = 0; s < 4; s++) {
+      let t = Number(Atomics.load(this.i64, this.timeIn + s));
+      if (s === cur) t += Math.max(0, nowUs - Number(w >> 3n));
+      out.push(t);
+    }
+    return out;
+  }
+
+  edgeCounts(): number[] {
+    const out: number[] = [];
+    for (let e = 0; e < EDGE_COUNT; e++) out.push(Atomics.load(this.i32, this.edges + e));
+    return out;
+  }
+
+  illegalTransitions(): number {
+    return Atomics.load(this.i32, this.illegal);
+  }
+}
+
+const pack = (state: number, atUs: number): bigint => (BigInt(Math.max(0, Math.round(atUs))) << 3n) | BigInt(state);
+

@@ -1,0 +1,83 @@
+/**
+ * Entry point of the drain worker thread: opens the trace file, then runs Drain passes until the
+ * tracer asks it to finish. Its loop never waits without a bound: when idle it sleeps on the
+ * doorbell with a timeout, so a lost wake-up costs at most `idleMs`.
+ */
+import { performance } from 'node:perf_hooks';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Drain, type DrainLog } from './drain.js';
+import { FileSink, headerRecord, preamble, type TraceSink } from './format.js';
+import { Ctl, ControlFlag, DrainState, Layout, SharedViews, type Geometry } from './layout.js';
+import type { Thresholds } from './backpressure.js';
+
+export interface DrainWorkerData {
+  buffer: SharedArrayBuffer;
+  geometry: Geometry;
+  path: string;
+  config: Record<string, unknown>;
+  thresholds: Thresholds;
+  batchRings: number;
+  idleMs: number;
+  dropLogIntervalMs: number;
+  dropLogEvery: number;
+}
+
+export type DrainMessage =
+  | { type: 'ready' }
+  | { type: 'error'; message: string; code?: string }
+  | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> }
+  | { type: 'retired'; summary: import('./drain.js').RegistrationSummary }
+  | { type: 'summary'; summary: import('./drain.js').DrainSummary };
+
+const data = workerData as DrainWorkerData;
+const port = parentPort!;
+const post = (m: DrainMessage) => port.postMessage(m);
+
+const v = new SharedViews(data.buffer, new Layout(data.geometry));
+const clockOffsetMs = performance.timeOrigin - v.f64[Ctl.F64_CLOCK_ZERO_MS];
+const now = () => (performance.now() + clockOffsetMs) * 1e6;
+
+let sink: TraceSink | undefined;
+try {
+  sink = new FileSink(data.path);
+  sink.write([preamble(), ...headerRecord(v.f64[Ctl.F64_SESSION_START_EPOCH_MS], data.config)]);
+} catch (err) {
+  const e = err as NodeJS.ErrnoException;
+  Atomics.store(v.i32, Ctl.DRAIN_STATE, DrainState.FAILED);
+  post({ type: 'error', message: e.message, code: e.code });
+}
+
+if (sink) {
+  const log: DrainLog = (level, msg, fields) => post({ type: 'log', level, msg, fields });
+  const drain = new Drain(v, sink, {
+    batchRings: data.batchRings,
+    thresholds: data.thresholds,
+    dropLogIntervalMs: data.dropLogIntervalMs,
+    dropLogEvery: data.dropLogEvery,
+    now,
+    log,
+    onRetired: (summary) => post({ type: 'retired', summary }),
+  });
+  Atomics.store(v.i32, Ctl.DRAIN_STATE, DrainState.RUNNING);
+  post({ type: 'ready' });
+  const i32 = v.i32;
+  for (;;) {
+    if ((Atomics.load(i32, Ctl.FLAGS) & ControlFlag.FINISH) !== 0) break;
+    if (drain.pass()) continue;
+    // Idle: announce the sleep, then sleep on the doorbell. A writer that hands over a ring
+    // after this store sees DRAIN_SLEEPING and rings; one that did just before is picked up by
+    // the bounded timeout at the latest.
+    const bell = Atomics.load(i32, Ctl.DOORBELL);
+    Atomics.store(i32, Ctl.DRAIN_SLEEPING, 1);
+    Atomics.wait(i32, Ctl.DOORBELL, bell, data.idleMs);
+    Atomics.store(i32, Ctl.DRAIN_SLEEPING, 0);
+  }
+  let summary;
+  try {
+    summary = drain.finish();
+  } finally {
+    Atomics.store(i32, Ctl.DRAIN_STATE, DrainState.STOPPED);
+    Atomics.notify(i32, Ctl.DRAIN_STATE);
+  }
+  post({ type: 'summary', summary });
+}

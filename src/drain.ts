@@ -1,0 +1,487 @@
+/**
+ * The drain: the single consumer of every slot's submit queue and producer of its free queue.
+ * One `pass()` visits every registered slot once: threads under pressure first, then the rest
+ * round-robin from a rotating start, at most `batchRings` rings each, so one busy thread cannot
+ * starve the others. It writes each ring as a chunk, returns the ring, moves recovery edges of
+ * the backpressure machine (so idle threads recover too), and retires closed or dead threads.
+ *
+ * The drain never blocks a writer: it only takes rings already handed over, and a failing sink
+ * costs the chunk (counted as `sink_error`), never the ring.
+ */
+import { BackpressureState, BpState, STATE_NAMES, edgeIndex, type BpStateValue, type Thresholds } from './backpressure.js';
+import {
+  Ctl,
+  ControlFlag,
+  Desc,
+  LOSS_BLOCK_WORDS,
+  Loss,
+  REASONS,
+  REASON_COUNT,
+  Reason,
+  Slot,
+  SlotF64,
+  SlotState,
+  TRANSITION_LOG_ENTRIES,
+  type DropReason,
+  type SharedViews,
+} from './layout.js';
+import {
+  EndReason,
+  chunkRecord,
+  footerRecord,
+  nameRecord,
+  newLossBlock,
+  stateRecord,
+  threadEndRecord,
+  threadStartRecord,
+  type LossBlock,
+  type TraceSink,
+} from './format.js';
+import { NameTable } from './names.js';
+import { poolQueues, type PoolQueues } from './pool.js';
+import { readThreadName, releaseSlot } from './registry.js';
+import { extentRuns, scanRecords, type RingExtent, type ScanResult } from './ring.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type DrainLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
+
+export interface DrainOptions {
+  batchRings: number;
+  thresholds: Thresholds;
+  dropLogIntervalMs: number;
+  dropLogEvery: number;
+  /** ns on the tracer clock. */
+  now: () => number;
+  log: DrainLog;
+  /** Told of each registration the drain retires (closed or exited thread). */
+  onRetired?: (summary: RegistrationSummary) => void;
+}
+
+/** What the drain knows of one registration (one thread's use of one slot). */
+interface Registration {
+  registration: number;
+  slot: number;
+  name: string;
+  queues: PoolQueues;
+  bp: BackpressureState;
+  seq: number;
+  /** Writer loss counts (events, bytes per reason) already accounted, from the last ring. */
+  writerCum: Float64Array;
+  /** Drain-side loss counts (events, bytes per reason), cumulative. */
+  drainCum: Float64Array;
+  /** Losses not yet reported in a chunk. */
+  pending: LossBlock;
+  eventsWritten: number;
+  bytesWritten: number;
+  tlogHead: number;
+}
+
+export interface RegistrationSummary {
+  thread: number;
+  name: string;
+  slot: number;
+  attempted: number;
+  events: number;
+  dropped: number;
+  bytesDropped: number;
+  droppedByReason: Partial<Record<DropReason, number>>;
+  endReason: 'closed' | 'exited' | 'tracer_closed';
+  /** attempted === events + dropped */
+  balanced: boolean;
+}
+
+export interface DrainSummary {
+  threads: RegistrationSummary[];
+  events: number;
+  dropped: number;
+  droppedAfterClose: number;
+  sinkErrors: number;
+}
+
+export class Drain {
+  private readonly regs: Array<Registration | undefined>;
+  private readonly finished: RegistrationSummary[] = [];
+  private out: Uint8Array[] = [];
+  private rr = 0;
+  private namesWritten = new Set<number>();
+  private readonly scan: ScanResult = { events: 0, bytes: 0, firstTs: NaN, lastTs: NaN, badOffset: -1 };
+  private sinkErrors = 0;
+  private lastSinkError = '';
+  private droppedTotal = 0;
+  private droppedAtLastLog = 0;
+  private lastDropLogNs = -Infinity;
+
+  constructor(
+    private readonly v: SharedViews,
+    private readonly sink: TraceSink,
+    private readonly opts: DrainOptions,
+  ) {
+    this.regs = new Array(v.layout.maxThreads).fill(undefined);
+  }
+
+  /** Queues bytes to go out before the next chunk (small records: names, threads, states). */
+  emit(buffers: Uint8Array[]): void {
+    for (const b of buffers) this.out.push(b);
+  }
+
+  /**
+   * Visits every slot once. `final` ignores the pause (close drains everything). Returns true if
+   * anything was done, so an idle drain can sleep.
+   */
+  pass(final = false): boolean {
+    const { i32, layout } = this.v;
+    Atomics.add(i32, Ctl.DRAIN_HEARTBEAT, 1);
+    const paused = !final && (Atomics.load(i32, Ctl.FLAGS) & ControlFlag.DRAIN_PAUSED) !== 0;
+    let worked = false;
+    const n = layout.maxThreads;
+    const start = this.rr;
+    this.rr = (this.rr + 1) % n;
+    // Threads under pressure first, then everyone (those already served are skipped).
+    const served = new Uint8Array(n);
+    for (let round = 0; round < 2; round++) {
+      for (let k = 0; k < n; k++) {
+        const slot = (start + k) % n;
+        if (served[slot]) continue;
+        const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
+        if (st === SlotState.FREE || st === SlotState.CLAIMING) {
+          this.regs[slot] = undefined;
+          continue;
+        }
+        const reg = this.registrationOf(slot);
+        if (round === 0) {
+          const s = reg.bp.state();
+          if (s !== BpState.PRESSURE && s !== BpState.DROPPING) continue;
+        }
+        served[slot] = 1;
+        if (this.visit(reg, st, paused, final)) worked = true;
+      }
+    }
+    this.flushOut();
+    this.maybeLogDrops();
+    return worked;
+  }
+
+  private registrationOf(slot: number): Registration {
+    const { i32, layout } = this.v;
+    const registration = i32[layout.slotI32(slot, Slot.REGISTRATION)];
+    const known = this.regs[slot];
+    if (known && known.registration === registration) return known;
+    const name = readThreadName(this.v, slot);
+    const reg: Registration = {
+      registration,
+      slot,
+      name,
+      queues: poolQueues(i32, layout, slot),
+      bp: new BackpressureState(i32, this.v.i64, layout, slot, (from, to, atUs) => {
+        this.readTransitionLog(reg); // the writer's earlier transitions go first
+        this.stateChanged(reg, from, to, atUs * 1000);
+      }),
+      seq: 0,
+      writerCum: new Float64Array(REASON_COUNT * 2),
+      drainCum: new Float64Array(REASON_COUNT * 2),
+      pending: newLossBlock(),
+      eventsWritten: 0,
+      bytesWritten: 0,
+      tlogHead: Atomics.load(i32, layout.slotI32(slot, Slot.TLOG_HEAD)),
+    };
+    this.regs[slot] = reg;
+    this.emit(
+      threadStartRecord({
+        thread: registration,
+        slot,
+        nodeThreadId: i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)],
+        name,
+        ts: this.v.f64[layout.slotF64(slot, SlotF64.REGISTERED_AT)],
+        policy: i32[layout.slotI32(slot, Slot.POLICY)],
+      }),
+    );
+    this.opts.log('debug', 'thread registered', { thread: registration, slot, name });
+    return reg;
+  }
+
+  private visit(reg: Registration, st: number, paused: boolean, final: boolean): boolean {
+    let worked = this.readTransitionLog(reg);
+    if (!paused) {
+      const limit = final || st !== SlotState.LIVE ? Infinity : this.opts.batchRings;
+      for (let taken = 0; taken < limit; taken++) {
+        const ring = reg.queues.submit.pop();
+        if (ring < 0) break;
+        this.takeRing(reg, ring);
+        worked = true;
+      }
+    }
+    const now = this.opts.now();
+    reg.bp.checkRecovery(reg.queues.free.size(), this.opts.thresholds, now / 1000);
+    if (paused) return worked;
+    if (st === SlotState.CLOSING) {
+      this.retire(reg, EndReason.CLOSED, false);
+      return true;
+    }
+    if (st === SlotState.ORPHANED) {
+      this.salvage(reg);
+      this.retire(reg, EndReason.EXITED, false);
+      return true;
+    }
+    return worked;
+  }
+
+  /** Writes one handed-over ring as a chunk and gives it back to the writer. */
+  private takeRing(reg: Registration, ring: number): void {
+    const { f64, layout } = this.v;
+    const d = layout.descF64(reg.slot, ring, 0);
+    const extent: RingExtent = { head: f64[d + Desc.HEAD], tail: f64[d + Desc.TAIL], wrapEnd: f64[d + Desc.WRAP_END] };
+    this.accountWriterLoss(reg, d + Desc.LOSS);
+    const lag = (this.opts.now() - f64[d + Desc.SUBMITTED_AT_NS]) / 1e6;
+    f64[layout.slotF64(reg.slot, SlotF64.DRAIN_LAG_LAST_MS)] = lag;
+    const maxIdx = layout.slotF64(reg.slot, SlotF64.DRAIN_LAG_MAX_MS);
+    if (lag > f64[maxIdx]) f64[maxIdx] = lag;
+    this.writeChunk(reg, layout.ringOffset(reg.slot, ring), extent);
+    // Release (inside push): the ring is the writer's again; we no longer touch it.
+    if (!reg.queues.free.push(ring)) throw new Error('ringtrace: internal error: free queue full (ring accounting broken)');
+  }
+
+  /** Adds the writer's losses since the last ring (descriptor or live block at `lossIdx`). */
+  private accountWriterLoss(reg: Registration, lossIdx: number): void {
+    const f64 = this.v.f64;
+    for (let r = 0; r < REASON_COUNT; r++) {
+      const at = lossIdx + r * 4;
+      const events = f64[at + Loss.EVENTS] - reg.writerCum[r * 2];
+      const bytes = f64[at + Loss.BYTES] - reg.writerCum[r * 2 + 1];
+      if (events === 0 && bytes === 0) continue;
+      reg.writerCum[r * 2] = f64[at + Loss.EVENTS];
+      reg.writerCum[r * 2 + 1] = f64[at + Loss.BYTES];
+      addLoss(reg.pending, r, events, bytes, f64[at + Loss.FIRST_TS], f64[at + Loss.LAST_TS]);
+      this.droppedTotal += events;
+    }
+  }
+
+  private addDrainLoss(reg: Registration, reason: number, events: number, bytes: number, firstTs: number, lastTs: number): void {
+    if (events === 0 && bytes === 0) return;
+    addLoss(reg.pending, reason, events, bytes, firstTs, lastTs);
+    reg.drainCum[reason * 2] += events;
+    reg.drainCum[reason * 2 + 1] += bytes;
+    const f64 = this.v.f64;
+    const at = this.v.layout.slotF64(reg.slot, SlotF64.DRAIN_LOSS) + reason * 4;
+    f64[at + Loss.EVENTS] = reg.drainCum[reason * 2];
+    f64[at + Loss.BYTES] = reg.drainCum[reason * 2 + 1];
+    this.droppedTotal += events;
+  }
+
+  private writeChunk(reg: Registration, base: number, extent: RingExtent): void {
+    const { u32, f64, u8 } = this.v;
+    const s = this.scan;
+    s.events = 0;
+    s.bytes = 0;
+    s.firstTs = NaN;
+    s.lastTs = NaN;
+    s.badOffset = -1;
+    const payload: Uint8Array[] = [];
+    for (const [from, to] of extentRuns(extent)) {
+      s.badOffset = -1;
+      scanRecords(u32, f64, base + from, base + to, s);
+      const good = s.badOffset >= 0 ? from + s.badOffset : to;
+      if (good > from) payload.push(u8.subarray(base + from, base + good));
+      if (s.badOffset >= 0) {
+        // Only a writer bug can get here: a handed-over ring is whole records by construction.
+        this.opts.log('error', 'malformed records in a ring; kept the valid prefix', { thread: reg.registration, offset: good });
+        break;
+      }
+    }
+    if (s.events === 0 && !lossPending(reg.pending)) return;
+    const chunk = chunkRecord({ thread: reg.registration, seq: reg.seq, events: s.events, firstTs: s.firstTs, lastTs: s.lastTs }, reg.pending, payload);
+    try {
+      this.sink.write(this.out.concat(chunk));
+      this.out = [];
+    } catch (err) {
+      // The chunk is lost, the ring is not: count its events and keep everything else pending.
+      this.sinkFailed(err);
+      this.addDrainLoss(reg, Reason.SINK_ERROR, s.events, s.bytes, s.firstTs, s.lastTs);
+      return;
+    }
+    reg.seq++;
+    reg.eventsWritten += s.events;
+    reg.bytesWritten += s.bytes;
+    reg.pending = newLossBlock();
+    const { layout } = this.v;
+    f64[layout.slotF64(reg.slot, SlotF64.EVENTS_WRITTEN)] = reg.eventsWritten;
+    f64[layout.slotF64(reg.slot, SlotF64.BYTES_WRITTEN)] = reg.bytesWritten;
+    f64[layout.slotF64(reg.slot, SlotF64.CHUNKS_WRITTEN)] = reg.seq;
+  }
+
+  private sinkFailed(err: unknown): void {
+    this.sinkErrors++;
+    const msg = err instanceof Error ? err.message : String(err);
+    if (msg !== this.lastSinkError) {
+      this.lastSinkError = msg;
+      this.opts.log('error', 'trace sink write failed; the chunk is counted as sink_error', { error: msg, code: (err as NodeJS.ErrnoException)?.code });
+    }
+  }
+
+  /** Writes out the small records queued so far (if the sink fails they stay queued). */
+  private flushOut(): void {
+    this.syncNames();
+    if (this.out.length === 0) return;
+    try {
+      this.sink.write(this.out);
+      this.out = [];
+    } catch (err) {
+      this.sinkFailed(err);
+    }
+  }
+
+  /** Name records for names defined since the last look (before the chunks that use them). */
+  syncNames(): void {
+    if (NameTable.definedCount(this.v) === this.namesWritten.size) return;
+    for (const { id, name } of NameTable.readyEntries(this.v, (id) => this.namesWritten.has(id))) {
+      this.namesWritten.add(id);
+      this.emit(nameRecord(id, name));
+    }
+  }
+
+  /** Writer-side transitions, in order, from the slot's transition log. */
+  private readTransitionLog(reg: Registration): boolean {
+    const { i32, f64, layout } = this.v;
+    const tail = Atomics.load(i32, layout.slotI32(reg.slot, Slot.TLOG_TAIL)); // acquire: entries below are written
+    if (tail === reg.tlogHead) return false;
+    const base = layout.slotF64(reg.slot, SlotF64.TLOG);
+    for (let h = reg.tlogHead; h !== tail; h++) {
+      const e = base + 2 * (h % TRANSITION_LOG_ENTRIES);
+      const code = f64[e + 1];
+      this.stateChanged(reg, Math.floor(code / 8) as BpStateValue, (code % 8) as BpStateValue, f64[e]);
+    }
+    reg.tlogHead = tail;
+    Atomics.store(i32, layout.slotI32(reg.slot, Slot.TLOG_HEAD), tail); // release: entries reusable
+    return true;
+  }
+
+  private stateChanged(reg: Registration, from: BpStateValue, to: BpStateValue, tsNs: number): void {
+    if (edgeIndex(from, to) < 0) return;
+    this.emit(stateRecord(reg.registration, from, to, tsNs));
+    const level = to === BpState.DROPPING ? 'warn' : 'info';
+    this.opts.log(level, `backpressure ${STATE_NAMES[from]} -> ${STATE_NAMES[to]}`, { thread: reg.registration, name: reg.name, slot: reg.slot, ts: tsNs });
+  }
+
+  /** A dead thread's active ring: its committed records go to the file, as the thread left them. */
+  private salvage(reg: Registration): void {
+    const { i32, layout } = this.v;
+    const s = (w: number) => i32[layout.slotI32(reg.slot, w)];
+    // Everything the thread handed over first (order matters for the loss deltas).
+    for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeRing(reg, ring);
+    this.accountWriterLoss(reg, layout.slotF64(reg.slot, SlotF64.WRITER_LOSS));
+    const active = s(Slot.ACTIVE_RING);
+    if (active >= 0) {
+      const extent: RingExtent = { head: s(Slot.ACTIVE_HEAD), tail: s(Slot.ACTIVE_TAIL), wrapEnd: s(Slot.ACTIVE_WRAP_END) };
+      this.writeChunk(reg, layout.ringOffset(reg.slot, active), extent);
+    }
+  }
+
+  /** Ends a registration: losses nobody can explain any more are counted under `unexplained`,
+   * the end record is written, and (unless the thread still lives) the slot is released. */
+  private retire(reg: Registration, endReason: number, stillLive: boolean): void {
+    const { f64, layout } = this.v;
+    for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeRing(reg, ring);
+    this.accountWriterLoss(reg, layout.slotF64(reg.slot, SlotF64.WRITER_LOSS));
+    const attempted = f64[layout.slotF64(reg.slot, SlotF64.ATTEMPTED)];
+    const unaccounted = attempted - reg.eventsWritten - this.droppedOf(reg);
+    if (unaccounted > 0) {
+      // Events a thread recorded but never handed over: in flight when it died, or still in a live
+      // thread's ring when the tracer closed without reaching it.
+      const reason = endReason === EndReason.EXITED ? Reason.THREAD_EXIT : Reason.UNFLUSHED;
+      this.addDrainLoss(reg, reason, unaccounted, 0, NaN, NaN);
+    } else if (unaccounted < 0) {
+      this.opts.log('error', 'accounting mismatch: more events written and dropped than attempted', { thread: reg.registration, attempted, excess: -unaccounted });
+    }
+    const end = threadEndRecord({ thread: reg.registration, endReason, ts: this.opts.now(), attempted, eventsWritten: reg.eventsWritten }, reg.pending);
+    this.emit(end);
+    this.flushOut();
+    const summary = this.summarize(reg, attempted, endReason);
+    this.finished.push(summary);
+    this.opts.onRetired?.(summary);
+    this.regs[reg.slot] = undefined;
+    if (!stillLive) releaseSlot(this.v, reg.slot);
+  }
+
+  private droppedOf(reg: Registration): number {
+    let n = 0;
+    for (let r = 0; r < REASON_COUNT; r++) n += reg.writerCum[r * 2] + reg.drainCum[r * 2];
+    return n;
+  }
+
+  private summarize(reg: Registration, attempted: number, endReason: number): RegistrationSummary {
+    const byReason: Partial<Record<DropReason, number>> = {};
+    let bytesDropped = 0;
+    for (let r = 0; r < REASON_COUNT; r++) {
+      const n = reg.writerCum[r * 2] + reg.drainCum[r * 2];
+      if (n > 0) byReason[REASONS[r]] = n;
+      bytesDropped += reg.writerCum[r * 2 + 1] + reg.drainCum[r * 2 + 1];
+    }
+    const dropped = this.droppedOf(reg);
+    return {
+      thread: reg.registration,
+      name: reg.name,
+      slot: reg.slot,
+      attempted,
+      events: reg.eventsWritten,
+      dropped,
+      bytesDropped,
+      droppedByReason: byReason,
+      endReason: endReason === EndReason.CLOSED ? 'closed' : endReason === EndReason.EXITED ? 'exited' : 'tracer_closed',
+      balanced: attempted === reg.eventsWritten + dropped,
+    };
+  }
+
+  private maybeLogDrops(): void {
+    const now = this.opts.now();
+    const fresh = this.droppedTotal - this.droppedAtLastLog;
+    if (fresh < this.opts.dropLogEvery || fresh <= 0) return;
+    if (now - this.lastDropLogNs < this.opts.dropLogIntervalMs * 1e6) return;
+    this.lastDropLogNs = now;
+    this.droppedAtLastLog = this.droppedTotal;
+    this.opts.log('warn', `dropped ${fresh} events since the last report`, { dropped: fresh, total: this.droppedTotal });
+  }
+
+  /**
+   * The tracer is closing: take everything, even while paused, retire every registration (live
+   * threads that did not close in time end as `tracer_closed`, what they still held counted as
+   * `unflushed`), write the footer and close the sink.
+   */
+  finish(): DrainSummary {
+    const { i32, layout } = this.v;
+    this.pass(true);
+    for (let slot = 0; slot < layout.maxThreads; slot++) {
+      const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
+      if (st === SlotState.FREE || st === SlotState.CLAIMING) continue;
+      const reg = this.registrationOf(slot);
+      this.readTransitionLog(reg);
+      if (st === SlotState.ORPHANED) this.salvage(reg);
+      const live = st === SlotState.LIVE;
+      this.retire(reg, st === SlotState.CLOSING ? EndReason.CLOSED : st === SlotState.ORPHANED ? EndReason.EXITED : EndReason.TRACER_CLOSED, live);
+    }
+    const threads = this.finished.slice().sort((a, b) => a.thread - b.thread);
+    let events = 0;
+    let dropped = 0;
+    for (const t of threads) {
+      events += t.events;
+      dropped += t.dropped;
+    }
+    const droppedAfterClose = Atomics.load(i32, Ctl.CLOSED_DROPS);
+    this.emit(footerRecord({ threads: threads.length, events, dropped, droppedAfterClose, ts: this.opts.now() }));
+    this.flushOut();
+    this.sink.close();
+    return { threads, events, dropped, droppedAfterClose, sinkErrors: this.sinkErrors };
+  }
+}
+
+function addLoss(l: LossBlock, reason: number, events: number, bytes: number, firstTs: number, lastTs: number): void {
+  const b = reason * 4;
+  l[b + Loss.EVENTS] += events;
+  l[b + Loss.BYTES] += bytes;
+  // NaN means "no time known" (e.g. events a dead thread never committed): it never overwrites.
+  if (firstTs === firstTs && !(l[b + Loss.FIRST_TS] <= firstTs)) l[b + Loss.FIRST_TS] = firstTs;
+  if (lastTs === lastTs && !(l[b + Loss.LAST_TS] >= lastTs)) l[b + Loss.LAST_TS] = lastTs;
+}
+
+function lossPending(l: LossBlock): boolean {
+  for (let i = 0; i < LOSS_BLOCK_WORDS; i += 4) if (l[i + Loss.EVENTS] !== 0 || l[i + Loss.BYTES] !== 0) return true;
+  return false;
+}

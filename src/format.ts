@@ -1,0 +1,262 @@
+/**
+ * The trace file format, version 1 (docs/design/file-format.md). Little-endian throughout.
+ *
+ * ```
+ *  file    := preamble record*
+ *  preamble:= "RNGTRACE" (8 B) | u32 formatVersion | u32 flags (0)              16 B
+ *  record  := u32 type | u32 bodyLength | u32 crc32 | u32 reserved (0) | body   bodyLength % 8 == 0
+ *             crc32 covers the type and bodyLength words and then the body
+ * ```
+ * Record bodies (offsets in bytes):
+ * ```
+ *  HEADER        0 u32 clockUnitNs(1) | 4 u32 configJsonBytes | 8 f64 sessionStartEpochMs | 16 json
+ *  NAME          0 u32 id | 4 u32 byteLength | 8 utf8
+ *  THREAD_START  0 u32 thread | 4 u32 slot | 8 i32 nodeThreadId | 12 u32 nameBytes | 16 f64 ts
+ *                24 u32 policy | 28 u32 0 | 32 utf8 name
+ *  CHUNK         0 u32 thread | 4 u32 seq | 8 u32 events | 12 u32 payloadBytes | 16 f64 firstTs
+ *                24 f64 lastTs | 32 loss block | 32+LOSS payload (ring records, see ring.ts)
+ *  STATE         0 u32 thread | 4 u32 from | 8 u32 to | 12 u32 0 | 16 f64 ts
+ *  THREAD_END    0 u32 thread | 4 u32 endReason | 8 f64 ts | 16 f64 attempted | 24 f64 eventsWritten
+ *                32 loss block
+ *  FOOTER        0 f64 threads | 8 f64 events | 16 f64 dropped | 24 f64 droppedAfterClose | 32 f64 ts
+ *  loss block    per reason (REASONS order): f64 events | f64 bytes | f64 firstTs | f64 lastTs
+ *                the losses since the thread's previous CHUNK (NaN times when none)
+ * ```
+ * A `thread` is the registration number: each registration of a slot is its own thread.
+ */
+import { closeSync, fsyncSync, ftruncateSync, openSync, writevSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import { LOSS_BLOCK_WORDS, REASON_COUNT } from './layout.js';
+
+export const FILE_MAGIC = 'RNGTRACE';
+export const FORMAT_VERSION = 1;
+export const PREAMBLE_BYTES = 16;
+export const FRAME_BYTES = 16;
+/** Largest body the reader accepts: a chunk is at most a ring (16 MiB) plus its header. */
+export const MAX_BODY_BYTES = 16 * 1024 * 1024 + 4096;
+
+export const RecordType = {
+  HEADER: 1,
+  NAME: 2,
+  THREAD_START: 3,
+  CHUNK: 4,
+  STATE: 5,
+  THREAD_END: 6,
+  FOOTER: 7,
+} as const;
+
+export const LOSS_BLOCK_BYTES = LOSS_BLOCK_WORDS * 8;
+export const CHUNK_FIXED_BYTES = 32 + LOSS_BLOCK_BYTES;
+export const THREAD_END_BYTES = 32 + LOSS_BLOCK_BYTES;
+
+export const EndReason = { CLOSED: 1, EXITED: 2, TRACER_CLOSED: 3 } as const;
+export const END_REASON_NAMES: Record<number, string> = { 1: 'closed', 2: 'exited', 3: 'tracer_closed' };
+
+const pad8 = (n: number): number => (n + 7) & ~7;
+const encoder = new TextEncoder();
+
+export function preamble(): Buffer {
+  const b = Buffer.alloc(PREAMBLE_BYTES);
+  b.write(FILE_MAGIC, 0, 'latin1');
+  b.writeUInt32LE(FORMAT_VERSION, 8);
+  return b;
+}
+
+/** Frames a body (whose first `headBytes` bytes are in `head`, then `parts`) with its CRC. */
+function frame(type: number, head: Buffer, parts: readonly Uint8Array[] = []): Uint8Array[] {
+  let bodyLength = head.length;
+  for (const p of parts) bodyLength += p.length;
+  if (bodyLength % 8 !== 0) throw new Error(`ringtrace: internal error: record body of ${bodyLength} bytes is not 8-aligned`);
+  const f = Buffer.alloc(FRAME_BYTES);
+  f.writeUInt32LE(type, 0);
+  f.writeUInt32LE(bodyLength, 4);
+  let crc = crc32(f.subarray(0, 8));
+  crc = crc32(head, crc);
+  for (const p of parts) crc = crc32(p, crc);
+  f.writeUInt32LE(crc, 8);
+  return [f, head, ...parts];
+}
+
+export function headerRecord(sessionStartEpochMs: number, config: unknown): Uint8Array[] {
+  const json = encoder.encode(JSON.stringify(config));
+  const b = Buffer.alloc(16 + pad8(json.length));
+  b.writeUInt32LE(1, 0);
+  b.writeUInt32LE(json.length, 4);
+  b.writeDoubleLE(sessionStartEpochMs, 8);
+  b.set(json, 16);
+  return frame(RecordType.HEADER, b);
+}
+
+export function nameRecord(id: number, name: string): Uint8Array[] {
+  const bytes = encoder.encode(name);
+  const b = Buffer.alloc(8 + pad8(bytes.length));
+  b.writeUInt32LE(id, 0);
+  b.writeUInt32LE(bytes.length, 4);
+  b.set(bytes, 8);
+  return frame(RecordType.NAME, b);
+}
+
+export interface ThreadStart {
+  thread: number;
+  slot: number;
+  nodeThreadId: number;
+  name: string;
+  ts: number;
+  policy: number;
+}
+
+export function threadStartRecord(t: ThreadStart): Uint8Array[] {
+  const name = encoder.encode(t.name);
+  const b = Buffer.alloc(32 + pad8(name.length));
+  b.writeUInt32LE(t.thread, 0);
+  b.writeUInt32LE(t.slot, 4);
+  b.writeInt32LE(t.nodeThreadId, 8);
+  b.writeUInt32LE(name.length, 12);
+  b.writeDoubleLE(t.ts, 16);
+  b.writeUInt32LE(t.policy, 24);
+  b.set(name, 32);
+  return frame(RecordType.THREAD_START, b);
+}
+
+export function stateRecord(thread: number, from: number, to: number, ts: number): Uint8Array[] {
+  const b = Buffer.alloc(24);
+  b.writeUInt32LE(thread, 0);
+  b.writeUInt32LE(from, 4);
+  b.writeUInt32LE(to, 8);
+  b.writeDoubleLE(ts, 16);
+  return frame(RecordType.STATE, b);
+}
+
+/** Losses per reason since the previous chunk: LOSS_BLOCK_WORDS numbers (see layout.Loss). */
+export type LossBlock = Float64Array;
+export const newLossBlock = (): LossBlock => {
+  const l = new Float64Array(LOSS_BLOCK_WORDS);
+  for (let r = 0; r < REASON_COUNT; r++) l[r * 4 + 2] = l[r * 4 + 3] = NaN;
+  return l;
+};
+
+function writeLoss(b: Buffer, at: number, loss: LossBlock): void {
+  for (let i = 0; i < LOSS_BLOCK_WORDS; i++) b.writeDoubleLE(loss[i], at + i * 8);
+}
+
+export interface ChunkHead {
+  thread: number;
+  seq: number;
+  events: number;
+  firstTs: number;
+  lastTs: number;
+}
+
+/** A chunk record whose payload is the given runs of ring bytes (views into shared memory). */
+export function chunkRecord(h: ChunkHead, loss: LossBlock, payload: readonly Uint8Array[]): Uint8Array[] {
+  let payloadBytes = 0;
+  for (const p of payload) payloadBytes += p.length;
+  const b = Buffer.alloc(CHUNK_FIXED_BYTES);
+  b.writeUInt32LE(h.thread, 0);
+  b.writeUInt32LE(h.seq, 4);
+  b.writeUInt32LE(h.events, 8);
+  b.writeUInt32LE(payloadBytes, 12);
+  b.writeDoubleLE(h.firstTs, 16);
+  b.writeDoubleLE(h.lastTs, 24);
+  writeLoss(b, 32, loss);
+  return frame(RecordType.CHUNK, b, payload);
+}
+
+export interface ThreadEnd {
+  thread: number;
+  endReason: number;
+  ts: number;
+  attempted: number;
+  eventsWritten: number;
+}
+
+export function threadEndRecord(e: ThreadEnd, loss: LossBlock): Uint8Array[] {
+  const b = Buffer.alloc(THREAD_END_BYTES);
+  b.writeUInt32LE(e.thread, 0);
+  b.writeUInt32LE(e.endReason, 4);
+  b.writeDoubleLE(e.ts, 8);
+  b.writeDoubleLE(e.attempted, 16);
+  b.writeDoubleLE(e.eventsWritten, 24);
+  writeLoss(b, 32, loss);
+  return frame(RecordType.THREAD_END, b);
+}
+
+export interface FooterTotals {
+  threads: number;
+  events: number;
+  dropped: number;
+  droppedAfterClose: number;
+  ts: number;
+}
+
+export function footerRecord(t: FooterTotals): Uint8Array[] {
+  const b = Buffer.alloc(40);
+  b.writeDoubleLE(t.threads, 0);
+  b.writeDoubleLE(t.events, 8);
+  b.writeDoubleLE(t.dropped, 16);
+  b.writeDoubleLE(t.droppedAfterClose, 24);
+  b.writeDoubleLE(t.ts, 32);
+  return frame(RecordType.FOOTER, b);
+}
+
+/** Where the drain's bytes go. A seam: tests inject failing sinks (ENOSPC, EIO). */
+export interface TraceSink {
+  /** Appends all buffers, in order, or throws; after a throw nothing of this call is in the file. */
+  write(buffers: readonly Uint8Array[]): void;
+  close(): void;
+}
+
+/** Appends to a file with vectored writes; a failed write is cut back off the file, so the file
+ * always ends on a whole record and stays readable. */
+export class FileSink implements TraceSink {
+  private readonly fd: number;
+  private offset = 0;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'w');
+  }
+
+  write(buffers: readonly Uint8Array[]): void {
+    const start = this.offset;
+    try {
+      let pending = buffers.filter((b) => b.length > 0);
+      let total = 0;
+      for (const b of pending) total += b.length;
+      let done = 0;
+      while (done < total) {
+        // writev takes at most IOV_MAX (1024) buffers at a time.
+        const batch = pending.slice(0, 1024);
+        let n = writevSync(this.fd, batch, this.offset);
+        this.offset += n;
+        done += n;
+        // Skip what was written, keeping a partial buffer's rest.
+        while (n > 0 && pending.length > 0) {
+          const head = pending[0];
+          if (n >= head.length) {
+            n -= head.length;
+            pending = pending.slice(1);
+          } else {
+            pending = [head.subarray(n), ...pending.slice(1)];
+            n = 0;
+          }
+        }
+      }
+    } catch (err) {
+      this.offset = start;
+      try {
+        ftruncateSync(this.fd, start);
+      } catch {
+        // the original error is the one to report
+      }
+      throw err;
+    }
+  }
+
+  close(): void {
+    try {
+      fsyncSync(this.fd);
+    } finally {
+      closeSync(this.fd);
+    }
+  }
+}

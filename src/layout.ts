@@ -1,0 +1,332 @@
+/**
+ * The shared-memory contract: every byte of the tracer's one SharedArrayBuffer is laid out here,
+ * and nowhere else. Writers (any thread), the drain worker and `metrics()` read the same offsets.
+ *
+ * ```
+ *  SharedArrayBuffer
+ *  +--------------------------------------------------------------------------------------+
+ *  | CONTROL BLOCK (256 B)  magic, layout version, geometry, flags, drain heartbeat,       |
+ *  |                        doorbell, registration/name counters, clock zero               |
+ *  +--------------------------------------------------------------------------------------+
+ *  | NAME TABLE  NAME_TABLE_ENTRIES x 128 B, open addressing on a string hash               |
+ *  |   entry: state | id | byteLength | hash | utf8 name (<= 112 B)                         |
+ *  +--------------------------------------------------------------------------------------+
+ *  | SLOT 0 HEADER (slotHeaderBytes)                                                         |
+ *  |   bytes 0-127, i32 words: slot state, registration, threadId, queue cursors, active     |
+ *  |              ring cursors, counters, transition counts per edge                        |
+ *  |   bytes 128-, i64 words: backpressure word (state | enteredAtUs << 3), time per state  |
+ *  |              f64 words: attempted, writer loss block, drain loss block, drain progress |
+ *  |   transition log (SPSC, writer -> drain), thread name bytes                            |
+ *  |   submit queue [ringsPerThread] (writer -> drain), free queue [ringsPerThread]         |
+ *  |   ring descriptors [ringsPerThread] (snapshot of cursors + loss block at hand-off)      |
+ *  | SLOT 1 HEADER ...                                                                      |
+ *  | ... maxThreads slot headers                                                            |
+ *  +--------------------------------------------------------------------------------------+
+ *  | RINGS  slot 0: ring 0 | ring 1 | ... | ring R-1 ; slot 1: ... (ringSize bytes each)    |
+ *  +--------------------------------------------------------------------------------------+
+ * ```
+ *
+ * Ownership (who may write what, and when it passes):
+ * - A ring belongs to exactly one side. The writer owns its active ring and the rings it popped
+ *   from the free queue; the drain owns rings between popping them from the submit queue and
+ *   pushing them to the free queue. Ring bytes and ring descriptors are therefore plain stores.
+ * - Each queue cursor has one writer: SUBMIT_TAIL and FREE_HEAD are the thread's, SUBMIT_HEAD and
+ *   FREE_TAIL the drain's. A cursor store is `Atomics.store` (release) after the slot entry it
+ *   publishes; the other side reads it with `Atomics.load` (acquire) before the entry. That pair is
+ *   the whole hand-off of a ring and of everything its owner wrote into it.
+ * - The writer loss block and the per-event cursors (ATTEMPTED, ACTIVE_TAIL) are written by the
+ *   thread only, with plain stores: other threads see them at the next hand-off (swap, flush, the
+ *   periodic flush) and, after the thread has exited, completely (thread join orders them before
+ *   the exit notification that starts salvage).
+ * - The drain loss block and drain progress are written by the drain only.
+ * - The backpressure word may be changed by both sides, always by compare-exchange.
+ */
+
+export const LAYOUT_MAGIC = 0x52545243; // 'RTRC'
+export const LAYOUT_VERSION = 1;
+
+/** Control block: Int32 word indices. */
+export const Ctl = {
+  MAGIC: 0,
+  VERSION: 1,
+  MAX_THREADS: 2,
+  RINGS_PER_THREAD: 3,
+  RING_SIZE: 4,
+  /** Bit set of ControlFlag; changed with Atomics.or/and. */
+  FLAGS: 5,
+  /** Incremented by the drain on every pass; a stale value means a stuck or dead drain. */
+  DRAIN_HEARTBEAT: 6,
+  /** The drain sleeps on this word (Atomics.wait) and is woken by Atomics.notify on it. */
+  DOORBELL: 7,
+  /** 1 while the drain is (about to be) asleep: writers only ring the doorbell then. */
+  DRAIN_SLEEPING: 8,
+  NEXT_REGISTRATION: 9,
+  NEXT_NAME_ID: 10,
+  /** Bumped by Tracer.close() to ask every live writer to flush; writers ack in their slot. */
+  FLUSH_EPOCH: 11,
+  DRAIN_STATE: 12,
+  /** Events recorded on writers after their tracer closed (reason `closed`), all threads. */
+  CLOSED_DROPS: 13,
+  /** Float64 index (byte 64): Date.now() when the tracer opened. */
+  F64_SESSION_START_EPOCH_MS: 8,
+  /** Float64 index (byte 72): clock zero as an absolute high-resolution time (ms). */
+  F64_CLOCK_ZERO_MS: 9,
+} as const;
+export const CONTROL_BYTES = 256;
+
+export const ControlFlag = {
+  DRAIN_PAUSED: 1,
+  CLOSING: 2,
+  CLOSED: 4,
+  /** The drain's last act: take everything, write the footer, stop. */
+  FINISH: 8,
+} as const;
+
+export const DrainState = { STARTING: 0, RUNNING: 1, STOPPED: 2, FAILED: 3 } as const;
+
+/** Name table: open addressing, entries of NAME_ENTRY_BYTES. */
+export const NAME_TABLE_ENTRIES = 2048;
+/** define() refuses past this many names so that probing stays short (75% load). */
+export const MAX_NAMES = 1536;
+export const NAME_ENTRY_BYTES = 128;
+export const NAME_MAX_BYTES = 112;
+export const NameEntry = { STATE: 0, ID: 1, BYTE_LENGTH: 2, HASH: 3, BYTES_OFFSET: 16 } as const;
+export const NameState = { EMPTY: 0, WRITING: 1, READY: 2 } as const;
+
+export const SlotState = {
+  FREE: 0,
+  /** A thread won the claim CAS and is initialising the slot. */
+  CLAIMING: 1,
+  LIVE: 2,
+  /** The writer closed: the drain takes what is left and releases the slot. */
+  CLOSING: 3,
+  /** The thread is gone without closing: the drain salvages and releases the slot. */
+  ORPHANED: 4,
+} as const;
+
+/** Drop reasons: index into loss blocks and the order of loss blocks in the trace file. */
+export const REASONS = [
+  'pool_exhausted',
+  'record_too_large',
+  'sink_error',
+  'closed',
+  'thread_exit',
+  'unflushed',
+] as const;
+export type DropReason = (typeof REASONS)[number];
+export const Reason = {
+  POOL_EXHAUSTED: 0,
+  RECORD_TOO_LARGE: 1,
+  SINK_ERROR: 2,
+  CLOSED: 3,
+  THREAD_EXIT: 4,
+  UNFLUSHED: 5,
+} as const;
+export const REASON_COUNT = REASONS.length;
+
+/** A loss block: per reason {events, bytes, firstTs, lastTs} as Float64 (4 words a reason). */
+export const LOSS_WORDS_PER_REASON = 4;
+export const LOSS_BLOCK_WORDS = REASON_COUNT * LOSS_WORDS_PER_REASON;
+export const Loss = { EVENTS: 0, BYTES: 1, FIRST_TS: 2, LAST_TS: 3 } as const;
+
+/** Backpressure transition edges (index of the per-edge counters). */
+export const EDGE_COUNT = 6;
+
+export const TRANSITION_LOG_ENTRIES = 16;
+
+export const THREAD_NAME_MAX_BYTES = 128;
+
+/** Slot header Int32 word indices (relative to the slot's first Int32 word). */
+export const Slot = {
+  STATE: 0,
+  REGISTRATION: 1,
+  NODE_THREAD_ID: 2,
+  NAME_LENGTH: 3,
+  SUBMIT_HEAD: 4,
+  SUBMIT_TAIL: 5,
+  FREE_HEAD: 6,
+  FREE_TAIL: 7,
+  /** Ring index the writer owns as active, or -1 while it has none (drop-newest, exhausted). */
+  ACTIVE_RING: 8,
+  /** Committed end of the active ring (byte offset in the ring); plain store per event. */
+  ACTIVE_TAIL: 9,
+  /** Oldest record of the active ring (moves only under drop-oldest). */
+  ACTIVE_HEAD: 10,
+  /** Where the older part ends when the active ring has wrapped (drop-oldest), else -1. */
+  ACTIVE_WRAP_END: 11,
+  POLICY: 12,
+  FLUSH_ACK: 13,
+  TLOG_HEAD: 14,
+  TLOG_TAIL: 15,
+  ILLEGAL_TRANSITIONS: 16,
+  EXHAUSTIONS: 17,
+  SWAPS: 18,
+  FREE_MIN: 19,
+  /** EDGE_COUNT words: transitions taken per edge (Atomics.add). */
+  EDGES: 20,
+  TLOG_OVERFLOW: 26,
+  FLUSHES: 27,
+} as const;
+/** The Int32 words above occupy the first 128 bytes; 8-byte words start after them. */
+const W8 = 16;
+
+/** Slot header BigInt64 indices, relative to the slot's first 8-byte word. */
+export const SlotI64 = {
+  /** (enteredAtUs << 3) | state. One CAS moves the state and stamps the entry time together. */
+  BP_WORD: W8,
+  /** 4 words: microseconds spent in each state, added by the transition that leaves it. */
+  TIME_IN_STATE: W8 + 1,
+} as const;
+
+/** Slot header Float64 indices, relative to the slot's first 8-byte word. */
+export const SlotF64 = {
+  ATTEMPTED: W8 + 5,
+  /** Timestamp of the last event the writer recorded (ns); the writer raises ts to it. */
+  LAST_TS: W8 + 6,
+  EVENTS_WRITTEN: W8 + 7,
+  BYTES_WRITTEN: W8 + 8,
+  CHUNKS_WRITTEN: W8 + 9,
+  DRAIN_LAG_LAST_MS: W8 + 10,
+  DRAIN_LAG_MAX_MS: W8 + 11,
+  REGISTERED_AT: W8 + 12,
+  /** LOSS_BLOCK_WORDS words, written by the thread. */
+  WRITER_LOSS: W8 + 16,
+  /** LOSS_BLOCK_WORDS words, written by the drain (cumulative counts only). */
+  DRAIN_LOSS: W8 + 16 + LOSS_BLOCK_WORDS,
+  /** TRANSITION_LOG_ENTRIES x 2 words: tsNs, from * 8 + to. */
+  TLOG: W8 + 16 + 2 * LOSS_BLOCK_WORDS,
+  /** Thread name bytes start here (as a Float64 index; the bytes are read as Uint8). */
+  NAME: W8 + 16 + 2 * LOSS_BLOCK_WORDS + 2 * TRANSITION_LOG_ENTRIES,
+} as const;
+
+/** Ring descriptor, Float64 indices: what the writer hands over with a ring. */
+export const Desc = {
+  /** head, tail, wrapEnd packed as numbers (byte offsets in the ring; wrapEnd -1 if linear). */
+  HEAD: 0,
+  TAIL: 1,
+  WRAP_END: 2,
+  SUBMITTED_AT_NS: 3,
+  ATTEMPTED: 4,
+  /** Snapshot of the writer loss block at hand-off (cumulative counts, ranges since last one). */
+  LOSS: 8,
+} as const;
+export const DESC_WORDS = Desc.LOSS + LOSS_BLOCK_WORDS;
+export const DESC_BYTES = DESC_WORDS * 8;
+
+export const MAX_RINGS_PER_THREAD = 64;
+export const MIN_RING_SIZE = 4096;
+export const MAX_RING_SIZE = 16 * 1024 * 1024;
+
+export interface Geometry {
+  readonly maxThreads: number;
+  readonly ringsPerThread: number;
+  readonly ringSize: number;
+}
+
+const align = (n: number, a: number): number => Math.ceil(n / a) * a;
+
+/**
+ * Byte offsets of every region, computed once from the geometry. All regions are 8-byte aligned
+ * so one Int32Array, one Float64Array and one BigInt64Array over the whole buffer address them.
+ */
+export class Layout implements Geometry {
+  readonly maxThreads: number;
+  readonly ringsPerThread: number;
+  readonly ringSize: number;
+  readonly nameTableOffset = CONTROL_BYTES;
+  readonly slotsOffset: number;
+  readonly slotHeaderBytes: number;
+  /** Byte offsets, within a slot header, of the submit queue (the free queue follows it). */
+  readonly queuesOffsetInSlot: number;
+  readonly descOffsetInSlot: number;
+  readonly ringsOffset: number;
+  readonly totalBytes: number;
+
+  constructor(g: Geometry) {
+    this.maxThreads = g.maxThreads;
+    this.ringsPerThread = g.ringsPerThread;
+    this.ringSize = g.ringSize;
+    this.slotsOffset = this.nameTableOffset + NAME_TABLE_ENTRIES * NAME_ENTRY_BYTES;
+    // Fixed part, then the two queues (sized by ringsPerThread), then the ring descriptors.
+    this.queuesOffsetInSlot = align(SlotF64.NAME * 8 + THREAD_NAME_MAX_BYTES, 8);
+    this.descOffsetInSlot = align(this.queuesOffsetInSlot + 2 * this.ringsPerThread * 4, 8);
+    this.slotHeaderBytes = align(this.descOffsetInSlot + this.ringsPerThread * DESC_BYTES, 64);
+    this.ringsOffset = align(this.slotsOffset + this.maxThreads * this.slotHeaderBytes, 64);
+    this.totalBytes = this.ringsOffset + this.maxThreads * this.ringsPerThread * this.ringSize;
+  }
+
+  slotOffset(slot: number): number {
+    return this.slotsOffset + slot * this.slotHeaderBytes;
+  }
+  /** Int32 index of a slot header word. */
+  slotI32(slot: number, word: number): number {
+    return (this.slotOffset(slot) >> 2) + word;
+  }
+  /** Int32 index of the first submit queue entry; the free queue follows it. */
+  submitQueueI32(slot: number): number {
+    return (this.slotOffset(slot) + this.queuesOffsetInSlot) >> 2;
+  }
+  freeQueueI32(slot: number): number {
+    return this.submitQueueI32(slot) + this.ringsPerThread;
+  }
+  /** Float64 (and BigInt64) index of a slot header 8-byte word. */
+  slotF64(slot: number, word: number): number {
+    return (this.slotOffset(slot) >> 3) + word;
+  }
+  descF64(slot: number, ring: number, word: number): number {
+    return ((this.slotOffset(slot) + this.descOffsetInSlot + ring * DESC_BYTES) >> 3) + word;
+  }
+  nameBytesOffset(slot: number): number {
+    return this.slotOffset(slot) + SlotF64.NAME * 8;
+  }
+  ringOffset(slot: number, ring: number): number {
+    return this.ringsOffset + (slot * this.ringsPerThread + ring) * this.ringSize;
+  }
+  nameEntryOffset(entry: number): number {
+    return this.nameTableOffset + entry * NAME_ENTRY_BYTES;
+  }
+}
+
+/** Typed views over one shared buffer; every module addresses memory through these. */
+export class SharedViews {
+  readonly i32: Int32Array;
+  readonly u32: Uint32Array;
+  readonly f64: Float64Array;
+  readonly i64: BigInt64Array;
+  readonly u8: Uint8Array;
+  constructor(readonly buffer: SharedArrayBuffer, readonly layout: Layout) {
+    this.i32 = new Int32Array(buffer);
+    this.u32 = new Uint32Array(buffer);
+    this.f64 = new Float64Array(buffer);
+    this.i64 = new BigInt64Array(buffer);
+    this.u8 = new Uint8Array(buffer);
+  }
+}
+
+/** Writes the control block of a fresh buffer (before it is shared: no ordering needed). */
+export function initControl(v: SharedViews, epochMs: number, clockZeroMs: number): void {
+  const { i32, f64, layout } = v;
+  i32[Ctl.MAGIC] = LAYOUT_MAGIC;
+  i32[Ctl.VERSION] = LAYOUT_VERSION;
+  i32[Ctl.MAX_THREADS] = layout.maxThreads;
+  i32[Ctl.RINGS_PER_THREAD] = layout.ringsPerThread;
+  i32[Ctl.RING_SIZE] = layout.ringSize;
+  f64[Ctl.F64_SESSION_START_EPOCH_MS] = epochMs;
+  f64[Ctl.F64_CLOCK_ZERO_MS] = clockZeroMs;
+}
+
+/** Checks that a buffer handed to another thread is one of ours, with this layout version. */
+export function checkControl(v: SharedViews): void {
+  const { i32, layout } = v;
+  if (i32[Ctl.MAGIC] !== LAYOUT_MAGIC) throw new Error('ringtrace: shared buffer has a wrong magic number');
+  if (i32[Ctl.VERSION] !== LAYOUT_VERSION) {
+    throw new Error(`ringtrace: shared layout version ${i32[Ctl.VERSION]} != ${LAYOUT_VERSION}`);
+  }
+  if (
+    i32[Ctl.MAX_THREADS] !== layout.maxThreads ||
+    i32[Ctl.RINGS_PER_THREAD] !== layout.ringsPerThread ||
+    i32[Ctl.RING_SIZE] !== layout.ringSize
+  ) {
+    throw new Error('ringtrace: shared buffer geometry does not match the handle');
+  }
+}

@@ -1,0 +1,473 @@
+/**
+ * Reads a trace file (format.ts). `openTrace` indexes the file in one streaming pass, checking
+ * every record's framing and CRC; it stops at the first damaged or cut record and says where,
+ * and everything before that offset stays readable. `events()` then streams chunk payloads.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import { BpState, STATE_NAMES, type StateName } from './backpressure.js';
+import { REASONS, REASON_COUNT, type DropReason } from './layout.js';
+import {
+  CHUNK_FIXED_BYTES,
+  END_REASON_NAMES,
+  FILE_MAGIC,
+  FORMAT_VERSION,
+  FRAME_BYTES,
+  MAX_BODY_BYTES,
+  PREAMBLE_BYTES,
+  RecordType,
+  THREAD_END_BYTES,
+} from './format.js';
+import { RECORD_HEADER_BYTES, RecordKind, recordBytes } from './ring.js';
+
+export class TraceFormatError extends Error {
+  override readonly name = 'TraceFormatError';
+  constructor(readonly offset: number, readonly reason: string, readonly path: string) {
+    super(`${path}: ${reason} at byte offset ${offset}`);
+  }
+}
+
+export interface TraceThread {
+  /** Index in `threads`; events and drops name their thread by it. */
+  index: number;
+  registration: number;
+  name: string;
+  slot: number;
+  nodeThreadId: number;
+  policy: 'drop-oldest' | 'drop-newest';
+  registeredTs: number;
+  /** First and last event timestamps in the file (NaN if none). */
+  firstTs: number;
+  lastTs: number;
+  /** How the registration ended, if the file says so. */
+  endReason: string | undefined;
+  /** Events the thread tried to record, from its end record (undefined if the file has none). */
+  attempted: number | undefined;
+}
+
+export interface TraceEvent {
+  thread: number;
+  ts: number;
+  id: number;
+  name: string | undefined;
+  kind: 'instant' | 'value' | 'bytes' | 'begin' | 'end';
+  value?: number;
+  payload?: Uint8Array;
+}
+
+export interface TraceDrop {
+  thread: number;
+  reason: DropReason;
+  events: number;
+  bytes: number;
+  firstTs: number;
+  lastTs: number;
+  /** Byte offset of the record that reports the loss (a chunk or the thread's end record). */
+  offset: number;
+  /** The sequence number of the chunk that reports it; -1 for the end record. */
+  chunkSeq: number;
+}
+
+export interface TraceStateChange {
+  thread: number;
+  ts: number;
+  from: StateName;
+  to: StateName;
+}
+
+export interface ThreadSummary {
+  thread: number;
+  name: string;
+  slot: number;
+  events: number;
+  payloadBytes: number;
+  chunks: number;
+  firstTs: number;
+  lastTs: number;
+  attempted: number | undefined;
+  dropped: number;
+  bytesDropped: number;
+  droppedByReason: Partial<Record<DropReason, number>>;
+  stateChanges: number;
+  endReason: string | undefined;
+  /** attempted === events + dropped; undefined when the file has no end record for the thread. */
+  balanced: boolean | undefined;
+}
+
+export interface TraceSummary {
+  path: string;
+  version: number;
+  sessionStartEpochMs: number;
+  complete: boolean;
+  damage: TraceDamage | undefined;
+  threads: ThreadSummary[];
+  totals: {
+    threads: number;
+    events: number;
+    attempted: number;
+    dropped: number;
+    bytesDropped: number;
+    droppedByReason: Partial<Record<DropReason, number>>;
+    droppedAfterClose: number;
+    balanced: boolean;
+  };
+}
+
+export interface TraceDamage {
+  offset: number;
+  reason: string;
+  /** Bytes from the damage to the end of the file, which were not read. */
+  skippedBytes: number;
+}
+
+interface ChunkIndex {
+  offset: number;
+  thread: number;
+  seq: number;
+  events: number;
+  payloadBytes: number;
+}
+
+const decoder = new TextDecoder();
+const KIND_NAMES: Record<number, TraceEvent['kind']> = {
+  [RecordKind.INSTANT]: 'instant',
+  [RecordKind.VALUE]: 'value',
+  [RecordKind.BYTES]: 'bytes',
+  [RecordKind.BEGIN]: 'begin',
+  [RecordKind.END]: 'end',
+};
+
+export class TraceReader {
+  readonly version: number;
+  readonly sessionStartEpochMs: number;
+  readonly config: Record<string, unknown>;
+  readonly threads: TraceThread[] = [];
+  readonly names = new Map<number, string>();
+  /** Set when the file ends in damage or is cut short; everything before `offset` was read. */
+  readonly damage: TraceDamage | undefined;
+  /** True when the file ends with its footer (the tracer closed it). */
+  readonly complete: boolean;
+  readonly droppedAfterClose: number;
+  private readonly chunks: ChunkIndex[] = [];
+  private readonly dropList: TraceDrop[] = [];
+  private readonly stateList: TraceStateChange[] = [];
+  private readonly byRegistration = new Map<number, TraceThread>();
+  private readonly eventsByThread: number[] = [];
+  private readonly payloadByThread: number[] = [];
+  private readonly chunksByThread: number[] = [];
+
+  constructor(readonly path: string) {
+    const fd = openSync(path, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const pre = Buffer.alloc(PREAMBLE_BYTES);
+      const got = readSync(fd, pre, 0, PREAMBLE_BYTES, 0);
+      if (got < 8 || pre.toString('latin1', 0, 8) !== FILE_MAGIC) {
+        throw new TraceFormatError(0, 'not a ringtrace file (bad magic)', path);
+      }
+      if (got < PREAMBLE_BYTES) throw new TraceFormatError(got, 'file ends inside the preamble', path);
+      this.version = pre.readUInt32LE(8);
+      if (this.version > FORMAT_VERSION) {
+        throw new TraceFormatError(8, `format version ${this.version} is newer than this reader (version ${FORMAT_VERSION}); upgrade ringtrace`, path);
+      }
+      if (this.version < 1) throw new TraceFormatError(8, `invalid format version ${this.version}`, path);
+      const idx = this.index(fd, size);
+      this.sessionStartEpochMs = idx.sessionStartEpochMs;
+      this.config = idx.config;
+      this.damage = idx.damage;
+      this.complete = idx.complete;
+      this.droppedAfterClose = idx.droppedAfterClose;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private index(fd: number, size: number) {
+    const frameBuf = Buffer.alloc(FRAME_BYTES);
+    let body = Buffer.alloc(64 * 1024);
+    let offset = PREAMBLE_BYTES;
+    let damage: TraceDamage | undefined;
+    let sawHeader = false;
+    let complete = false;
+    let sessionStartEpochMs = NaN;
+    let config: Record<string, unknown> = {};
+    let droppedAfterClose = 0;
+    const fail = (at: number, reason: string) => {
+      damage = { offset: at, reason, skippedBytes: size - at };
+    };
+    while (offset < size) {
+      if (complete) {
+        fail(offset, 'data after the footer');
+        break;
+      }
+      if (size - offset < FRAME_BYTES) {
+        fail(offset, `file cut short inside a record frame (${size - offset} of ${FRAME_BYTES} bytes)`);
+        break;
+      }
+      readSync(fd, frameBuf, 0, FRAME_BYTES, offset);
+      const type = frameBuf.readUInt32LE(0);
+      const bodyLength = frameBuf.readUInt32LE(4);
+      const crc = frameBuf.readUInt32LE(8);
+      if (bodyLength % 8 !== 0 || bodyLength > MAX_BODY_BYTES) {
+        fail(offset, `corrupt record frame (body length ${bodyLength})`);
+        break;
+      }
+      if (offset + FRAME_BYTES + bodyLength > size) {
+        fail(offset, `file cut short: record of ${FRAME_BYTES + bodyLength} bytes, ${size - offset} left`);
+        break;
+      }
+      if (body.length < bodyLength) body = Buffer.alloc(bodyLength);
+      readSync(fd, body, 0, bodyLength, offset + FRAME_BYTES);
+      const b = body.subarray(0, bodyLength);
+      if (crc32(b, crc32(frameBuf.subarray(0, 8))) !== crc) {
+        fail(offset, 'CRC mismatch (damaged record)');
+        break;
+      }
+      if (!sawHeader && type !== RecordType.HEADER) {
+        fail(offset, 'first record is not a header');
+        break;
+      }
+      const problem = this.take(type, b, offset);
+      if (typeof problem === 'string') {
+        fail(offset, problem);
+        break;
+      }
+      if (type === RecordType.HEADER) {
+        sawHeader = true;
+        sessionStartEpochMs = b.readDoubleLE(8);
+        const jsonLen = b.readUInt32LE(4);
+        try {
+          config = JSON.parse(decoder.decode(b.subarray(16, 16 + jsonLen))) as Record<string, unknown>;
+        } catch {
+          fail(offset, 'header configuration is not valid JSON');
+          break;
+        }
+      } else if (type === RecordType.FOOTER) {
+        complete = true;
+        droppedAfterClose = b.readDoubleLE(24);
+      }
+      offset += FRAME_BYTES + bodyLength;
+    }
+    if (!sawHeader && !damage) fail(offset, 'file has no header record');
+    return { damage, complete, sessionStartEpochMs, config, droppedAfterClose };
+  }
+
+  /** Applies one verified record to the index; returns a message if its contents are invalid. */
+  private take(type: number, b: Buffer, offset: number): string | undefined {
+    switch (type) {
+      case RecordType.HEADER:
+        return b.length < 16 || 16 + b.readUInt32LE(4) > b.length ? 'header record too short' : undefined;
+      case RecordType.NAME: {
+        if (b.length < 8 || 8 + b.readUInt32LE(4) > b.length) return 'name record too short';
+        this.names.set(b.readUInt32LE(0), decoder.decode(b.subarray(8, 8 + b.readUInt32LE(4))));
+        return undefined;
+      }
+      case RecordType.THREAD_START: {
+        if (b.length < 32 || 32 + b.readUInt32LE(12) > b.length) return 'thread record too short';
+        const registration = b.readUInt32LE(0);
+        if (this.byRegistration.has(registration)) return `thread ${registration} started twice`;
+        const t: TraceThread = {
+          index: this.threads.length,
+          registration,
+          slot: b.readUInt32LE(4),
+          nodeThreadId: b.readInt32LE(8),
+          name: decoder.decode(b.subarray(32, 32 + b.readUInt32LE(12))),
+          registeredTs: b.readDoubleLE(16),
+          policy: b.readUInt32LE(24) === 1 ? 'drop-newest' : 'drop-oldest',
+          firstTs: NaN,
+          lastTs: NaN,
+          endReason: undefined,
+          attempted: undefined,
+        };
+        this.threads.push(t);
+        this.byRegistration.set(registration, t);
+        this.eventsByThread.push(0);
+        this.payloadByThread.push(0);
+        this.chunksByThread.push(0);
+        return undefined;
+      }
+      case RecordType.CHUNK: {
+        if (b.length < CHUNK_FIXED_BYTES) return 'chunk record too short';
+        const t = this.byRegistration.get(b.readUInt32LE(0));
+        if (!t) return `chunk of unknown thread ${b.readUInt32LE(0)}`;
+        const payloadBytes = b.readUInt32LE(12);
+        if (CHUNK_FIXED_BYTES + payloadBytes !== b.length) return 'chunk payload length does not match the record';
+        const events = b.readUInt32LE(8);
+        const seq = b.readUInt32LE(4);
+        const bad = checkPayload(b, CHUNK_FIXED_BYTES, b.length, events);
+        if (bad !== undefined) return bad;
+        if (events > 0) {
+          if (Number.isNaN(t.firstTs)) t.firstTs = b.readDoubleLE(16);
+          t.lastTs = b.readDoubleLE(24);
+        }
+        this.eventsByThread[t.index] += events;
+        this.payloadByThread[t.index] += payloadBytes;
+        this.chunksByThread[t.index]++;
+        this.chunks.push({ offset, thread: t.index, seq, events, payloadBytes });
+        this.takeLoss(b, 32, t.index, offset, seq);
+        return undefined;
+      }
+      case RecordType.STATE: {
+        if (b.length < 24) return 'state record too short';
+        const t = this.byRegistration.get(b.readUInt32LE(0));
+        const from = b.readUInt32LE(4);
+        const to = b.readUInt32LE(8);
+        if (!t) return `state change of unknown thread ${b.readUInt32LE(0)}`;
+        if (from > BpState.RECOVERY || to > BpState.RECOVERY) return `invalid backpressure state ${from}->${to}`;
+        this.stateList.push({ thread: t.index, ts: b.readDoubleLE(16), from: STATE_NAMES[from], to: STATE_NAMES[to] });
+        return undefined;
+      }
+      case RecordType.THREAD_END: {
+        if (b.length < THREAD_END_BYTES) return 'thread end record too short';
+        const t = this.byRegistration.get(b.readUInt32LE(0));
+        if (!t) return `end of unknown thread ${b.readUInt32LE(0)}`;
+        t.endReason = END_REASON_NAMES[b.readUInt32LE(4)] ?? `unknown(${b.readUInt32LE(4)})`;
+        t.attempted = b.readDoubleLE(16);
+        this.takeLoss(b, 32, t.index, offset, -1);
+        return undefined;
+      }
+      case RecordType.FOOTER:
+        return b.length < 40 ? 'footer record too short' : undefined;
+      default:
+        return undefined; // a record type from a later minor revision: skipped, framing is generic
+    }
+  }
+
+  private takeLoss(b: Buffer, at: number, thread: number, offset: number, chunkSeq: number): void {
+    for (let r = 0; r < REASON_COUNT; r++) {
+      const events = b.readDoubleLE(at + r * 32);
+      const bytes = b.readDoubleLE(at + r * 32 + 8);
+      if (events === 0 && bytes === 0) continue;
+      this.dropList.push({
+        thread,
+        reason: REASONS[r],
+        events,
+        bytes,
+        firstTs: b.readDoubleLE(at + r * 32 + 16),
+        lastTs: b.readDoubleLE(at + r * 32 + 24),
+        offset,
+        chunkSeq,
+      });
+    }
+  }
+
+  /** Every event, chunk by chunk in file order (per-thread order is kept). Streams the file. */
+  *events(): Generator<TraceEvent> {
+    const fd = openSync(this.path, 'r');
+    try {
+      let buf = Buffer.alloc(64 * 1024);
+      for (const c of this.chunks) {
+        if (buf.length < c.payloadBytes) buf = Buffer.alloc(c.payloadBytes);
+        readSync(fd, buf, 0, c.payloadBytes, c.offset + FRAME_BYTES + CHUNK_FIXED_BYTES);
+        let p = 0;
+        while (p < c.payloadBytes) {
+          const word0 = buf.readUInt32LE(p);
+          const kind = word0 >>> 24;
+          const size = recordBytes(word0);
+          const id = buf.readUInt32LE(p + 4);
+          const e: TraceEvent = { thread: c.thread, ts: buf.readDoubleLE(p + 8), id, name: this.names.get(id), kind: KIND_NAMES[kind] };
+          if (kind === RecordKind.VALUE) e.value = buf.readDoubleLE(p + RECORD_HEADER_BYTES);
+          else if (kind === RecordKind.BYTES) {
+            const len = word0 & 0xffffff;
+            e.payload = Uint8Array.prototype.slice.call(buf, p + RECORD_HEADER_BYTES, p + RECORD_HEADER_BYTES + len);
+          }
+          yield e;
+          p += size;
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Every loss the file reports, in file order. */
+  drops(): TraceDrop[] {
+    return this.dropList.slice();
+  }
+
+  /** Backpressure state changes, per thread in time order. */
+  states(): TraceStateChange[] {
+    return this.stateList.slice().sort((a, b) => a.thread - b.thread || a.ts - b.ts);
+  }
+
+  summary(): TraceSummary {
+    const threads: ThreadSummary[] = this.threads.map((t) => {
+      const byReason: Partial<Record<DropReason, number>> = {};
+      let dropped = 0;
+      let bytesDropped = 0;
+      for (const d of this.dropList) {
+        if (d.thread !== t.index) continue;
+        byReason[d.reason] = (byReason[d.reason] ?? 0) + d.events;
+        dropped += d.events;
+        bytesDropped += d.bytes;
+      }
+      const events = this.eventsByThread[t.index];
+      return {
+        thread: t.index,
+        name: t.name,
+        slot: t.slot,
+        events,
+        payloadBytes: this.payloadByThread[t.index],
+        chunks: this.chunksByThread[t.index],
+        firstTs: t.firstTs,
+        lastTs: t.lastTs,
+        attempted: t.attempted,
+        dropped,
+        bytesDropped,
+        droppedByReason: byReason,
+        stateChanges: this.stateList.filter((s) => s.thread === t.index).length,
+        endReason: t.endReason,
+        balanced: t.attempted === undefined ? undefined : t.attempted === events + dropped,
+      };
+    });
+    const totals = {
+      threads: threads.length,
+      events: 0,
+      attempted: 0,
+      dropped: 0,
+      bytesDropped: 0,
+      droppedByReason: {} as Partial<Record<DropReason, number>>,
+      droppedAfterClose: this.droppedAfterClose,
+      balanced: true,
+    };
+    for (const t of threads) {
+      totals.events += t.events;
+      totals.attempted += t.attempted ?? t.events + t.dropped;
+      totals.dropped += t.dropped;
+      totals.bytesDropped += t.bytesDropped;
+      for (const [r, n] of Object.entries(t.droppedByReason)) {
+        totals.droppedByReason[r as DropReason] = (totals.droppedByReason[r as DropReason] ?? 0) + n;
+      }
+      if (t.balanced !== true) totals.balanced = false;
+    }
+    return {
+      path: this.path,
+      version: this.version,
+      sessionStartEpochMs: this.sessionStartEpochMs,
+      complete: this.complete,
+      damage: this.damage,
+      threads,
+      totals,
+    };
+  }
+}
+
+/** Checks that a chunk payload is a whole number of valid records, `events` of them. */
+function checkPayload(b: Buffer, start: number, end: number, events: number): string | undefined {
+  let p = start;
+  let n = 0;
+  while (p < end) {
+    if (end - p < RECORD_HEADER_BYTES) return `chunk payload ends inside a record (payload byte ${p - start})`;
+    const size = recordBytes(b.readUInt32LE(p));
+    if (size < 0 || p + size > end) return `invalid event record at chunk payload byte ${p - start}`;
+    p += size;
+    n++;
+  }
+  return n === events ? undefined : `chunk says ${events} events but holds ${n}`;
+}
+
+/** Opens and indexes a trace file. Throws TraceFormatError if it is not a readable trace at
+ * all; damage later in the file is reported in `damage`, with what precedes it readable. */
+export function openTrace(path: string): TraceReader {
+  return new TraceReader(path);
+}

@@ -1,0 +1,113 @@
+/**
+ * The thread registry: `maxThreads` slots in the shared buffer. A thread claims a FREE slot with
+ * one compare-exchange, initialises it while it is CLAIMING (invisible to the drain), and
+ * publishes it LIVE. Only the drain releases a slot (back to FREE), after it has taken every ring
+ * the thread submitted and salvaged what it left; it wipes the slot first, so a reused slot
+ * starts clean.
+ */
+import { BackpressureState } from './backpressure.js';
+import {
+  Ctl,
+
+  Loss,
+  REASON_COUNT,
+  Slot,
+  SlotF64,
+  SlotState,
+  THREAD_NAME_MAX_BYTES,
+  type SharedViews,
+} from './layout.js';
+import { initPool } from './pool.js';
+
+export class CapacityError extends Error {
+  override readonly name = 'CapacityError';
+  constructor(readonly capacity: number) {
+    super(
+      `ringtrace: all ${capacity} thread slots are in use; raise maxThreads ` +
+        `(Tracer.open({ maxThreads }) or RINGTRACE_MAX_THREADS) or close writers of threads that are done`,
+    );
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export interface Claim {
+  slot: number;
+  registration: number;
+}
+
+export function encodeThreadName(name: string): Uint8Array {
+  const bytes = encoder.encode(name);
+  if (bytes.length > THREAD_NAME_MAX_BYTES) {
+    throw new RangeError(`ringtrace: thread name is ${bytes.length} bytes of UTF-8; at most ${THREAD_NAME_MAX_BYTES} are allowed`);
+  }
+  return bytes;
+}
+
+/** Claims a slot for the calling thread and publishes it LIVE. */
+export function claimSlot(v: SharedViews, name: Uint8Array, threadId: number, policy: number, nowUs: number): Claim {
+  const { i32, layout } = v;
+  for (let slot = 0; slot < layout.maxThreads; slot++) {
+    const st = layout.slotI32(slot, Slot.STATE);
+    if (Atomics.load(i32, st) !== SlotState.FREE) continue;
+    if (Atomics.compareExchange(i32, st, SlotState.FREE, SlotState.CLAIMING) !== SlotState.FREE) continue;
+    wipeSlot(v, slot); // the drain wiped it on release; wiping again costs little and keeps the claim self-contained
+    const registration = Atomics.add(i32, Ctl.NEXT_REGISTRATION, 1);
+    i32[layout.slotI32(slot, Slot.REGISTRATION)] = registration;
+    i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)] = threadId;
+    i32[layout.slotI32(slot, Slot.NAME_LENGTH)] = name.length;
+    i32[layout.slotI32(slot, Slot.POLICY)] = policy;
+    v.u8.set(name, layout.nameBytesOffset(slot));
+    v.f64[layout.slotF64(slot, SlotF64.REGISTERED_AT)] = nowUs * 1000;
+    i32[layout.slotI32(slot, Slot.FLUSH_ACK)] = Atomics.load(i32, Ctl.FLUSH_EPOCH);
+    initPool(i32, layout, slot);
+    new BackpressureState(i32, v.i64, layout, slot).reset(nowUs);
+    // Release: everything above is visible to the drain once it loads LIVE.
+    Atomics.store(i32, st, SlotState.LIVE);
+    return { slot, registration };
+  }
+  throw new CapacityError(layout.maxThreads);
+}
+
+/** Zeroes a slot's header (but its state word) and its rings: no stale contents survive reuse. */
+export function wipeSlot(v: SharedViews, slot: number): void {
+  const { layout } = v;
+  const start = layout.slotOffset(slot);
+  v.u8.fill(0, start + 4, start + layout.slotHeaderBytes);
+  const lossStart = layout.slotF64(slot, SlotF64.WRITER_LOSS);
+  for (let r = 0; r < REASON_COUNT; r++) {
+    v.f64[lossStart + r * 4 + Loss.FIRST_TS] = NaN;
+    v.f64[lossStart + r * 4 + Loss.LAST_TS] = NaN;
+  }
+  v.u8.fill(0, layout.ringOffset(slot, 0), layout.ringOffset(slot, 0) + layout.ringsPerThread * layout.ringSize);
+}
+
+/** Drain only: the slot is done; make it claimable again. */
+export function releaseSlot(v: SharedViews, slot: number): void {
+  wipeSlot(v, slot);
+  // Release: the wipe happens-before the next claimer's CAS on FREE.
+  Atomics.store(v.i32, v.layout.slotI32(slot, Slot.STATE), SlotState.FREE);
+}
+
+export function readThreadName(v: SharedViews, slot: number): string {
+  const len = v.i32[v.layout.slotI32(slot, Slot.NAME_LENGTH)];
+  const at = v.layout.nameBytesOffset(slot);
+  return decoder.decode(v.u8.slice(at, at + Math.min(len, THREAD_NAME_MAX_BYTES)));
+}
+
+/** Marks every LIVE slot of a thread that has exited as ORPHANED, for the drain to salvage.
+ * Returns how many slots it marked. */
+export function orphanThreadSlots(v: SharedViews, threadId: number): number {
+  const { i32, layout } = v;
+  let n = 0;
+  for (let slot = 0; slot < layout.maxThreads; slot++) {
+    const st = layout.slotI32(slot, Slot.STATE);
+    if (Atomics.load(i32, st) !== SlotState.LIVE) continue;
+    if (i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)] !== threadId) continue;
+    if (Atomics.compareExchange(i32, st, SlotState.LIVE, SlotState.ORPHANED) === SlotState.LIVE) n++;
+  }
+  return n;
+}
+
+

@@ -1,0 +1,187 @@
+/**
+ * What the bytes of a ring are: the record framing, and the cursor arithmetic of a ring that is
+ * written linearly and, once its pool is exhausted under drop-oldest, circularly.
+ *
+ * A record is 8-byte aligned:
+ * ```
+ *   0        3 4            8                  16
+ *   +--------+-+------------+------------------+--------------------------------+
+ *   | payloadLen:24 | kind:8 | eventId:u32      | ts: f64 ns since clock zero    |
+ *   +---------------+--------+------------------+--------------------------------+
+ *   VALUE: + f64 value (8 B)      BYTES: + payload, zero-padded to 8 B
+ * ```
+ * (word 0 is a little-endian u32: kind in the top byte, payload length in the low 24 bits.)
+ * A zero word 0 is never a valid record, so zeroed memory past the committed end reads as garbage
+ * rather than as events.
+ *
+ * A ring holds records in [head, tail) while linear. Under drop-oldest with no spare ring the
+ * writer keeps writing by evicting whole records from head; once the tail must restart at 0 the
+ * ring is "wrapped": the older records are [head, wrapEnd) and the newer [0, tail). Either way
+ * the ring reads back as at most two runs of whole records, oldest first.
+ */
+
+export const RecordKind = {
+  INSTANT: 1,
+  VALUE: 2,
+  BYTES: 3,
+  BEGIN: 4,
+  END: 5,
+} as const;
+
+export const RECORD_HEADER_BYTES = 16;
+export const VALUE_RECORD_BYTES = 24;
+export const MAX_PAYLOAD_BYTES = 0xffffff;
+
+export const INSTANT_WORD = RecordKind.INSTANT << 24;
+export const VALUE_WORD = RecordKind.VALUE << 24;
+export const BEGIN_WORD = RecordKind.BEGIN << 24;
+export const END_WORD = RecordKind.END << 24;
+
+export const align8 = (n: number): number => (n + 7) & ~7;
+
+/** Total bytes of the record whose first word is `word0`, or -1 if the word is not a record. */
+export function recordBytes(word0: number): number {
+  const kind = word0 >>> 24;
+  const len = word0 & MAX_PAYLOAD_BYTES;
+  switch (kind) {
+    case RecordKind.INSTANT:
+    case RecordKind.BEGIN:
+    case RecordKind.END:
+      return len === 0 ? RECORD_HEADER_BYTES : -1;
+    case RecordKind.VALUE:
+      return len === 0 ? VALUE_RECORD_BYTES : -1;
+    case RecordKind.BYTES:
+      return RECORD_HEADER_BYTES + align8(len);
+    default:
+      return -1;
+  }
+}
+
+/** Bytes a BYTES record with this payload length takes in a ring. */
+export const bytesRecordSize = (payloadLength: number): number => RECORD_HEADER_BYTES + align8(payloadLength);
+
+/** The runs of a ring that hold records, oldest first, as byte offsets relative to the ring. */
+export interface RingExtent {
+  head: number;
+  tail: number;
+  /** -1 while linear; else where the older run [head, wrapEnd) ends. */
+  wrapEnd: number;
+}
+
+export function extentRuns(e: RingExtent): Array<[number, number]> {
+  if (e.wrapEnd < 0) return e.tail > e.head ? [[e.head, e.tail]] : [];
+  const runs: Array<[number, number]> = [];
+  if (e.wrapEnd > e.head) runs.push([e.head, e.wrapEnd]);
+  if (e.tail > 0) runs.push([0, e.tail]);
+  return runs;
+}
+
+export interface ScanResult {
+  events: number;
+  bytes: number;
+  firstTs: number;
+  lastTs: number;
+  /** Byte offset (relative to the run start) of the first record that does not parse, or -1. */
+  badOffset: number;
+}
+
+/**
+ * Walks the records of `u8.subarray(start, end)` (start 8-aligned): counts them and takes the
+ * time range. Stops at the first malformed record, so a damaged run is reported, never trusted.
+ */
+export function scanRecords(u32: Uint32Array, f64: Float64Array, start: number, end: number, into?: ScanResult): ScanResult {
+  const r = into ?? { events: 0, bytes: 0, firstTs: NaN, lastTs: NaN, badOffset: -1 };
+  let p = start;
+  while (p < end) {
+    if (end - p < RECORD_HEADER_BYTES) {
+      r.badOffset = p - start;
+      break;
+    }
+    const size = recordBytes(u32[p >> 2]);
+    if (size < 0 || p + size > end) {
+      r.badOffset = p - start;
+      break;
+    }
+    const ts = f64[(p >> 3) + 1];
+    if (r.events === 0) r.firstTs = ts;
+    r.lastTs = ts;
+    r.events++;
+    r.bytes += size;
+    p += size;
+  }
+  return r;
+}
+
+/**
+ * Cursor state of a ring written circularly (drop-oldest while the pool is exhausted). Offsets
+ * are absolute byte offsets into the shared buffer; `base` is the ring's first byte. The cursors
+ * are also published, relative to `base`, at `i32[publishIdx]` (head, tail, wrapEnd: three
+ * consecutive words) so that the drain can salvage the ring if the thread dies.
+ */
+export interface CircularCursor {
+  base: number;
+  size: number;
+  head: number;
+  /** Next write offset (the committed end). */
+  tail: number;
+  /** -1 while linear, else the end of the older run. */
+  wrapEnd: number;
+}
+
+/** Called for each record evicted to make room: its total bytes and timestamp. */
+export type EvictFn = (bytes: number, ts: number) => void;
+
+/** Order of the published cursor words (see layout Slot.ACTIVE_TAIL, ACTIVE_HEAD, ACTIVE_WRAP_END). */
+export const PUBLISHED_TAIL = 0;
+export const PUBLISHED_HEAD = 1;
+export const PUBLISHED_WRAP_END = 2;
+
+/**
+ * Makes room for a record of `need` bytes (need <= size) at `c.tail` by evicting the oldest whole
+ * records, and returns the offset to write at (always `c.tail` on return). The records left in
+ * the ring stay parseable: a run never ends inside a record.
+ *
+ * Each cursor move is published right after the eviction it accounts for, with no call or loop
+ * edge in between (the only places V8 can stop a terminated thread), so a thread killed here
+ * leaves a published extent whose records and loss counts never overlap.
+ */
+export function makeRoomEvictingOldest(
+  c: CircularCursor,
+  need: number,
+  u32: Uint32Array,
+  f64: Float64Array,
+  i32: Int32Array,
+  publishIdx: number,
+  evict: EvictFn,
+): number {
+  const end = c.base + c.size;
+  for (;;) {
+    if (c.wrapEnd < 0) {
+      if (c.tail + need <= end) return c.tail;
+      if (c.head === c.tail) {
+        // Empty: start again at the beginning, where any record up to the ring size fits.
+        c.head = c.tail = c.base;
+        i32[publishIdx + PUBLISHED_TAIL] = 0;
+        i32[publishIdx + PUBLISHED_HEAD] = 0;
+        continue;
+      }
+      // The newer run restarts at the ring's start; the older one ends where the tail was.
+      c.wrapEnd = c.tail;
+      c.tail = c.base;
+      i32[publishIdx + PUBLISHED_WRAP_END] = c.wrapEnd - c.base;
+      i32[publishIdx + PUBLISHED_TAIL] = 0;
+    }
+    if (c.tail + need <= c.head) return c.tail;
+    const size = recordBytes(u32[c.head >> 2]);
+    const ts = f64[(c.head >> 3) + 1];
+    evict(size, ts);
+    c.head += size;
+    if (c.head >= c.wrapEnd) {
+      // Older run fully evicted: the ring is linear again over [base, tail).
+      c.head = c.base;
+      c.wrapEnd = -1;
+      i32[publishIdx + PUBLISHED_WRAP_END] = -1;
+    }
+    i32[publishIdx + PUBLISHED_HEAD] = c.head - c.base;
+  }
+}

@@ -1,0 +1,364 @@
+/**
+ * The public entry point. `Tracer.open` (on the thread that owns the trace) lays out the shared
+ * buffer and starts the drain worker; `Tracer.attach` (in any other thread) maps the same buffer
+ * from the structured-clonable `handle`. Each thread then `register`s its own writer.
+ */
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { BroadcastChannel, Worker, isMainThread, threadId } from 'node:worker_threads';
+import type { Thresholds } from './backpressure.js';
+import { resolveConfig, type DropPolicy, type ResolvedConfig, type TracerConfig } from './config.js';
+import type { DrainSummary, RegistrationSummary } from './drain.js';
+import type { DrainMessage, DrainWorkerData } from './drain-worker.js';
+import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotState, checkControl, initControl, type Geometry } from './layout.js';
+import { jsonStderrLogger, leveled, type Logger } from './logger.js';
+import { collectMetrics, type MetricsSnapshot } from './metrics.js';
+import { NameTable } from './names.js';
+import { claimSlot, encodeThreadName, orphanThreadSlots } from './registry.js';
+import { POLICY_CODES, Writer } from './writer.js';
+
+export type TracerOptions = { [K in keyof TracerConfig]?: TracerConfig[K] | string } & {
+  /** Receives state changes, drop summaries and errors; default: JSON lines on stderr. */
+  logger?: Logger;
+  /** Environment to read RINGTRACE_* from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+};
+
+/** Everything another thread needs to attach; pass it in workerData. */
+export interface TracerHandle {
+  readonly kind: 'ringtrace.handle';
+  readonly version: 1;
+  readonly sessionId: string;
+  readonly buffer: SharedArrayBuffer;
+  readonly geometry: Geometry;
+  readonly policy: DropPolicy;
+  readonly thresholds: Thresholds;
+  readonly flushIntervalMs: number;
+  readonly path: string;
+}
+
+export interface RegisterOptions {
+  /** Overrides the tracer's drop policy for this writer. */
+  policy?: DropPolicy;
+}
+
+export interface CloseSummary extends DrainSummary {
+  path: string;
+  /** Every thread's attempted === events in the file + dropped. */
+  balanced: boolean;
+}
+
+const attachedBySession = new Map<string, Tracer>();
+
+export class Tracer {
+  readonly handle: TracerHandle;
+  readonly path: string;
+  /** Bytes of shared memory the tracer laid out (control, registry, rings). */
+  readonly sharedBytes: number;
+  /** Effective configuration and where each value came from (owner thread only). */
+  readonly resolvedConfig: ResolvedConfig | undefined;
+  private readonly views: SharedViews;
+  private readonly names: NameTable;
+  private readonly clockOffsetMs: number;
+  private writer: Writer | undefined;
+  private readonly retired: RegistrationSummary[] = [];
+  private readonly channel: BroadcastChannel;
+  private readonly onWorker = (w: Worker) => this.watchWorker(w);
+  private drainWorker: Worker | undefined;
+  private drainSummary: Promise<DrainSummary> | undefined;
+  private closing: Promise<CloseSummary | undefined> | undefined;
+  private readonly unhook: Array<() => void> = [];
+  private log: ReturnType<typeof leveled> = () => {};
+  private closeTimeoutMs = 1000;
+
+  private constructor(handle: TracerHandle, readonly isOwner: boolean, resolved?: ResolvedConfig) {
+    this.handle = handle;
+    this.path = handle.path;
+    this.resolvedConfig = resolved;
+    this.views = new SharedViews(handle.buffer, new Layout(handle.geometry));
+    this.sharedBytes = this.views.layout.totalBytes;
+    this.names = new NameTable(this.views);
+    this.clockOffsetMs = performance.timeOrigin - this.views.f64[Ctl.F64_CLOCK_ZERO_MS];
+    // Close requests reach writers in other threads through this channel (and, as a fallback,
+    // through their periodic flush, which also checks the CLOSING flag).
+    this.channel = new BroadcastChannel(`ringtrace:${handle.sessionId}`);
+    this.channel.onmessage = () => this.writer?.periodic();
+    this.channel.unref();
+    // A thread that exits without closing its writer leaves a LIVE slot: the thread that created
+    // it learns of the exit and hands the slot to the drain for salvage.
+    process.on('worker', this.onWorker);
+  }
+
+  /** Opens a trace file and starts the drain worker. Call on the thread that owns the trace. */
+  static async open(options: TracerOptions = {}): Promise<Tracer> {
+    const { logger, env, ...settings } = options;
+    const resolved = resolveConfig({ options: settings, env });
+    const c = resolved.config;
+    const path = c.path ?? join(tmpdir(), `ringtrace-${process.pid}-${Date.now()}.rtrace`);
+    const geometry: Geometry = { maxThreads: c.maxThreads, ringsPerThread: c.ringsPerThread, ringSize: c.ringSize };
+    const layout = new Layout(geometry);
+    const buffer = new SharedArrayBuffer(layout.totalBytes);
+    initControl(new SharedViews(buffer, layout), Date.now(), performance.timeOrigin + performance.now());
+    const handle: TracerHandle = {
+      kind: 'ringtrace.handle',
+      version: 1,
+      sessionId: randomUUID(),
+      buffer,
+      geometry,
+      policy: c.policy,
+      thresholds: { pressureSpares: c.pressureSpares, recoverySpares: c.recoverySpares, stabilityUs: c.stabilityMs * 1000 },
+      flushIntervalMs: c.flushIntervalMs,
+      path,
+    };
+    const t = new Tracer(handle, true, resolved);
+    t.log = leveled(logger ?? jsonStderrLogger, c.logLevel);
+    t.closeTimeoutMs = c.closeTimeoutMs;
+    attachedBySession.set(handle.sessionId, t);
+    try {
+      await t.startDrain(c, path);
+    } catch (err) {
+      t.detach();
+      throw err;
+    }
+    if (c.exitHooks) t.installExitHooks();
+    t.log('info', 'tracer opened', { path, sharedBytes: layout.totalBytes, ...geometry, policy: c.policy });
+    return t;
+  }
+
+  /** Maps a tracer opened in another thread (from `tracer.handle`, e.g. via workerData). */
+  static attach(handle: TracerHandle): Tracer {
+    if (!handle || typeof handle !== 'object' || handle.kind !== 'ringtrace.handle') {
+      throw new TypeError('ringtrace: Tracer.attach(handle) needs the `handle` of an open tracer (tracer.handle)');
+    }
+    if (handle.version !== 1) throw new TypeError(`ringtrace: tracer handle version ${handle.version} is not supported`);
+    if (!(handle.buffer instanceof SharedArrayBuffer)) throw new TypeError('ringtrace: tracer handle has no SharedArrayBuffer (was it serialized to JSON?)');
+    const known = attachedBySession.get(handle.sessionId);
+    if (known) return known;
+    const t = new Tracer(handle, false);
+    checkControl(t.views);
+    attachedBySession.set(handle.sessionId, t);
+    return t;
+  }
+
+  private async startDrain(c: TracerConfig, path: string): Promise<void> {
+    const data: DrainWorkerData = {
+      buffer: this.handle.buffer,
+      geometry: this.handle.geometry,
+      path,
+      config: { ...c, path },
+      thresholds: this.handle.thresholds,
+      batchRings: c.drainBatchRings,
+      idleMs: c.drainIdleMs,
+      dropLogIntervalMs: c.dropLogIntervalMs,
+      dropLogEvery: c.dropLogEvery,
+    };
+    const worker = new Worker(new URL('./drain-worker.js', import.meta.url), { workerData: data, name: 'ringtrace-drain' });
+    this.drainWorker = worker;
+    let resolveSummary!: (s: DrainSummary) => void;
+    let rejectSummary!: (e: Error) => void;
+    this.drainSummary = new Promise((res, rej) => {
+      resolveSummary = res;
+      rejectSummary = rej;
+    });
+    this.drainSummary.catch(() => {}); // observed in close()
+    await new Promise<void>((resolve, reject) => {
+      worker.on('message', (m: DrainMessage) => {
+        switch (m.type) {
+          case 'ready':
+            resolve();
+            break;
+          case 'error':
+            reject(new Error(`ringtrace: cannot open trace file ${path}: ${m.message}`));
+            break;
+          case 'log':
+            this.log(m.level, m.msg, m.fields);
+            break;
+          case 'retired':
+            this.retired.push(m.summary);
+            break;
+          case 'summary':
+            resolveSummary(m.summary);
+            break;
+        }
+      });
+      worker.on('error', (err) => {
+        this.log('error', 'drain worker failed', { error: err.message });
+        reject(err);
+        rejectSummary(err);
+      });
+      worker.on('exit', (code) => {
+        reject(new Error(`ringtrace: drain worker exited (code ${code}) before it was ready`));
+        rejectSummary(new Error(`ringtrace: drain worker exited (code ${code}) without a summary`));
+      });
+    });
+    // The drain must not keep the process alive by itself; close() (or the exit hooks) finish it.
+    worker.unref();
+  }
+
+  /** Interns an event name; the same name gets the same id in every thread. */
+  define(name: string): number {
+    return this.names.define(name);
+  }
+
+  /** Nanoseconds since the tracer opened, on the clock all threads share (for recordAt). */
+  now(): number {
+    return (performance.now() + this.clockOffsetMs) * 1e6;
+  }
+
+  /** The calling thread's writer; a second call returns the same writer until it is closed. */
+  register(name?: string, options: RegisterOptions = {}): Writer {
+    if (this.writer && !this.writer.isClosed) return this.writer;
+    if ((Atomics.load(this.views.i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) {
+      throw new Error('ringtrace: the tracer is closed; cannot register a writer');
+    }
+    const policy = options.policy ?? this.handle.policy;
+    if (policy !== 'drop-oldest' && policy !== 'drop-newest') {
+      throw new TypeError(`ringtrace: register(): policy must be 'drop-oldest' or 'drop-newest', got ${JSON.stringify(policy)}`);
+    }
+    const threadName = name ?? (isMainThread ? 'main' : `worker-${threadId}`);
+    const claim = claimSlot(this.views, encodeThreadName(threadName), threadId, POLICY_CODES[policy], this.now() / 1000);
+    this.writer = new Writer(
+      {
+        views: this.views,
+        thresholds: this.handle.thresholds,
+        clockOffsetMs: this.clockOffsetMs,
+        flushIntervalMs: this.handle.flushIntervalMs,
+        onClose: () => {},
+      },
+      claim.slot,
+      claim.registration,
+      threadName,
+      policy,
+    );
+    return this.writer;
+  }
+
+  /** Per-thread and total counters (see metrics.ts for how fresh they are). */
+  metrics(): MetricsSnapshot {
+    return collectMetrics(this.views, this.now() / 1000, this.retired);
+  }
+
+  /** Stops the drain from taking rings (threads go on recording until their pools run out). */
+  pauseDrain(): void {
+    Atomics.or(this.views.i32, Ctl.FLAGS, ControlFlag.DRAIN_PAUSED);
+  }
+
+  resumeDrain(): void {
+    Atomics.and(this.views.i32, Ctl.FLAGS, ~ControlFlag.DRAIN_PAUSED);
+    this.wakeDrain();
+  }
+
+  private wakeDrain(): void {
+    Atomics.add(this.views.i32, Ctl.DOORBELL, 1);
+    Atomics.notify(this.views.i32, Ctl.DOORBELL);
+  }
+
+  private watchWorker(w: Worker): void {
+    const tid = w.threadId;
+    w.once('exit', () => {
+      if (orphanThreadSlots(this.views, tid) > 0) this.wakeDrain();
+    });
+  }
+
+  /**
+   * Owner thread: flushes and closes this thread's writer, asks writers in other threads to do
+   * the same (waiting up to closeTimeoutMs), lets the drain take everything (even if paused),
+   * finalizes the file and returns what was written and lost per thread. In another thread:
+   * closes that thread's writer and detaches.
+   */
+  close(): Promise<CloseSummary | undefined> {
+    this.closing ??= this.isOwner ? this.closeOwner() : Promise.resolve(this.closeAttached());
+    return this.closing;
+  }
+
+  private closeAttached(): undefined {
+    this.writer?.close();
+    this.detach();
+    return undefined;
+  }
+
+  private async closeOwner(): Promise<CloseSummary> {
+    const { i32, layout } = this.views;
+    this.writer?.close();
+    this.drainWorker?.ref(); // keep the process alive until the file is final
+    Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSING);
+    const epoch = Atomics.add(i32, Ctl.FLUSH_EPOCH, 1) + 1;
+    this.channel.postMessage('close');
+    const deadline = performance.now() + this.closeTimeoutMs;
+    while (performance.now() < deadline && !this.allWritersClosed(epoch)) await new Promise((r) => setTimeout(r, 2));
+    let stragglers = 0;
+    for (let slot = 0; slot < layout.maxThreads; slot++) {
+      if (Atomics.load(i32, layout.slotI32(slot, Slot.STATE)) === SlotState.LIVE) stragglers++;
+    }
+    if (stragglers > 0) this.log('warn', `${stragglers} writer(s) did not close within ${this.closeTimeoutMs} ms; what they held is counted as unflushed`);
+    Atomics.or(i32, Ctl.FLAGS, ControlFlag.FINISH);
+    this.wakeDrain();
+    const summary = await this.drainSummary!;
+    Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSED);
+    this.detach();
+    const balanced = summary.threads.every((t) => t.balanced);
+    this.log('info', 'tracer closed', { path: this.path, events: summary.events, dropped: summary.dropped, balanced });
+    return { ...summary, path: this.path, balanced };
+  }
+
+  private allWritersClosed(epoch: number): boolean {
+    const { i32, layout } = this.views;
+    for (let slot = 0; slot < layout.maxThreads; slot++) {
+      if (Atomics.load(i32, layout.slotI32(slot, Slot.STATE)) !== SlotState.LIVE) continue;
+      if (Atomics.load(i32, layout.slotI32(slot, Slot.FLUSH_ACK)) < epoch) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Last resort on process exit without close(): synchronous, bounded. This thread's writer is
+   * closed, the drain is told to finish and waited for (the drain is another thread, so it keeps
+   * running while this one blocks). Writers of other threads cannot be reached any more: what
+   * they held is counted as unflushed.
+   */
+  private closeSync(): void {
+    if (this.closing) return;
+    const i32 = this.views.i32;
+    this.writer?.close();
+    Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSING | ControlFlag.FINISH);
+    this.wakeDrain();
+    const deadline = performance.now() + this.closeTimeoutMs;
+    while (Atomics.load(i32, Ctl.DRAIN_STATE) === DrainState.RUNNING) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      Atomics.wait(i32, Ctl.DRAIN_STATE, DrainState.RUNNING, left);
+    }
+    Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSED);
+    this.closing = Promise.resolve(undefined);
+  }
+
+  private installExitHooks(): void {
+    const onBeforeExit = () => void this.close();
+    const onExit = () => this.closeSync();
+    const onSignal = (signal: NodeJS.Signals) => {
+      this.closeSync();
+      process.removeListener(signal, onSignal);
+      // Keep the default behaviour (exit by the signal) unless the application handles it too.
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.once('beforeExit', onBeforeExit);
+    process.on('exit', onExit);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    this.unhook.push(() => {
+      process.removeListener('beforeExit', onBeforeExit);
+      process.removeListener('exit', onExit);
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    });
+  }
+
+  private detach(): void {
+    process.removeListener('worker', this.onWorker);
+    this.channel.close();
+    for (const u of this.unhook.splice(0)) u();
+    attachedBySession.delete(this.handle.sessionId);
+  }
+}

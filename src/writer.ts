@@ -1,0 +1,476 @@
+/**
+ * A thread's writer: the only code on the per-event path.
+ *
+ * `record()` is a bounds check, three or four plain typed-array stores into the active ring and
+ * two plain stores that publish the committed end and the attempted count for salvage. Anything
+ * rare (the ring is full, the pool is exhausted, the record is too large, the writer is closed)
+ * goes to `slowPath()`, which V8 keeps out of line. While the pool is exhausted `limit` is pulled
+ * down to `pos`, so every event takes the slow path, where a plain load tells whether a spare ring
+ * came back before anything costlier is tried.
+ */
+import { performance } from 'node:perf_hooks';
+import { BackpressureState, type BpStateValue, type Thresholds } from './backpressure.js';
+import type { DropPolicy } from './config.js';
+import {
+  Ctl,
+  ControlFlag,
+  Desc,
+  LOSS_BLOCK_WORDS,
+  Loss,
+  REASON_COUNT,
+  Reason,
+  Slot,
+  SlotF64,
+  SlotState,
+  TRANSITION_LOG_ENTRIES,
+  type SharedViews,
+} from './layout.js';
+import { poolQueues, type SpscQueue } from './pool.js';
+import {
+  BEGIN_WORD,
+  END_WORD,
+  INSTANT_WORD,
+  MAX_PAYLOAD_BYTES,
+  RECORD_HEADER_BYTES,
+  RecordKind,
+  VALUE_RECORD_BYTES,
+  VALUE_WORD,
+  bytesRecordSize,
+  makeRoomEvictingOldest,
+  type CircularCursor,
+  PUBLISHED_HEAD,
+  PUBLISHED_WRAP_END,
+} from './ring.js';
+
+// makeRoomEvictingOldest publishes (tail, head, wrapEnd) as three consecutive slot words.
+if (Slot.ACTIVE_HEAD !== Slot.ACTIVE_TAIL + PUBLISHED_HEAD || Slot.ACTIVE_WRAP_END !== Slot.ACTIVE_TAIL + PUBLISHED_WRAP_END) {
+  throw new Error('ringtrace: slot cursor words out of step with ring.ts');
+}
+
+export const POLICY_CODES: Record<DropPolicy, number> = { 'drop-oldest': 0, 'drop-newest': 1 };
+
+/** What a writer needs from its tracer. */
+export interface WriterContext {
+  views: SharedViews;
+  thresholds: Thresholds;
+  /** Add to performance.now() to get ms since the tracer's clock zero. */
+  clockOffsetMs: number;
+  flushIntervalMs: number;
+  /** Called once when the writer closes. */
+  onClose(w: Writer): void;
+}
+
+export class Writer {
+  // Hot fields first; the class keeps one shape for its whole life so V8 can inline record().
+  private readonly u32: Uint32Array;
+  private readonly f64: Float64Array;
+  private readonly i32: Int32Array;
+  private readonly u8: Uint8Array;
+  /** Absolute byte offset of the next record. */
+  private pos = 0;
+  /** Absolute byte offset the next record must end at or before; == pos forces the slow path. */
+  private limit = 0;
+  /** Absolute byte offset of the active ring, -1 while the writer holds none. */
+  private ringBase = -1;
+  private readonly tailIdx: number;
+  private readonly attemptedIdx: number;
+  private attempted = 0;
+  private lastTs = 0;
+  private readonly clockOffsetMs: number;
+
+  // Cold state.
+  private activeRing = 0;
+  private exhausted = false;
+  private closed = false;
+  private readonly ringSize: number;
+  private readonly submitQ: SpscQueue;
+  private readonly freeQ: SpscQueue;
+  private readonly bp: BackpressureState;
+  private readonly circ: CircularCursor;
+  private readonly evict: (bytes: number, ts: number) => void;
+  private readonly dropNewest: boolean;
+  private readonly lossBase: number;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private tooLargeWarned = false;
+  /** Events refused after close(): they belong to no registration any more. */
+  droppedAfterClose = 0;
+
+  constructor(
+    private readonly ctx: WriterContext,
+    readonly slot: number,
+    readonly registration: number,
+    readonly name: string,
+    readonly policy: DropPolicy,
+  ) {
+    const v = ctx.views;
+    const L = v.layout;
+    this.u32 = v.u32;
+    this.f64 = v.f64;
+    this.i32 = v.i32;
+    this.u8 = v.u8;
+    this.ringSize = L.ringSize;
+    this.clockOffsetMs = ctx.clockOffsetMs;
+    this.tailIdx = L.slotI32(slot, Slot.ACTIVE_TAIL);
+    this.attemptedIdx = L.slotF64(slot, SlotF64.ATTEMPTED);
+    this.lossBase = L.slotF64(slot, SlotF64.WRITER_LOSS);
+    this.dropNewest = policy === 'drop-newest';
+    const q = poolQueues(v.i32, L, slot);
+    this.submitQ = q.submit;
+    this.freeQ = q.free;
+    this.bp = new BackpressureState(v.i32, v.i64, L, slot, (from, to, atUs) => this.logTransition(from, to, atUs));
+    this.activeRing = v.i32[L.slotI32(slot, Slot.ACTIVE_RING)];
+    this.ringBase = L.ringOffset(slot, this.activeRing);
+    this.pos = this.ringBase;
+    this.limit = this.ringBase + this.ringSize;
+    this.circ = { base: 0, size: this.ringSize, head: 0, tail: 0, wrapEnd: -1 };
+    this.evict = (bytes, ts) => this.countDrop(Reason.POOL_EXHAUSTED, bytes, ts);
+    if (ctx.flushIntervalMs > 0) {
+      this.timer = setInterval(() => this.periodic(), ctx.flushIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Nanoseconds since the tracer's clock zero, on the clock shared by all threads. */
+  now(): number {
+    return (performance.now() + this.clockOffsetMs) * 1e6;
+  }
+
+  /** Records an instant (or, with a value, a counter sample) stamped now. False if not kept. */
+  record(id: number, value?: number): boolean {
+    return this.recordAt((performance.now() + this.clockOffsetMs) * 1e6, id, value);
+  }
+
+  /** As record(), with a timestamp the caller already has (ns, from tracer.now()). Timestamps
+   * are non-decreasing per thread: an earlier ts is raised to the thread's last one. */
+  recordAt(ts: number, id: number, value?: number): boolean {
+    const attempted = this.attempted + 1;
+    this.attempted = attempted;
+    this.f64[this.attemptedIdx] = attempted;
+    if (ts < this.lastTs) ts = this.lastTs;
+    else this.lastTs = ts;
+    const p = this.pos;
+    if (value === undefined) {
+      if (p + RECORD_HEADER_BYTES > this.limit) return this.slowPath(ts, id, INSTANT_WORD, RECORD_HEADER_BYTES, undefined, undefined);
+      this.u32[p >> 2] = INSTANT_WORD;
+      this.u32[(p >> 2) + 1] = id;
+      this.f64[(p >> 3) + 1] = ts;
+      this.pos = p + RECORD_HEADER_BYTES;
+      this.i32[this.tailIdx] = p + RECORD_HEADER_BYTES - this.ringBase;
+    } else {
+      if (p + VALUE_RECORD_BYTES > this.limit) return this.slowPath(ts, id, VALUE_WORD, VALUE_RECORD_BYTES, undefined, value);
+      this.u32[p >> 2] = VALUE_WORD;
+      this.u32[(p >> 2) + 1] = id;
+      this.f64[(p >> 3) + 1] = ts;
+      this.f64[(p >> 3) + 2] = value;
+      this.pos = p + VALUE_RECORD_BYTES;
+      this.i32[this.tailIdx] = p + VALUE_RECORD_BYTES - this.ringBase;
+    }
+    return true;
+  }
+
+  /** Records an event carrying a byte payload (copied). */
+  recordBytes(id: number, payload: Uint8Array): boolean {
+    if (!(payload instanceof Uint8Array)) throw new TypeError('ringtrace: recordBytes(id, payload) needs a Uint8Array payload');
+    const ts = this.now();
+    const attempted = this.attempted + 1;
+    this.attempted = attempted;
+    this.f64[this.attemptedIdx] = attempted;
+    return this.put(this.stamp(ts), id, payload);
+  }
+
+  /** Opens a slice (Chrome trace "B"); pair with end(id) on the same thread. */
+  begin(id: number): boolean {
+    return this.marker(BEGIN_WORD, id);
+  }
+
+  /** Closes the innermost open slice. */
+  end(id: number): boolean {
+    return this.marker(END_WORD, id);
+  }
+
+  private marker(word0: number, id: number): boolean {
+    const attempted = this.attempted + 1;
+    this.attempted = attempted;
+    this.f64[this.attemptedIdx] = attempted;
+    const ts = this.stamp(this.now());
+    const p = this.pos;
+    if (p + RECORD_HEADER_BYTES > this.limit) return this.slowPath(ts, id, word0, RECORD_HEADER_BYTES, undefined, undefined);
+    this.writeRecord(p, word0, id, ts, undefined, undefined);
+    return true;
+  }
+
+  private stamp(ts: number): number {
+    if (ts < this.lastTs) return this.lastTs;
+    this.lastTs = ts;
+    return ts;
+  }
+
+  private put(ts: number, id: number, payload: Uint8Array): boolean {
+    const len = payload.length;
+    if (len > MAX_PAYLOAD_BYTES) return this.dropTooLarge(bytesRecordSize(len), ts);
+    const size = bytesRecordSize(len);
+    const word0 = (RecordKind.BYTES << 24) | len;
+    const p = this.pos;
+    if (p + size > this.limit) return this.slowPath(ts, id, word0, size, payload, undefined);
+    this.writeRecord(p, word0, id, ts, undefined, payload);
+    return true;
+  }
+
+  /** Writes a whole record at p (which has room) and commits it. */
+  private writeRecord(p: number, word0: number, id: number, ts: number, value: number | undefined, payload: Uint8Array | undefined): void {
+    this.u32[p >> 2] = word0;
+    this.u32[(p >> 2) + 1] = id;
+    this.f64[(p >> 3) + 1] = ts;
+    let end = p + RECORD_HEADER_BYTES;
+    if (value !== undefined) {
+      this.f64[(p >> 3) + 2] = value;
+      end += 8;
+    } else if (payload !== undefined) {
+      this.u8.set(payload, end);
+      const padded = end + ((payload.length + 7) & ~7);
+      this.u8.fill(0, end + payload.length, padded);
+      end = padded;
+    }
+    this.pos = end;
+    this.i32[this.tailIdx] = end - this.ringBase;
+  }
+
+  // ---------------------------------------------------------------- slow path (out of line)
+
+  private slowPath(ts: number, id: number, word0: number, size: number, payload: Uint8Array | undefined, value: number | undefined): boolean {
+    if (this.closed) return this.dropClosed();
+    if (size > this.ringSize) return this.dropTooLarge(size, ts);
+    if ((Atomics.load(this.i32, Ctl.FLAGS) & ControlFlag.CLOSED) !== 0) {
+      // The tracer closed without reaching this writer: nothing it records can reach the file.
+      this.close();
+      return this.dropClosed();
+    }
+    if (!this.exhausted) {
+      if (!this.swap(ts)) this.enterExhausted(ts);
+    } else if (this.freeQ.hintNonEmpty()) {
+      this.leaveExhausted(ts);
+    }
+    if (!this.exhausted) {
+      if (this.pos + size > this.limit) throw new Error('ringtrace: internal error: fresh ring has no room'); // size <= ringSize
+      this.writeRecord(this.pos, word0, id, ts, value, payload);
+      return true;
+    }
+    if (this.dropNewest) {
+      this.countDrop(Reason.POOL_EXHAUSTED, size, ts);
+      return false;
+    }
+    // drop-oldest: make room in the active ring by evicting its oldest whole records.
+    const c = this.circ;
+    const at = makeRoomEvictingOldest(c, size, this.u32, this.f64, this.i32, this.tailIdx, this.evict);
+    this.writeRecord(at, word0, id, ts, value, payload);
+    c.tail = this.pos;
+    this.limit = this.pos;
+    return true;
+  }
+
+  /** Hands the active ring to the drain and takes a spare. False (nothing changed) if none. */
+  private swap(ts: number): boolean {
+    const next = this.freeQ.pop();
+    if (next < 0) return false;
+    if (this.ringBase >= 0) this.submitActive(ts);
+    this.takeRing(next, ts);
+    return true;
+  }
+
+  private takeRing(ring: number, ts: number): void {
+    const L = this.ctx.views.layout;
+    this.activeRing = ring;
+    this.ringBase = L.ringOffset(this.slot, ring);
+    this.pos = this.ringBase;
+    this.limit = this.ringBase + this.ringSize;
+    this.exhausted = false;
+    this.i32[L.slotI32(this.slot, Slot.ACTIVE_HEAD)] = 0;
+    this.i32[L.slotI32(this.slot, Slot.ACTIVE_WRAP_END)] = -1;
+    this.i32[this.tailIdx] = 0;
+    this.i32[L.slotI32(this.slot, Slot.ACTIVE_RING)] = ring;
+    const free = this.freeQ.size();
+    const minIdx = L.slotI32(this.slot, Slot.FREE_MIN);
+    if (free < this.i32[minIdx]) this.i32[minIdx] = free;
+    this.i32[L.slotI32(this.slot, Slot.SWAPS)]++;
+    const nowUs = ts / 1000;
+    this.bp.checkRecovery(free, this.ctx.thresholds, nowUs);
+    this.bp.checkPressure(free, this.ctx.thresholds, nowUs);
+  }
+
+  /** Publishes the active ring (with its extent and a snapshot of the loss block) to the drain. */
+  private submitActive(ts: number): void {
+    const v = this.ctx.views;
+    const L = v.layout;
+    const f64 = this.f64;
+    const d = L.descF64(this.slot, this.activeRing, 0);
+    if (this.exhausted && !this.dropNewest) {
+      f64[d + Desc.HEAD] = this.circ.head - this.ringBase;
+      f64[d + Desc.WRAP_END] = this.circ.wrapEnd < 0 ? -1 : this.circ.wrapEnd - this.ringBase;
+    } else {
+      f64[d + Desc.HEAD] = 0;
+      f64[d + Desc.WRAP_END] = -1;
+    }
+    f64[d + Desc.TAIL] = this.pos - this.ringBase;
+    f64[d + Desc.SUBMITTED_AT_NS] = ts;
+    f64[d + Desc.ATTEMPTED] = this.attempted;
+    const loss = this.lossBase;
+    for (let i = 0; i < LOSS_BLOCK_WORDS; i++) f64[d + Desc.LOSS + i] = f64[loss + i];
+    for (let r = 0; r < REASON_COUNT; r++) {
+      f64[loss + r * 4 + Loss.FIRST_TS] = NaN;
+      f64[loss + r * 4 + Loss.LAST_TS] = NaN;
+    }
+    // Release (inside push): the ring's records and the descriptor above reach the drain.
+    if (!this.submitQ.push(this.activeRing)) throw new Error('ringtrace: internal error: submit queue full (ring accounting broken)');
+    this.ringBase = -1;
+    this.i32[L.slotI32(this.slot, Slot.ACTIVE_RING)] = -1;
+    this.ringDoorbell();
+  }
+
+  private ringDoorbell(): void {
+    // Only wake a sleeping drain: a notify costs ~40 ns even with no waiter, so not per event.
+    if (Atomics.load(this.i32, Ctl.DRAIN_SLEEPING) !== 0) {
+      Atomics.add(this.i32, Ctl.DOORBELL, 1);
+      Atomics.notify(this.i32, Ctl.DOORBELL, 1);
+    }
+  }
+
+  private enterExhausted(ts: number): void {
+    const L = this.ctx.views.layout;
+    this.i32[L.slotI32(this.slot, Slot.EXHAUSTIONS)]++;
+    this.bp.onExhausted(ts / 1000);
+    this.exhausted = true;
+    if (this.dropNewest) {
+      // The full ring can go to the drain now: nothing will be written into it any more.
+      this.submitActive(ts);
+      this.pos = this.limit = 0;
+    } else {
+      const c = this.circ;
+      c.base = this.ringBase;
+      c.head = this.ringBase + this.i32[L.slotI32(this.slot, Slot.ACTIVE_HEAD)];
+      c.tail = this.pos;
+      c.wrapEnd = -1;
+      this.limit = this.pos;
+    }
+  }
+
+  private leaveExhausted(ts: number): void {
+    const next = this.freeQ.pop();
+    if (next < 0) return;
+    if (this.ringBase >= 0) this.submitActive(ts);
+    this.takeRing(next, ts);
+  }
+
+  private countDrop(reason: number, bytes: number, ts: number): void {
+    const f64 = this.f64;
+    const b = this.lossBase + reason * 4;
+    f64[b + Loss.EVENTS]++;
+    f64[b + Loss.BYTES] += bytes;
+    if (!(f64[b + Loss.FIRST_TS] <= ts)) f64[b + Loss.FIRST_TS] = ts; // NaN (none yet) or later
+    if (!(f64[b + Loss.LAST_TS] >= ts)) f64[b + Loss.LAST_TS] = ts;
+  }
+
+  private dropTooLarge(size: number, ts: number): boolean {
+    this.countDrop(Reason.RECORD_TOO_LARGE, size, ts);
+    if (!this.tooLargeWarned) {
+      this.tooLargeWarned = true;
+      process.emitWarning(
+        `ringtrace: a ${size}-byte record does not fit in a ${this.ringSize}-byte ring; it was dropped and counted ` +
+          `as record_too_large (raise ringSize to keep such records)`,
+        { code: 'RINGTRACE_RECORD_TOO_LARGE' },
+      );
+    }
+    return false;
+  }
+
+  private dropClosed(): boolean {
+    this.droppedAfterClose++;
+    Atomics.add(this.i32, Ctl.CLOSED_DROPS, 1);
+    return false;
+  }
+
+  /** Writer-side transitions go to the drain through the slot's transition log (SPSC), so the
+   * drain can write them to the trace and log them; nothing is logged on this thread. */
+  private logTransition(from: BpStateValue, to: BpStateValue, atUs: number): void {
+    const L = this.ctx.views.layout;
+    const tailIdx = L.slotI32(this.slot, Slot.TLOG_TAIL);
+    const tail = this.i32[tailIdx];
+    const head = Atomics.load(this.i32, L.slotI32(this.slot, Slot.TLOG_HEAD));
+    if (tail - head >= TRANSITION_LOG_ENTRIES) {
+      Atomics.add(this.i32, L.slotI32(this.slot, Slot.TLOG_OVERFLOW), 1);
+      return;
+    }
+    const e = L.slotF64(this.slot, SlotF64.TLOG) + 2 * (tail % TRANSITION_LOG_ENTRIES);
+    this.f64[e] = atUs * 1000;
+    this.f64[e + 1] = from * 8 + to;
+    // Release: the entry above is visible to the drain's Atomics.load of the tail.
+    Atomics.store(this.i32, tailIdx, tail + 1);
+  }
+
+  // ---------------------------------------------------------------- flush and close
+
+  /**
+   * Hands the partial active ring to the drain now. Returns false if it could not: no spare ring
+   * to continue in (the records stay in the active ring and are handed over at the next swap or
+   * at close; nothing is lost), or the writer is closed.
+   */
+  flush(): boolean {
+    if (this.closed) return false;
+    const ts = this.stamp(this.now());
+    const L = this.ctx.views.layout;
+    Atomics.add(this.i32, L.slotI32(this.slot, Slot.FLUSHES), 1); // publishes the plain counters too
+    if (this.exhausted) {
+      // drop-newest holds no ring: nothing is buffered. drop-oldest: only with a spare to move to.
+      if (this.dropNewest || !this.freeQ.hintNonEmpty()) return this.dropNewest;
+      this.leaveExhausted(ts);
+      return !this.exhausted;
+    }
+    if (this.pos === this.ringBase && !this.lossPending()) return true;
+    return this.swap(ts);
+  }
+
+  private lossPending(): boolean {
+    for (let r = 0; r < REASON_COUNT; r++) if (this.f64[this.lossBase + r * 4 + Loss.FIRST_TS] === this.f64[this.lossBase + r * 4 + Loss.FIRST_TS]) return true;
+    return false;
+  }
+
+  /** Hands everything to the drain and gives up the slot (released once drained). Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    const ts = this.stamp(this.now());
+    if (this.ringBase >= 0) this.submitActive(ts);
+    this.closed = true;
+    this.exhausted = false;
+    this.pos = this.limit = 0;
+    if (this.timer) clearInterval(this.timer);
+    const L = this.ctx.views.layout;
+    this.f64[this.attemptedIdx] = this.attempted;
+    // Release: the final counters and the last submit are visible to the drain once it sees CLOSING.
+    Atomics.store(this.i32, L.slotI32(this.slot, Slot.STATE), SlotState.CLOSING);
+    this.ringDoorbell();
+    this.ctx.onClose(this);
+  }
+
+  /** Spare rings ready for this writer (0 means the next full ring exhausts the pool). A producer
+   * that would rather wait than drop can poll this; record() itself never waits. */
+  spareRings(): number {
+    return this.freeQ.size();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Event-loop housekeeping: periodic flush, and the tracer's close request. */
+  periodic(): void {
+    if (this.closed) return;
+    const i32 = this.i32;
+    const L = this.ctx.views.layout;
+    const epoch = Atomics.load(i32, Ctl.FLUSH_EPOCH);
+    if ((Atomics.load(i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) {
+      this.close();
+      Atomics.store(i32, L.slotI32(this.slot, Slot.FLUSH_ACK), epoch);
+      return;
+    }
+    if (this.pos !== this.ringBase || this.lossPending()) this.flush();
+  }
+}
