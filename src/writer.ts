@@ -63,7 +63,9 @@ export interface WriterContext {
 export class Writer {
   // Hot fields first; the class keeps one shape for its whole life so V8 can inline record().
   private readonly u32: Uint32Array;
-  private readonly f64: Float64Array;
+  /** The shared buffer, until close(): then a private scratch array, so that a closed writer's
+   * per-event store of `attempted` can never touch the slot's next owner. */
+  private f64: Float64Array;
   private readonly i32: Int32Array;
   private readonly u8: Uint8Array;
   /** Absolute byte offset of the next record. */
@@ -73,7 +75,7 @@ export class Writer {
   /** Absolute byte offset of the active ring, -1 while the writer holds none. */
   private ringBase = -1;
   private readonly tailIdx: number;
-  private readonly attemptedIdx: number;
+  private attemptedIdx: number;
   private attempted = 0;
   private lastTs = 0;
   private readonly clockOffsetMs: number;
@@ -444,6 +446,8 @@ export class Writer {
     if (this.timer) clearInterval(this.timer);
     const L = this.ctx.views.layout;
     this.f64[this.attemptedIdx] = this.attempted;
+    this.f64 = new Float64Array(1);
+    this.attemptedIdx = 0;
     // Release: the final counters and the last submit are visible to the drain once it sees CLOSING.
     Atomics.store(this.i32, L.slotI32(this.slot, Slot.STATE), SlotState.CLOSING);
     this.ringDoorbell();

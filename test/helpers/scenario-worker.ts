@@ -1,0 +1,113 @@
+/**
+ * Worker side of the integration tests: attaches to the tracer from workerData and plays one
+ * scenario. Every event's value is the thread's sequence number (0, 1, 2, ...), so the reader can
+ * check exactly-once and order, and the loss accounting can be checked against the gaps.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Tracer, type TracerHandle } from '../../src/index.js';
+import { payloadFor, paceUntilSpare } from './scenario.js';
+
+export interface ScenarioData {
+  trace: TracerHandle;
+  name: string;
+  mode: 'exact' | 'flood' | 'quiet' | 'forever' | 'register-only' | 'register-retry';
+  events: number;
+  /** Probability that an event carries a byte payload (exact mode). */
+  bytesRatio?: number;
+  maxPayload?: number;
+  policy?: 'drop-oldest' | 'drop-newest';
+  seed?: number;
+  /** Close the writer at the end (else the thread just exits). */
+  close?: boolean;
+  /** Int32Array over a SharedArrayBuffer: with `hold`, the worker waits after registering until
+   * [0] is non-zero; 'forever' publishes its progress in [1]. */
+  control?: SharedArrayBuffer;
+  hold?: boolean;
+}
+
+const d = workerData as ScenarioData;
+const tracer = Tracer.attach(d.trace);
+const id = tracer.define('seq');
+const bytesId = tracer.define('blob');
+const post = (m: unknown) => parentPort!.postMessage(m);
+
+function hold(): void {
+  if (!d.hold || !d.control) return;
+  const c = new Int32Array(d.control);
+  while (Atomics.load(c, 0) === 0) Atomics.wait(c, 0, 0, 50);
+}
+
+function run(): void {
+  if (d.mode === 'register-only') {
+    try {
+      const w = tracer.register(d.name);
+      post({ type: 'registered', slot: w.slot, registration: w.registration });
+      hold();
+    } catch (err) {
+      post({ type: 'error', name: (err as Error).name, message: (err as Error).message });
+    }
+    return;
+  }
+  let w;
+  if (d.mode === 'register-retry') {
+    // The slot this thread needs is released by the drain once the previous owner is salvaged.
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (let i = 0; ; i++) {
+      try {
+        w = tracer.register(d.name, { policy: d.policy });
+        break;
+      } catch (err) {
+        if ((err as Error).name !== 'CapacityError' || i > 5000) throw err;
+        Atomics.wait(nap, 0, 0, 2);
+      }
+    }
+  } else {
+    w = tracer.register(d.name, { policy: d.policy });
+  }
+  post({ type: 'registered', slot: w.slot, registration: w.registration });
+  hold();
+  const control = d.control ? new Int32Array(d.control) : undefined;
+  let rng = d.seed ?? 1;
+  const random = () => {
+    rng = (Math.imul(rng, 1103515245) + 12345) >>> 0;
+    return rng / 4294967296;
+  };
+  let kept = 0;
+  switch (d.mode) {
+    case 'exact':
+    case 'register-retry':
+      for (let seq = 0; seq < d.events; seq++) {
+        if ((seq & 127) === 0) paceUntilSpare(w);
+        if (random() < (d.bytesRatio ?? 0)) {
+          const len = Math.floor(random() * ((d.maxPayload ?? 2048) + 1));
+          if (w.recordBytes(bytesId, payloadFor(seq, len))) kept++;
+        } else if (w.record(id, seq)) kept++;
+      }
+      break;
+    case 'flood':
+      // As fast as possible; the drain is expected to be paused.
+      for (let seq = 0; seq < d.events; seq++) if (w.record(id, seq)) kept++;
+      break;
+    case 'quiet':
+      // A few events, each flushed, while a neighbour floods.
+      for (let seq = 0; seq < d.events; seq++) {
+        if (w.record(id, seq)) kept++;
+        if (!w.flush()) throw new Error('quiet writer could not flush');
+      }
+      break;
+    case 'forever':
+      post({ type: 'started' });
+      for (let seq = 0; ; seq++) {
+        w.record(id, seq);
+        if (control && (seq & 1023) === 0) Atomics.store(control, 1, seq);
+      }
+  }
+  post({ type: 'done', kept, metrics: tracer.metrics().threads.find((t) => t.slot === w.slot) });
+  if (d.close) w.close();
+}
+
+try {
+  run();
+} catch (err) {
+  post({ type: 'error', name: (err as Error).name, message: (err as Error).stack ?? String(err) });
+}

@@ -1,0 +1,208 @@
+/**
+ * The recording pipeline end to end, with real worker threads: every event recorded reaches the
+ * file exactly once and in per-thread order, or is counted as dropped; slots are claimed,
+ * released and reused cleanly; dead threads are salvaged.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CapacityError, Tracer, openTrace } from '../src/index.js';
+import { payloadFor, paceUntilSpare, readBack, startScenario, tempTrace } from './helpers/scenario.js';
+
+const quiet = { logLevel: 'error' as const, exitHooks: false };
+
+function assertContiguous(values: number[], count: number, label: string): void {
+  assert.equal(values.length, count, `${label}: event count`);
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] !== i) assert.fail(`${label}: event ${i} has sequence ${values[i]} (lost, duplicated or reordered)`);
+  }
+}
+
+describe('pipeline: main + 8 workers, random payloads, nothing dropped', () => {
+  it('reads back every event exactly once, in order, bytes intact', async () => {
+    const path = tempTrace('exact');
+    const tracer = await Tracer.open({ path, ringSize: '256KiB', ringsPerThread: 8, maxThreads: 16, ...quiet });
+    const N = 100_000;
+    const runs = Array.from({ length: 8 }, (_, k) =>
+      startScenario({ trace: tracer.handle, name: `w${k}`, mode: 'exact', events: N, bytesRatio: 0.1, maxPayload: 3000, seed: k + 1, close: k % 2 === 0 }),
+    );
+    // The main thread records too, with the same discipline.
+    const w = tracer.register('main');
+    const id = tracer.define('seq');
+    const blob = tracer.define('blob');
+    for (let seq = 0; seq < N; seq++) {
+      if ((seq & 127) === 0) paceUntilSpare(w);
+      if (seq % 10 === 3) w.recordBytes(blob, payloadFor(seq, seq % 3001));
+      else w.record(id, seq);
+    }
+    await Promise.all(runs.map((r) => r.done));
+    await Promise.all(runs.map((r) => r.exited));
+    const summary = await tracer.close();
+    assert.ok(summary);
+    assert.equal(summary.dropped, 0, 'nothing may be dropped in this test');
+    assert.equal(summary.threads.length, 9);
+    assert.ok(summary.balanced);
+
+    const r = openTrace(path);
+    assert.equal(r.complete, true);
+    assert.equal(r.damage, undefined);
+    const s = r.summary();
+    assert.equal(s.totals.dropped, 0);
+    assert.equal(s.totals.events, 9 * N);
+    for (const t of s.threads) {
+      assert.equal(t.attempted, N, `${t.name} attempted`);
+      assert.equal(t.events, N, `${t.name} events in file`);
+      assert.equal(t.balanced, true);
+    }
+    const back = readBack(r);
+    for (const [name, c] of back) {
+      assertContiguous(c.values, N, name);
+      assert.equal(c.payloadErrors, 0, `${name}: payload bytes intact`);
+    }
+    // Odd workers did not close their writer: the drain salvaged their last ring on exit.
+    const ends = new Map(r.threads.map((t) => [t.name, t.endReason]));
+    assert.equal(ends.get('w0'), 'closed');
+    assert.equal(ends.get('w1'), 'exited');
+    assert.equal(ends.get('main'), 'closed');
+    // Timestamps are non-decreasing per thread.
+    const lastTs = new Map<number, number>();
+    for (const e of r.events()) {
+      assert.ok(e.ts >= (lastTs.get(e.thread) ?? 0), 'timestamps non-decreasing per thread');
+      lastTs.set(e.thread, e.ts);
+    }
+  });
+});
+
+describe('pipeline: 64 workers', () => {
+  it('gives each worker its own slot and keeps every event', async () => {
+    const path = tempTrace('64');
+    const tracer = await Tracer.open({ path, ringSize: '64KiB', ringsPerThread: 4, maxThreads: 64, ...quiet });
+    const N = 3000;
+    const control = new SharedArrayBuffer(8);
+    const runs = Array.from({ length: 64 }, (_, k) =>
+      startScenario({ trace: tracer.handle, name: `w${k}`, mode: 'exact', events: N, bytesRatio: 0.05, maxPayload: 512, seed: 100 + k, close: true, control, hold: true }),
+    );
+    // All 64 hold after registering, so they are registered at the same time.
+    const slots = await Promise.all(runs.map((r) => r.registered));
+    Atomics.store(new Int32Array(control), 0, 1);
+    Atomics.notify(new Int32Array(control), 0);
+    assert.equal(new Set(slots.map((s) => s.slot)).size, 64, 'distinct slots');
+    assert.equal(new Set(slots.map((s) => s.registration)).size, 64, 'distinct registrations');
+    await Promise.all(runs.map((r) => r.done));
+    await Promise.all(runs.map((r) => r.exited));
+    const summary = await tracer.close();
+    assert.ok(summary?.balanced);
+    assert.equal(summary.dropped, 0);
+    const r = openTrace(path);
+    assert.equal(r.threads.length, 64);
+    for (const [name, c] of readBack(r)) assertContiguous(c.values, N, name);
+  });
+});
+
+describe('registry', () => {
+  it('refuses registration past capacity with a typed error that says how to raise it', async () => {
+    const tracer = await Tracer.open({ path: tempTrace('cap'), maxThreads: 2, ...quiet });
+    const mine = tracer.register('main');
+    const control = new SharedArrayBuffer(8);
+    const a = startScenario({ trace: tracer.handle, name: 'a', mode: 'register-only', events: 0, control, hold: true });
+    await a.registered;
+    const b = startScenario({ trace: tracer.handle, name: 'b', mode: 'register-only', events: 0 });
+    await b.exited;
+    const err = b.messages.find((m) => (m as { type: string }).type === 'error') as { name: string; message: string };
+    assert.equal(err.name, 'CapacityError');
+    assert.match(err.message, /all 2 thread slots/);
+    assert.match(err.message, /maxThreads/);
+    assert.match(err.message, /RINGTRACE_MAX_THREADS/);
+    assert.equal(Tracer.attach(tracer.handle).register('again?'), mine, 'same thread: same writer, no new slot');
+    assert.ok(new CapacityError(2) instanceof Error);
+    Atomics.store(new Int32Array(control), 0, 1);
+    await a.exited;
+    await tracer.close();
+  });
+
+  it('returns the same writer on a second register() from the same thread', async () => {
+    const tracer = await Tracer.open({ path: tempTrace('same'), ...quiet });
+    const w1 = tracer.register('x');
+    assert.equal(tracer.register('y'), w1);
+    assert.equal(Tracer.attach(tracer.handle), tracer);
+    await tracer.close();
+  });
+
+  it('reuses a slot after its thread exits, with no stale data, and salvages the old events', async () => {
+    const path = tempTrace('reuse');
+    const tracer = await Tracer.open({ path, maxThreads: 1, ringSize: '64KiB', ...quiet });
+    const first = startScenario({ trace: tracer.handle, name: 'first', mode: 'exact', events: 5000, close: false });
+    await first.done;
+    await first.exited; // leaves its slot LIVE with a partial ring: the drain salvages it
+    const second = startScenario({ trace: tracer.handle, name: 'second', mode: 'register-retry', events: 700, close: true });
+    const done = (await second.done) as { kept: number; metrics: { eventsAttempted: number; name: string } };
+    assert.equal(done.metrics.name, 'second', 'the reused slot carries the new name');
+    assert.equal(done.metrics.eventsAttempted, 700, 'counters start at zero in a reused slot');
+    await second.exited;
+    const summary = await tracer.close();
+    assert.ok(summary?.balanced);
+    const r = openTrace(path);
+    assert.deepEqual(r.threads.map((t) => [t.name, t.slot, t.endReason]), [
+      ['first', 0, 'exited'],
+      ['second', 0, 'closed'],
+    ]);
+    const back = readBack(r);
+    assertContiguous(back.get('first')!.values, 5000, 'first');
+    assertContiguous(back.get('second')!.values, 700, 'second');
+  });
+});
+
+describe('salvage', () => {
+  it('keeps what a terminated worker committed and counts the rest', async () => {
+    const path = tempTrace('terminate');
+    const tracer = await Tracer.open({ path, ...quiet });
+    const control = new SharedArrayBuffer(8);
+    const run = startScenario({ trace: tracer.handle, name: 'victim', mode: 'forever', events: 0, control, policy: 'drop-newest' });
+    await run.registered;
+    const progress = new Int32Array(control);
+    while (Atomics.load(progress, 1) < 200_000) await new Promise((r) => setTimeout(r, 5));
+    await run.worker.terminate();
+    const summary = await tracer.close();
+    assert.ok(summary);
+    const t = summary.threads.find((x) => x.name === 'victim')!;
+    assert.equal(t.endReason, 'exited');
+    assert.ok(t.attempted >= 200_000);
+    assert.equal(t.attempted, t.events + t.dropped, 'attempted = in file + dropped');
+    const r = openTrace(path);
+    const values = readBack(r).get('victim')!.values;
+    // Kept events are strictly increasing; every gap is covered by counted drops.
+    let gaps = 0;
+    for (let i = 1; i < values.length; i++) {
+      assert.ok(values[i] > values[i - 1], 'strictly increasing');
+      gaps += values[i] - values[i - 1] - 1;
+    }
+    gaps += values[0];
+    const tail = t.attempted - 1 - values[values.length - 1];
+    assert.equal(gaps + tail, t.dropped, 'missing sequence numbers = dropped events');
+  });
+});
+
+describe('writer edge cases', () => {
+  it('counts a record larger than a ring as record_too_large, and records after close as closed', async () => {
+    const path = tempTrace('edges');
+    const tracer = await Tracer.open({ path, ringSize: '4KiB', ...quiet });
+    const w = tracer.register('edge');
+    const id = tracer.define('e');
+    assert.equal(w.record(id, 1), true);
+    assert.equal(w.recordBytes(id, new Uint8Array(5000)), false);
+    assert.throws(() => w.recordBytes(id, [1, 2, 3] as unknown as Uint8Array), TypeError);
+    w.close();
+    assert.equal(w.record(id, 2), false);
+    assert.equal(w.droppedAfterClose, 1);
+    const summary = await tracer.close();
+    assert.equal(summary?.droppedAfterClose, 1);
+    const t = summary!.threads[0];
+    assert.deepEqual(t.droppedByReason, { record_too_large: 1 });
+    assert.equal(t.attempted, 2, 'the thrown TypeError was not an attempt; after close() is not this registration');
+    assert.equal(t.events, 1);
+    const r = openTrace(path);
+    const drops = r.drops();
+    assert.equal(drops.length, 1);
+    assert.equal(drops[0].reason, 'record_too_large');
+    assert.equal(drops[0].bytes, 16 + 5000);
+  });
+});
