@@ -61,9 +61,13 @@ if (sink) {
   Atomics.store(v.i32, Ctl.DRAIN_STATE, DrainState.RUNNING);
   post({ type: 'ready' });
   const i32 = v.i32;
+  const budget = { kibps: 0, since: 0, bytesAtStart: 0 };
   for (;;) {
     if ((Atomics.load(i32, Ctl.FLAGS) & ControlFlag.FINISH) !== 0) break;
-    if (drain.pass()) continue;
+    if (drain.pass()) {
+      throttle();
+      continue;
+    }
     // Idle: announce the sleep, then sleep on the doorbell. A writer that hands over a ring
     // after this store sees DRAIN_SLEEPING and rings; one that did just before is picked up by
     // the bounded timeout at the latest.
@@ -72,6 +76,17 @@ if (sink) {
     Atomics.wait(i32, Ctl.DOORBELL, bell, data.idleMs);
     Atomics.store(i32, Ctl.DRAIN_SLEEPING, 0);
   }
+  /** Keeps the drain under the configured byte rate by sleeping after a pass that got ahead of
+   * it (bounded sleeps, so FINISH and doorbells are still seen). */
+  function throttle(): void {
+    const kibps = Atomics.load(i32, Ctl.DRAIN_THROTTLE_KIBPS);
+    if (kibps !== budget.kibps) Object.assign(budget, { kibps, since: performance.now(), bytesAtStart: drain.bytesOut });
+    if (kibps <= 0) return;
+    const dueMs = ((drain.bytesOut - budget.bytesAtStart) / (kibps * 1024)) * 1000;
+    const aheadMs = dueMs - (performance.now() - budget.since);
+    if (aheadMs > 0) Atomics.wait(i32, Ctl.DOORBELL, Atomics.load(i32, Ctl.DOORBELL), Math.min(aheadMs, 50));
+  }
+
   let summary;
   try {
     summary = drain.finish();

@@ -106,6 +106,8 @@ export class Drain {
   private namesWritten = new Set<number>();
   private readonly scan: ScanResult = { events: 0, bytes: 0, firstTs: NaN, lastTs: NaN, badOffset: -1 };
   private sinkErrors = 0;
+  /** Bytes handed to the sink so far (for the throttle). */
+  bytesOut = 0;
   private lastSinkError = '';
   private droppedTotal = 0;
   private droppedAtLastLog = 0;
@@ -290,7 +292,9 @@ export class Drain {
     if (s.events === 0 && !lossPending(reg.pending)) return;
     const chunk = chunkRecord({ thread: reg.registration, seq: reg.seq, events: s.events, firstTs: s.firstTs, lastTs: s.lastTs }, reg.pending, payload);
     try {
-      this.sink.write(this.out.concat(chunk));
+      const buffers = this.out.concat(chunk);
+      this.sink.write(buffers);
+      for (const b of buffers) this.bytesOut += b.length;
       this.out = [];
     } catch (err) {
       // The chunk is lost, the ring is not: count its events and keep everything else pending.

@@ -67,6 +67,9 @@ export const Ctl = {
   DRAIN_STATE: 12,
   /** Events recorded on writers after their tracer closed (reason `closed`), all threads. */
   CLOSED_DROPS: 13,
+  /** Drain write budget in KiB/s (0 = unlimited): an operational throttle, and how tests and the
+   * demo make a drain that cannot keep up. */
+  DRAIN_THROTTLE_KIBPS: 14,
   /** Float64 index (byte 64): Date.now() when the tracer opened. */
   F64_SESSION_START_EPOCH_MS: 8,
   /** Float64 index (byte 72): clock zero as an absolute high-resolution time (ms). */

@@ -250,6 +250,14 @@ export class Tracer {
     this.wakeDrain();
   }
 
+  /** Limits the drain to `kibPerSecond` KiB/s (0 lifts the limit): for operations that must
+   * spare the disk, and to rehearse a drain that cannot keep up. */
+  throttleDrain(kibPerSecond: number): void {
+    if (!Number.isInteger(kibPerSecond) || kibPerSecond < 0) throw new RangeError('ringtrace: throttleDrain(kibPerSecond) needs an integer >= 0');
+    Atomics.store(this.views.i32, Ctl.DRAIN_THROTTLE_KIBPS, kibPerSecond);
+    this.wakeDrain();
+  }
+
   private wakeDrain(): void {
     Atomics.add(this.views.i32, Ctl.DOORBELL, 1);
     Atomics.notify(this.views.i32, Ctl.DOORBELL);

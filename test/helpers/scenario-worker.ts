@@ -10,7 +10,7 @@ import { payloadFor, paceUntilSpare } from './scenario.js';
 export interface ScenarioData {
   trace: TracerHandle;
   name: string;
-  mode: 'exact' | 'flood' | 'quiet' | 'forever' | 'register-only' | 'register-retry';
+  mode: 'exact' | 'flood' | 'steady' | 'forever' | 'register-only' | 'register-retry';
   events: number;
   /** Probability that an event carries a byte payload (exact mode). */
   bytesRatio?: number;
@@ -23,6 +23,8 @@ export interface ScenarioData {
    * [0] is non-zero; 'forever' publishes its progress in [1]. */
   control?: SharedArrayBuffer;
   hold?: boolean;
+  /** After the scenario, stay alive (idle) until control[0] is non-zero. */
+  linger?: boolean;
 }
 
 const d = workerData as ScenarioData;
@@ -31,8 +33,8 @@ const id = tracer.define('seq');
 const bytesId = tracer.define('blob');
 const post = (m: unknown) => parentPort!.postMessage(m);
 
-function hold(): void {
-  if (!d.hold || !d.control) return;
+function hold(force = false): void {
+  if (!(d.hold || force) || !d.control) return;
   const c = new Int32Array(d.control);
   while (Atomics.load(c, 0) === 0) Atomics.wait(c, 0, 0, 50);
 }
@@ -88,13 +90,15 @@ function run(): void {
       // As fast as possible; the drain is expected to be paused.
       for (let seq = 0; seq < d.events; seq++) if (w.record(id, seq)) kept++;
       break;
-    case 'quiet':
-      // A few events, each flushed, while a neighbour floods.
+    case 'steady': {
+      // Bursts of 300 events every millisecond: a load sustained over time.
+      const nap = new Int32Array(new SharedArrayBuffer(4));
       for (let seq = 0; seq < d.events; seq++) {
         if (w.record(id, seq)) kept++;
-        if (!w.flush()) throw new Error('quiet writer could not flush');
+        if (seq % 300 === 299) Atomics.wait(nap, 0, 0, 1);
       }
       break;
+    }
     case 'forever':
       post({ type: 'started' });
       for (let seq = 0; ; seq++) {
@@ -104,6 +108,7 @@ function run(): void {
   }
   post({ type: 'done', kept, metrics: tracer.metrics().threads.find((t) => t.slot === w.slot) });
   if (d.close) w.close();
+  if (d.linger) hold(true);
 }
 
 try {
