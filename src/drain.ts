@@ -314,6 +314,7 @@ export class Drain {
 
   private sinkFailed(err: unknown): void {
     this.sinkErrors++;
+    Atomics.add(this.v.i32, Ctl.SINK_ERRORS, 1);
     const msg = err instanceof Error ? err.message : String(err);
     if (msg !== this.lastSinkError) {
       this.lastSinkError = msg;

@@ -70,6 +70,8 @@ export const Ctl = {
   /** Drain write budget in KiB/s (0 = unlimited): an operational throttle, and how tests and the
    * demo make a drain that cannot keep up. */
   DRAIN_THROTTLE_KIBPS: 14,
+  /** Chunks the drain could not write (sink errors), for metrics(). */
+  SINK_ERRORS: 15,
   /** Float64 index (byte 64): Date.now() when the tracer opened. */
   F64_SESSION_START_EPOCH_MS: 8,
   /** Float64 index (byte 72): clock zero as an absolute high-resolution time (ms). */

@@ -55,7 +55,7 @@ export interface MetricsSnapshot {
     /** Events recorded on writers after their tracer closed. */
     droppedAfterClose: number;
   };
-  drain: { heartbeat: number; paused: boolean };
+  drain: { heartbeat: number; paused: boolean; state: 'starting' | 'running' | 'stopped' | 'failed'; sinkErrors: number; throttleKiBps: number };
 }
 
 export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly RegistrationSummary[]): MetricsSnapshot {
@@ -130,6 +130,9 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
     drain: {
       heartbeat: Atomics.load(i32, Ctl.DRAIN_HEARTBEAT),
       paused: (Atomics.load(i32, Ctl.FLAGS) & ControlFlag.DRAIN_PAUSED) !== 0,
+      state: (['starting', 'running', 'stopped', 'failed'] as const)[Atomics.load(i32, Ctl.DRAIN_STATE)],
+      sinkErrors: Atomics.load(i32, Ctl.SINK_ERRORS),
+      throttleKiBps: Atomics.load(i32, Ctl.DRAIN_THROTTLE_KIBPS),
     },
   };
 }

@@ -46,7 +46,9 @@ export interface RegisterOptions {
 
 export interface CloseSummary extends DrainSummary {
   path: string;
-  /** Every thread's attempted === events in the file + dropped. */
+  /** The drain finished the file (footer written). */
+  complete: boolean;
+  /** The file is complete and every thread's attempted === events in the file + dropped. */
   balanced: boolean;
 }
 
@@ -303,12 +305,56 @@ export class Tracer {
     if (stragglers > 0) this.log('warn', `${stragglers} writer(s) did not close within ${this.closeTimeoutMs} ms; what they held is counted as unflushed`);
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.FINISH);
     this.wakeDrain();
-    const summary = await this.drainSummary!;
+    const summary = await this.awaitDrainSummary();
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSED);
     this.detach();
-    const balanced = summary.threads.every((t) => t.balanced);
+    const balanced = summary.complete && summary.threads.every((t) => t.balanced);
     this.log('info', 'tracer closed', { path: this.path, events: summary.events, dropped: summary.dropped, balanced });
     return { ...summary, path: this.path, balanced };
+  }
+
+  /**
+   * The drain's summary, or, if the drain died or does not finish in time (a hung disk), one
+   * made from the shared counters: close() always returns. The file then ends at its last whole
+   * record without a footer, which the reader reports as incomplete.
+   */
+  private async awaitDrainSummary(): Promise<DrainSummary & { complete: boolean }> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), this.closeTimeoutMs + 10_000)));
+    try {
+      const s = await Promise.race([this.drainSummary!, timeout]);
+      if (s) return { ...s, complete: true };
+      this.log('error', 'the drain did not finish in time; the trace file is left without its footer');
+    } catch (err) {
+      this.log('error', 'the drain failed; the trace file is left without its footer', { error: (err as Error).message });
+    } finally {
+      clearTimeout(timer);
+    }
+    await this.drainWorker?.terminate();
+    const m = this.metrics();
+    const threads: RegistrationSummary[] = [
+      ...m.retired,
+      ...m.threads.map((t) => ({
+        thread: t.thread,
+        name: t.name,
+        slot: t.slot,
+        attempted: t.eventsAttempted,
+        events: t.eventsWritten,
+        dropped: t.eventsDropped,
+        bytesDropped: t.bytesDropped,
+        droppedByReason: t.droppedByReason,
+        endReason: 'tracer_closed' as const,
+        balanced: t.eventsAttempted === t.eventsWritten + t.eventsDropped,
+      })),
+    ];
+    return {
+      threads,
+      events: m.totals.eventsWritten,
+      dropped: m.totals.eventsDropped,
+      droppedAfterClose: m.totals.droppedAfterClose,
+      sinkErrors: m.drain.sinkErrors,
+      complete: false,
+    };
   }
 
   private allWritersClosed(epoch: number): boolean {

@@ -1,0 +1,158 @@
+/**
+ * Faults: exits without close(), dead workers, a failing disk, a dead drain. Each checks that
+ * what the tracer says it lost is all it lost: per thread, attempted = events in file + dropped.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { describe, it } from 'node:test';
+import { Drain } from '../src/drain.js';
+import { FileSink, headerRecord, preamble, type TraceSink } from '../src/format.js';
+import { Layout, SharedViews, initControl } from '../src/layout.js';
+import { Tracer, openTrace, type TracerHandle } from '../src/index.js';
+import { readBack, tempTrace } from './helpers/scenario.js';
+
+const child = fileURLToPath(new URL('./fixtures/exit-child.js', import.meta.url));
+
+function checkBalanced(path: string): ReturnType<ReturnType<typeof openTrace>['summary']> {
+  const r = openTrace(path);
+  const s = r.summary();
+  assert.equal(r.damage, undefined, `no damage in ${path}`);
+  assert.equal(s.complete, true, 'the file was finalized (footer)');
+  for (const t of s.threads) assert.equal(t.balanced, true, `${t.name}: attempted ${t.attempted} = ${t.events} + ${t.dropped}`);
+  // Sequence numbers: what is missing is what was counted.
+  const back = readBack(r);
+  for (const t of s.threads) {
+    const v = back.get(t.name)!.values;
+    let missing = 0;
+    let prev = -1;
+    for (const x of v) {
+      assert.ok(x > prev);
+      missing += x - prev - 1;
+      prev = x;
+    }
+    missing += t.attempted! - 1 - prev;
+    assert.equal(missing, t.dropped, `${t.name}: gaps = drops`);
+  }
+  return s;
+}
+
+describe('exit paths without close()', () => {
+  for (const how of ['natural', 'process-exit', 'uncaught', 'worker-throws', 'worker-exit'] as const) {
+    it(how, () => {
+      const path = tempTrace(`exit-${how}`);
+      const r = spawnSync(process.execPath, [child, path, how], { encoding: 'utf8', timeout: 60_000 });
+      if (how === 'process-exit') assert.equal(r.status, 3, r.stderr);
+      else if (how === 'uncaught') {
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /boom/);
+      } else assert.equal(r.status, 0, r.stderr);
+      const s = checkBalanced(path);
+      assert.equal(s.threads.length, 3);
+      const main = s.threads.find((t) => t.name === 'main')!;
+      assert.ok(main.events > 0 && main.attempted! >= 20_000);
+      if (how === 'worker-throws' || how === 'worker-exit') {
+        const dead = s.threads.find((t) => t.name === 'worker-0')!;
+        assert.equal(dead.endReason, 'exited');
+        assert.equal(dead.attempted, 30_000);
+      }
+    });
+  }
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${signal}: the file is finalized and the process still dies by the signal`, async () => {
+      const path = tempTrace(`sig-${signal}`);
+      const p = spawn(process.execPath, [child, path, signal.toLowerCase()], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      p.stderr.on('data', (b) => (stderr += b));
+      await new Promise<void>((res) => p.stdout.on('data', (b: Buffer) => b.toString().includes('ready') && res()));
+      p.kill(signal);
+      const [code, sig] = await new Promise<[number | null, string | null]>((res) => p.on('exit', (c, s) => res([c, s])));
+      assert.equal(sig, signal, `killed by ${signal} (code ${code}) ${stderr}`);
+      const s = checkBalanced(path);
+      assert.equal(s.threads.length, 3);
+    });
+  }
+});
+
+describe('sink faults', () => {
+  it('unwritable trace path: a clear error before any recording', async () => {
+    const before = process.listenerCount('worker');
+    await assert.rejects(Tracer.open({ path: '/nonexistent-dir/sub/trace.rtrace', logLevel: 'error' }), /cannot open trace file \/nonexistent-dir\/sub\/trace\.rtrace: ENOENT/);
+    assert.equal(process.listenerCount('worker'), before, 'no listener left behind');
+  });
+
+  for (const code of ['ENOSPC', 'EIO']) {
+    it(`${code} while recording: chunks counted as sink_error, rings still returned, file readable`, () => {
+      const path = tempTrace(`sink-${code}`);
+      const layout = new Layout({ maxThreads: 2, ringsPerThread: 4, ringSize: 4096 });
+      const buffer = new SharedArrayBuffer(layout.totalBytes);
+      const v = new SharedViews(buffer, layout);
+      initControl(v, Date.now(), performance.timeOrigin + performance.now());
+      const file = new FileSink(path);
+      file.write([preamble(), ...headerRecord(Date.now(), {})]);
+      let writes = 0;
+      const flaky: TraceSink = {
+        write(b) {
+          writes++;
+          if (writes % 3 === 0) throw Object.assign(new Error(`${code}: simulated failure, write`), { code });
+          file.write(b);
+        },
+        close: () => file.close(),
+      };
+      const logs: string[] = [];
+      const thresholds = { pressureSpares: 1, recoverySpares: 2, stabilityUs: 0 };
+      const drain = new Drain(v, flaky, { batchRings: 8, thresholds, dropLogIntervalMs: 0, dropLogEvery: 1, now: () => performance.now() * 1e6, log: (_l, msg) => logs.push(msg) });
+      const handle: TracerHandle = { kind: 'ringtrace.handle', version: 1, sessionId: randomUUID(), buffer, geometry: layout, policy: 'drop-newest', thresholds, flushIntervalMs: 0, path };
+      const tracer = Tracer.attach(handle);
+      const w = tracer.register('app');
+      const id = tracer.define('seq');
+      let kept = 0;
+      for (let seq = 0; seq < 20_000; seq++) {
+        if (w.record(id, seq)) kept++;
+        if (seq % 100 === 0) drain.pass(); // the drain keeps up: every loss is the sink's
+      }
+      w.close();
+      const summary = drain.finish();
+      assert.equal(kept, 20_000, 'the writer never ran out of rings: failed chunks still returned them');
+      const t = summary.threads[0];
+      assert.ok((t.droppedByReason.sink_error ?? 0) > 0);
+      assert.equal(t.droppedByReason.pool_exhausted, undefined);
+      assert.equal(t.balanced, true);
+      assert.ok(summary.sinkErrors > 0);
+      assert.equal(logs.filter((m) => m.includes('sink write failed')).length, 1, 'reported once, not per chunk');
+      void tracer.close();
+      const s = checkBalanced(path);
+      assert.equal(s.threads[0].droppedByReason.sink_error, t.droppedByReason.sink_error);
+      const drops = openTrace(path).drops().filter((d) => d.reason === 'sink_error');
+      assert.ok(drops.every((d) => d.firstTs <= d.lastTs && d.bytes > 0));
+    });
+  }
+});
+
+describe('drain death', () => {
+  it('recording goes on (dropping, counted), close() still returns, the file reads up to its last chunk', async () => {
+    const path = tempTrace('drain-death');
+    const tracer = await Tracer.open({ path, ringSize: '4KiB', logLevel: 'error', exitHooks: false, closeTimeoutMs: 200, policy: 'drop-newest' });
+    const w = tracer.register('app');
+    const id = tracer.define('seq');
+    for (let seq = 0; seq < 100; seq++) w.record(id, seq);
+    w.flush();
+    while (tracer.metrics().threads[0].chunksWritten < 1) await new Promise((r) => setTimeout(r, 5));
+    await (tracer as unknown as { drainWorker: { terminate(): Promise<number> } }).drainWorker.terminate();
+    let kept = 0;
+    for (let seq = 100; seq < 20_100; seq++) if (w.record(id, seq)) kept++;
+    assert.ok(kept < 20_000, 'pool exhausted without a drain');
+    const m = tracer.metrics().threads[0];
+    assert.equal(m.state, 'dropping');
+    const summary = await tracer.close();
+    assert.equal(summary?.complete, false);
+    assert.equal(summary?.balanced, false, 'an unfinished file is never reported as balanced');
+    const r = openTrace(path);
+    assert.equal(r.complete, false);
+    assert.equal(r.damage, undefined, 'cut at a record boundary');
+    assert.equal(r.summary().totals.events, 100);
+  });
+});
