@@ -1,0 +1,236 @@
+/**
+ * A self-contained HTML report of a trace (no scripts, no network): events/s per thread over
+ * time, drops over time by reason, the backpressure state of each thread over time, and a totals
+ * table with the conservation check. Charts are inline SVG computed here, so the page renders
+ * the same anywhere, including a headless browser.
+ */
+import { writeFileSync } from 'node:fs';
+import { REASONS, type DropReason } from './layout.js';
+import { STATE_NAMES, type StateName } from './backpressure.js';
+import { openTrace, type TraceReader } from './reader.js';
+
+const BUCKETS = 120;
+const W = 960;
+const PLOT_H = 220;
+const MARGIN = { left: 70, right: 160, top: 20, bottom: 36 };
+const PALETTE = ['#4269d0', '#efb118', '#ff725c', '#6cc5b0', '#3ca951', '#ff8ab7', '#a463f2', '#97bbf5', '#9c6b4e', '#9498a0'];
+const REASON_COLORS: Record<DropReason, string> = {
+  pool_exhausted: '#e15759',
+  record_too_large: '#f28e2b',
+  sink_error: '#b07aa1',
+  closed: '#9c755f',
+  thread_exit: '#76b7b2',
+  unflushed: '#bab0ac',
+};
+const STATE_COLORS: Record<StateName, string> = { normal: '#59a14f', pressure: '#edc948', dropping: '#e15759', recovery: '#4e79a7' };
+
+const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const fmt = (n: number): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: 1 }) : '–');
+
+export interface ReportData {
+  title: string;
+  t0: number;
+  t1: number;
+  bucketNs: number;
+  threads: Array<{ name: string; rates: number[] }>;
+  drops: Record<DropReason, number[]>;
+  states: Array<{ name: string; spans: Array<{ from: number; to: number; state: StateName }> }>;
+  summary: ReturnType<TraceReader['summary']>;
+}
+
+/** Aggregates a trace into fixed time buckets (one streaming pass over the events). */
+export function reportData(r: TraceReader): ReportData {
+  const s = r.summary();
+  let t0 = Infinity;
+  let t1 = -Infinity;
+  for (const t of r.threads) {
+    if (t.firstTs < t0) t0 = t.firstTs;
+    if (t.lastTs > t1) t1 = t.lastTs;
+  }
+  for (const d of r.drops()) {
+    if (d.firstTs < t0) t0 = d.firstTs;
+    if (d.lastTs > t1) t1 = d.lastTs;
+  }
+  for (const c of r.states()) {
+    if (c.ts < t0) t0 = c.ts;
+    if (c.ts > t1) t1 = c.ts;
+  }
+  if (!Number.isFinite(t0)) t0 = t1 = 0;
+  const bucketNs = Math.max(1, (t1 - t0) / BUCKETS);
+  const bucket = (ts: number) => Math.min(BUCKETS - 1, Math.max(0, Math.floor((ts - t0) / bucketNs)));
+  const counts = r.threads.map(() => new Array<number>(BUCKETS).fill(0));
+  for (const e of r.events()) counts[e.thread][bucket(e.ts)]++;
+  const perSecond = 1e9 / bucketNs;
+  const drops = Object.fromEntries(REASONS.map((x) => [x, new Array<number>(BUCKETS).fill(0)])) as Record<DropReason, number[]>;
+  for (const d of r.drops()) {
+    // Spread a loss evenly over the time it covers (all at one point when only one is known).
+    const a = Number.isFinite(d.firstTs) ? d.firstTs : Number.isFinite(d.lastTs) ? d.lastTs : t1;
+    const b = Number.isFinite(d.lastTs) ? d.lastTs : a;
+    const first = bucket(a);
+    const last = bucket(b);
+    for (let k = first; k <= last; k++) drops[d.reason][k] += d.events / (last - first + 1);
+  }
+  const states = r.threads.map((t) => ({ name: t.name, spans: [] as Array<{ from: number; to: number; state: StateName }> }));
+  const current = r.threads.map(() => ({ state: 'normal' as StateName, since: NaN }));
+  for (const c of r.states()) {
+    const cur = current[c.thread];
+    const from = Number.isNaN(cur.since) ? r.threads[c.thread].registeredTs : cur.since;
+    states[c.thread].spans.push({ from, to: c.ts, state: c.from });
+    cur.state = c.to;
+    cur.since = c.ts;
+  }
+  r.threads.forEach((t, i) => {
+    const cur = current[i];
+    const end = Number.isFinite(t.lastTs) ? Math.max(t.lastTs, cur.since || t1) : t1;
+    states[i].spans.push({ from: Number.isNaN(cur.since) ? t.registeredTs : cur.since, to: end, state: cur.state });
+  });
+  return {
+    title: r.path,
+    t0,
+    t1,
+    bucketNs,
+    threads: r.threads.map((t, i) => ({ name: t.name, rates: counts[i].map((n) => n * perSecond) })),
+    drops,
+    states,
+    summary: s,
+  };
+}
+
+function axes(d: ReportData, maxY: number | undefined, yLabel: string, height = PLOT_H): string {
+  const x0 = MARGIN.left;
+  const x1 = W - MARGIN.right;
+  const y0 = MARGIN.top + height;
+  const ms = (d.t1 - d.t0) / 1e6;
+  const ticks = [0, 0.25, 0.5, 0.75, 1]
+    .map((f) => {
+      const x = x0 + f * (x1 - x0);
+      return `<line x1="${x}" y1="${y0}" x2="${x}" y2="${y0 + 4}" stroke="#555"/><text x="${x}" y="${y0 + 16}" text-anchor="middle">${fmt((d.t0 + f * (d.t1 - d.t0)) / 1e6)} ms</text>`;
+    })
+    .join('');
+  const yTicks =
+    maxY === undefined ? '' : [0, 0.5, 1].map((f) => `<text x="${x0 - 6}" y="${y0 - f * height + 4}" text-anchor="end">${fmt(f * maxY)}</text>`).join('');
+  return (
+    `<line x1="${x0}" y1="${y0}" x2="${x1}" y2="${y0}" stroke="#555"/><line x1="${x0}" y1="${MARGIN.top}" x2="${x0}" y2="${y0}" stroke="#555"/>` +
+    ticks +
+    yTicks +
+    `<text x="${x0}" y="${MARGIN.top - 6}">${esc(yLabel)}</text><text x="${x1}" y="${y0 + 30}" text-anchor="end">time since the tracer opened (${fmt(ms)} ms in all)</text>`
+  );
+}
+
+function legend(items: Array<[string, string]>): string {
+  return items
+    .map(([label, color], i) => `<rect x="${W - MARGIN.right + 12}" y="${MARGIN.top + i * 16}" width="10" height="10" fill="${color}"/><text x="${W - MARGIN.right + 26}" y="${MARGIN.top + i * 16 + 9}">${esc(label)}</text>`)
+    .join('');
+}
+
+function svg(id: string, height: number, body: string, label: string): string {
+  return `<svg id="${id}" role="img" aria-label="${esc(label)}" viewBox="0 0 ${W} ${height}" width="${W}" height="${height}" font-family="sans-serif" font-size="11">${body}</svg>`;
+}
+
+function ratesChart(d: ReportData): string {
+  const maxY = Math.max(1, ...d.threads.flatMap((t) => t.rates));
+  const x0 = MARGIN.left;
+  const dx = (W - MARGIN.right - MARGIN.left) / BUCKETS;
+  const lines = d.threads
+    .map((t, i) => {
+      const pts = t.rates.map((v, k) => `${(x0 + (k + 0.5) * dx).toFixed(1)},${(MARGIN.top + PLOT_H - (v / maxY) * PLOT_H).toFixed(1)}`).join(' ');
+      return `<polyline class="series" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5" points="${pts}"><title>${esc(t.name)}</title></polyline>`;
+    })
+    .join('');
+  const h = MARGIN.top + PLOT_H + MARGIN.bottom;
+  return svg('events-rate', h, axes(d, maxY, 'events/s per thread') + lines + legend(d.threads.map((t, i) => [t.name, PALETTE[i % PALETTE.length]])), 'events per second per thread over time');
+}
+
+function dropsChart(d: ReportData): string {
+  const totals = new Array<number>(BUCKETS).fill(0);
+  for (const r of REASONS) d.drops[r].forEach((v, k) => (totals[k] += v));
+  const maxY = Math.max(1, ...totals);
+  const x0 = MARGIN.left;
+  const dx = (W - MARGIN.right - MARGIN.left) / BUCKETS;
+  const base = new Array<number>(BUCKETS).fill(0);
+  let bars = '';
+  for (const r of REASONS) {
+    d.drops[r].forEach((v, k) => {
+      if (v <= 0) return;
+      const h = (v / maxY) * PLOT_H;
+      base[k] += h;
+      bars += `<rect class="drop" x="${(x0 + k * dx).toFixed(1)}" y="${(MARGIN.top + PLOT_H - base[k]).toFixed(1)}" width="${Math.max(1, dx - 1).toFixed(1)}" height="${h.toFixed(1)}" fill="${REASON_COLORS[r]}"><title>${r}: ${fmt(v)}</title></rect>`;
+    });
+  }
+  const used = REASONS.filter((r) => d.drops[r].some((v) => v > 0));
+  const h = MARGIN.top + PLOT_H + MARGIN.bottom;
+  return svg('drops', h, axes(d, maxY, 'events dropped per bucket, by reason') + bars + legend(used.map((r) => [r, REASON_COLORS[r]])), 'dropped events over time by reason');
+}
+
+function statesChart(d: ReportData): string {
+  const row = 18;
+  // At least as tall as the legend beside it (4 states x 16 px).
+  const height = Math.max(STATE_NAMES.length * 16, d.states.length * row);
+  const x0 = MARGIN.left;
+  const span = Math.max(1, d.t1 - d.t0);
+  const xOf = (ts: number) => x0 + ((Math.min(Math.max(ts, d.t0), d.t1) - d.t0) / span) * (W - MARGIN.right - MARGIN.left);
+  let body = '';
+  d.states.forEach((t, i) => {
+    const y = MARGIN.top + i * row;
+    body += `<text x="${x0 - 6}" y="${y + 12}" text-anchor="end">${esc(t.name)}</text>`;
+    for (const s of t.spans) {
+      const a = xOf(s.from);
+      const b = Math.max(a + 1, xOf(s.to));
+      body += `<rect class="state" x="${a.toFixed(1)}" y="${y + 2}" width="${(b - a).toFixed(1)}" height="${row - 4}" fill="${STATE_COLORS[s.state]}"><title>${esc(t.name)}: ${s.state}</title></rect>`;
+    }
+  });
+  const h = MARGIN.top + height + MARGIN.bottom;
+  return svg('states', h, axes(d, undefined, 'backpressure state per thread', height) + body + legend(STATE_NAMES.map((s) => [s, STATE_COLORS[s]])), 'backpressure state of each thread over time');
+}
+
+function totalsTable(d: ReportData): string {
+  const s = d.summary;
+  const rows = s.threads
+    .map((t) => {
+      const reasons = Object.entries(t.droppedByReason).map(([r, n]) => `${r} ${fmt(n)}`).join(', ') || '–';
+      const ok = t.balanced === undefined ? '?' : t.balanced ? '✓' : '✗';
+      return `<tr><td>${esc(t.name)}</td><td>${t.slot}</td><td>${fmt(t.attempted ?? NaN)}</td><td>${fmt(t.events)}</td><td>${fmt(t.dropped)}</td><td>${esc(reasons)}</td><td>${fmt(t.bytesDropped)}</td><td>${t.stateChanges}</td><td>${esc(t.endReason ?? '–')}</td><td class="${t.balanced ? 'ok' : 'bad'}">${ok}</td></tr>`;
+    })
+    .join('');
+  const T = s.totals;
+  return `<table id="totals"><thead><tr><th>thread</th><th>slot</th><th>attempted</th><th>in file</th><th>dropped</th><th>by reason</th><th>bytes dropped</th><th>state changes</th><th>end</th><th>attempted = in file + dropped</th></tr></thead><tbody>${rows}</tbody>
+<tfoot><tr><td>total</td><td></td><td>${fmt(T.attempted)}</td><td>${fmt(T.events)}</td><td>${fmt(T.dropped)}</td><td>${esc(Object.entries(T.droppedByReason).map(([r, n]) => `${r} ${fmt(n)}`).join(', ') || '–')}</td><td>${fmt(T.bytesDropped)}</td><td></td><td></td><td class="${T.balanced ? 'ok' : 'bad'}">${T.balanced ? '✓' : '✗'}</td></tr></tfoot></table>`;
+}
+
+export function renderReport(d: ReportData): string {
+  const s = d.summary;
+  const status = s.damage
+    ? `<p class="bad">The file is damaged at byte ${s.damage.offset} (${esc(s.damage.reason)}); ${fmt(s.damage.skippedBytes)} bytes after it were not read.</p>`
+    : s.complete
+      ? '<p>The file is complete.</p>'
+      : '<p class="bad">The file has no footer: the tracer did not close it.</p>';
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ringtrace report: ${esc(d.title)}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1000px; }
+h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
+table { border-collapse: collapse; font-size: 13px; } th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; } .ok { color: #2a7d2a; } .bad { color: #b00020; }
+svg text { fill: #333; }
+</style></head><body>
+<h1>ringtrace report</h1>
+<p>${esc(d.title)} — format v${s.version}, ${s.totals.threads} threads, ${fmt(s.totals.events)} events in the file, ${fmt(s.totals.dropped)} dropped${s.totals.droppedAfterClose ? `, ${fmt(s.totals.droppedAfterClose)} after close` : ''}.</p>
+${status}
+<h2>Events per second, per thread</h2>
+${ratesChart(d)}
+<h2>Drops over time, by reason</h2>
+${dropsChart(d)}
+<h2>Backpressure state timeline</h2>
+${statesChart(d)}
+<h2>Totals and conservation check</h2>
+${totalsTable(d)}
+</body></html>
+`;
+}
+
+/** Writes the HTML report of the trace at `tracePath` to `outPath`. */
+export function writeReport(tracePath: string, outPath: string): ReportData {
+  const data = reportData(openTrace(tracePath));
+  writeFileSync(outPath, renderReport(data));
+  return data;
+}
