@@ -27,124 +27,61 @@ export function registerPrometheus(tracer: MetricsSource, registry: Registry, pr
     return snapshot;
   };
   const registers = [registry];
+  type Thread = MetricsSnapshot['threads'][number];
+  type Sample = [labels: Record<string, string>, value: number];
+  const threadLabels = (t: Thread) => ({ thread: t.name, slot: String(t.slot) });
+  /** A metric whose samples are recomputed from the snapshot at every scrape. */
+  const metric = (kind: 'counter' | 'gauge', name: string, help: string, extraLabels: string[], samples: (m: MetricsSnapshot) => Sample[]) => {
+    const Kind = kind === 'counter' ? Counter : Gauge;
+    new Kind({
+      name: `${prefix}${name}`,
+      help,
+      labelNames: ['thread', 'slot', ...extraLabels],
+      registers,
+      collect(this: Counter | Gauge) {
+        this.reset();
+        for (const [labels, value] of samples(snap())) (this as Gauge).inc(labels, value);
+      },
+    });
+  };
+  const perThread = (kind: 'counter' | 'gauge', name: string, help: string, value: (t: Thread) => number) =>
+    metric(kind, name, help, [], (m) => m.threads.map((t) => [threadLabels(t), value(t)]));
+  /** Per live thread, plus one `(retired)` sample so totals never go backwards. */
+  const withRetired = (name: string, help: string, live: (t: Thread) => number, retired: (t: MetricsSnapshot['retired'][number]) => number) =>
+    metric('counter', name, help, [], (m) => {
+      const out: Sample[] = m.threads.map((t) => [threadLabels(t), live(t)]);
+      const gone = m.retired.reduce((n, t) => n + retired(t), 0);
+      if (gone > 0) out.push([{ thread: '(retired)', slot: '' }, gone]);
+      return out;
+    });
 
-  new Counter({
-    name: `${prefix}events_attempted_total`,
-    help: 'Events the thread tried to record.',
-    labelNames: ['thread', 'slot'],
-    registers,
-    collect() {
-      this.reset();
-      const m = snap();
-      for (const t of m.threads) this.inc({ thread: t.name, slot: String(t.slot) }, t.eventsAttempted);
-      const retired = m.retired.reduce((n, t) => n + t.attempted, 0);
-      if (retired > 0) this.inc({ thread: '(retired)', slot: '' }, retired);
-    },
+  withRetired('events_attempted_total', 'Events the thread tried to record.', (t) => t.eventsAttempted, (t) => t.attempted);
+  withRetired('events_written_total', 'Events written to the trace file.', (t) => t.eventsWritten, (t) => t.events);
+  metric('counter', 'events_dropped_total', 'Events dropped, by reason.', ['reason'], (m) => {
+    const out: Sample[] = [];
+    for (const t of m.threads) for (const reason of REASONS) out.push([{ ...threadLabels(t), reason }, t.droppedByReason[reason] ?? 0]);
+    for (const reason of REASONS) {
+      const n = m.retired.reduce((sum, t) => sum + (t.droppedByReason[reason] ?? 0), 0);
+      if (n > 0) out.push([{ thread: '(retired)', slot: '', reason }, n]);
+    }
+    if (m.totals.droppedAfterClose > 0) out.push([{ thread: '(after close)', slot: '', reason: 'closed' }, m.totals.droppedAfterClose]);
+    return out;
   });
-  new Counter({
-    name: `${prefix}events_written_total`,
-    help: 'Events written to the trace file.',
-    labelNames: ['thread', 'slot'],
-    registers,
-    collect() {
-      this.reset();
-      const m = snap();
-      for (const t of m.threads) this.inc({ thread: t.name, slot: String(t.slot) }, t.eventsWritten);
-      const retired = m.retired.reduce((n, t) => n + t.events, 0);
-      if (retired > 0) this.inc({ thread: '(retired)', slot: '' }, retired);
-    },
-  });
-  new Counter({
-    name: `${prefix}events_dropped_total`,
-    help: 'Events dropped, by reason.',
-    labelNames: ['thread', 'slot', 'reason'],
-    registers,
-    collect() {
-      this.reset();
-      const m = snap();
-      for (const t of m.threads) {
-        for (const reason of REASONS) this.inc({ thread: t.name, slot: String(t.slot), reason }, t.droppedByReason[reason] ?? 0);
-      }
-      for (const reason of REASONS) {
-        const n = m.retired.reduce((s, t) => s + (t.droppedByReason[reason] ?? 0), 0);
-        if (n > 0) this.inc({ thread: '(retired)', slot: '', reason }, n);
-      }
-      if (m.totals.droppedAfterClose > 0) this.inc({ thread: '(after close)', slot: '', reason: 'closed' }, m.totals.droppedAfterClose);
-    },
-  });
-  new Counter({
-    name: `${prefix}bytes_dropped_total`,
-    help: 'Record bytes dropped.',
-    labelNames: ['thread', 'slot'],
-    registers,
-    collect() {
-      this.reset();
-      for (const t of snap().threads) this.inc({ thread: t.name, slot: String(t.slot) }, t.bytesDropped);
-    },
-  });
-  new Gauge({
-    name: `${prefix}backpressure_state`,
-    help: 'Backpressure state of the thread: 1 for the current state, 0 for the others.',
-    labelNames: ['thread', 'slot', 'state'],
-    registers,
-    collect() {
-      this.reset();
-      for (const t of snap().threads) {
-        for (const s of STATE_NAMES) this.set({ thread: t.name, slot: String(t.slot), state: s }, t.state === s ? 1 : 0);
-      }
-    },
-  });
-  new Counter({
-    name: `${prefix}backpressure_transitions_total`,
-    help: 'Backpressure transitions taken, by edge.',
-    labelNames: ['thread', 'slot', 'edge'],
-    registers,
-    collect() {
-      this.reset();
-      for (const t of snap().threads) {
-        for (const [edge, n] of Object.entries(t.transitions)) this.inc({ thread: t.name, slot: String(t.slot), edge }, n);
-      }
-    },
-  });
-  new Counter({
-    name: `${prefix}backpressure_state_seconds_total`,
-    help: 'Time spent in each backpressure state.',
-    labelNames: ['thread', 'slot', 'state'],
-    registers,
-    collect() {
-      this.reset();
-      for (const t of snap().threads) {
-        for (const s of STATE_NAMES) this.inc({ thread: t.name, slot: String(t.slot), state: s }, t.timeInStateMs[s] / 1000);
-      }
-    },
-  });
-  const gauge = (name: string, help: string, value: (t: MetricsSnapshot['threads'][number]) => number) =>
-    new Gauge({
-      name: `${prefix}${name}`,
-      help,
-      labelNames: ['thread', 'slot'],
-      registers,
-      collect() {
-        this.reset();
-        for (const t of snap().threads) this.set({ thread: t.name, slot: String(t.slot) }, value(t));
-      },
-    });
-  gauge('free_spare_rings', 'Spare rings free for the thread now.', (t) => t.freeSpares);
-  gauge('free_spare_rings_min', 'Lowest number of free spare rings seen (low watermark).', (t) => t.freeSparesMin);
-  gauge('drain_lag_seconds', 'Time from the hand-over of the last ring to its write.', (t) => t.drainLagMs.last / 1000);
-  const counter = (name: string, help: string, value: (t: MetricsSnapshot['threads'][number]) => number) =>
-    new Counter({
-      name: `${prefix}${name}`,
-      help,
-      labelNames: ['thread', 'slot'],
-      registers,
-      collect() {
-        this.reset();
-        for (const t of snap().threads) this.inc({ thread: t.name, slot: String(t.slot) }, value(t));
-      },
-    });
-  counter('pool_exhaustions_total', 'Times the thread found no spare ring.', (t) => t.exhaustions);
-  counter('ring_swaps_total', 'Rings handed to the drain at a swap.', (t) => t.swaps);
+  perThread('counter', 'bytes_dropped_total', 'Record bytes dropped.', (t) => t.bytesDropped);
+  metric('gauge', 'backpressure_state', 'Backpressure state of the thread: 1 for the current state, 0 for the others.', ['state'], (m) =>
+    m.threads.flatMap((t) => STATE_NAMES.map((state): Sample => [{ ...threadLabels(t), state }, t.state === state ? 1 : 0])),
+  );
+  metric('counter', 'backpressure_transitions_total', 'Backpressure transitions taken, by edge.', ['edge'], (m) =>
+    m.threads.flatMap((t) => Object.entries(t.transitions).map(([edge, n]): Sample => [{ ...threadLabels(t), edge }, n])),
+  );
+  metric('counter', 'backpressure_state_seconds_total', 'Time spent in each backpressure state.', ['state'], (m) =>
+    m.threads.flatMap((t) => STATE_NAMES.map((state): Sample => [{ ...threadLabels(t), state }, t.timeInStateMs[state] / 1000])),
+  );
+  perThread('gauge', 'free_spare_rings', 'Spare rings free for the thread now.', (t) => t.freeSpares);
+  perThread('gauge', 'free_spare_rings_min', 'Lowest number of free spare rings seen (low watermark).', (t) => t.freeSparesMin);
+  perThread('gauge', 'drain_lag_seconds', 'Time from the hand-over of the last ring to its write.', (t) => t.drainLagMs.last / 1000);
+  perThread('counter', 'pool_exhaustions_total', 'Times the thread found no spare ring.', (t) => t.exhaustions);
+  perThread('counter', 'ring_swaps_total', 'Rings handed to the drain at a swap.', (t) => t.swaps);
   new Counter({
     name: `${prefix}sink_errors_total`,
     help: 'Chunks the drain could not write.',
