@@ -44,6 +44,12 @@ function table(rows: string[][], numeric: boolean[]): string {
     .join('\n');
 }
 
+/** ✓ all balanced, ✗ some thread is not, ? some thread's balance is unknown (no end record). */
+function balancedMark(s: TraceSummary): string {
+  if (s.threads.some((t) => t.balanced === false)) return '✗';
+  return s.threads.every((t) => t.balanced === true) ? '✓' : '?';
+}
+
 export interface FormatOptions {
   /** Show at most this many entries of the loss list (the rest are counted); default all. */
   maxDrops?: number;
@@ -96,12 +102,14 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
     String(T.bytesDropped),
     String(report.states.length),
     '',
-    T.balanced ? '✓' : '✗',
+    balancedMark(s),
   ]);
   out.push(table([header, ...rows], numeric));
   out.push('');
+  const unknown = s.threads.filter((t) => t.balanced === undefined).length;
+  const verdict = T.balanced ? 'yes' : s.threads.some((t) => t.balanced === false) ? 'NO' : `unknown for ${unknown} thread(s) without an end record`;
   out.push(
-    `balanced: ${T.balanced ? 'yes' : 'NO'} (attempted = events + dropped for every thread)` +
+    `balanced: ${verdict} (attempted = events + dropped for every thread)` +
       (T.droppedAfterClose > 0 ? `; ${T.droppedAfterClose} events recorded after close were refused` : ''),
   );
 

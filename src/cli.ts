@@ -1,0 +1,242 @@
+#!/usr/bin/env node
+/**
+ * The `ringtrace` command: wires the subcommands (demo, inspect, export, config, bench) and maps
+ * failures to exit codes:
+ *   0 ok, 1 runtime failure, 2 usage error or invalid option/configuration,
+ *   3 missing file, 4 corrupt or unreadable trace.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { createWriteStream, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Writable } from 'node:stream';
+import { ConfigError, formatConfig, resolveConfig } from './config.js';
+import { runDemo } from './demo.js';
+import { EXPORT_FORMATS, exportTrace, type ExportFormat } from './export.js';
+import { collectReport, formatReport, reportJson } from './inspect.js';
+import { TraceFormatError, openTrace, type TraceReader } from './reader.js';
+import { renderReport, reportData } from './report.js';
+
+const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4 } as const;
+
+/** A failure with its exit code and a message meant for the user (no stack trace). */
+class CliError extends Error {
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Option parsers: a bad value is a commander usage error (exit 2) naming the option.
+
+function integerIn(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) throw new InvalidArgumentError(`must be an integer between ${min} and ${max}.`);
+    return n;
+  };
+}
+
+function secondsIn(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+(\.\d+)?$/.test(value) || n < min || n > max) {
+      throw new InvalidArgumentError(`must be a number of seconds between ${min} and ${max} (the burst and recovery phases need about ${min} s).`);
+    }
+    return n;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading traces
+
+/** Opens a trace, turning a missing file into exit 3 and an unreadable one into exit 4. */
+function loadTrace(path: string): TraceReader {
+  if (!existsSync(path)) throw new CliError(`ringtrace: no such file: ${path}`, EXIT.MISSING);
+  if (!statSync(path).isFile()) throw new CliError(`ringtrace: not a file: ${path}`, EXIT.CORRUPT);
+  try {
+    return openTrace(path);
+  } catch (e) {
+    if (e instanceof TraceFormatError) throw new CliError(`ringtrace: cannot read trace ${e.message}`, EXIT.CORRUPT);
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw new CliError(`ringtrace: no such file: ${path}`, EXIT.MISSING);
+    if (err.code !== undefined) throw new CliError(`ringtrace: cannot read ${path}: ${err.message}`, EXIT.CORRUPT);
+    throw e;
+  }
+}
+
+/** After printing what was readable: a damaged trace still exits 4. */
+function damageNote(reader: TraceReader): string | undefined {
+  const d = reader.damage;
+  if (!d) return undefined;
+  return `ringtrace: ${reader.path} is damaged at byte offset ${d.offset}: ${d.reason} (${d.skippedBytes} bytes not read; the output covers what precedes the offset)`;
+}
+
+function defaultExportPath(trace: string, format: ExportFormat): string {
+  const ext = format === 'chrome' ? '.json' : '.jsonl';
+  return trace.replace(/\.rtrace$/, '') + ext;
+}
+
+/** Opens the output synchronously so a bad path is a clear error before anything is read. */
+function openOutput(file: string): { out: Writable; done: () => Promise<void> } {
+  if (file === '-') {
+    return { out: process.stdout, done: () => new Promise<void>((res) => process.stdout.write('', () => res())) };
+  }
+  let fd: number;
+  try {
+    fd = openSync(file, 'w');
+  } catch (e) {
+    throw new CliError(`ringtrace: cannot write ${file}: ${(e as Error).message}`, EXIT.FAILURE);
+  }
+  const out = createWriteStream(file, { fd });
+  const finished = new Promise<void>((res, rej) => out.once('finish', res).once('error', rej));
+  finished.catch(() => {}); // observed in done()
+  return {
+    out,
+    done: () => {
+      out.end();
+      return finished;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+function buildProgram(): Command {
+  const program = new Command('ringtrace')
+    .description('Lock-free per-thread event tracer for Node.js: demo, inspect and export trace files.')
+    .version(packageVersion())
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+
+  program
+    .command('demo')
+    .description('record a realistic multi-thread load with a burst that exhausts the ring pools, then inspect the trace')
+    .option('--out <dir>', 'directory for trace.rtrace and trace.json (default: a new temp directory)')
+    .option('--seconds <n>', 'total run time in seconds', secondsIn(2, 3600), 4)
+    .option('--workers <n>', 'worker threads besides the main thread', integerIn(0, 32), 3)
+    .option('--no-live', 'print one plain line per second instead of the live view (automatic when stdout is not a TTY)')
+    .action(async (opts: { out?: string; seconds: number; workers: number; live: boolean }) => {
+      process.exitCode = await runDemo(opts);
+    });
+
+  program
+    .command('inspect')
+    .description('per-thread summary of a trace: events, losses by reason, backpressure state changes, damage')
+    .argument('<trace>', 'trace file (.rtrace)')
+    .option('--json', 'print { summary, drops, states } as JSON')
+    .action((trace: string, opts: { json?: boolean }) => {
+      const reader = loadTrace(trace);
+      const report = collectReport(reader);
+      console.log(opts.json ? reportJson(report) : formatReport(report));
+      const note = damageNote(reader);
+      if (note) throw new CliError(note, EXIT.CORRUPT);
+    });
+
+  program
+    .command('export')
+    .description('convert a trace to Chrome trace event JSON (Perfetto UI, chrome://tracing) or JSON lines')
+    .argument('<trace>', 'trace file (.rtrace)')
+    .addOption(new Option('--format <format>', 'output format').choices(EXPORT_FORMATS).default('chrome'))
+    .option('-o, --output <file>', 'output file, - for stdout (default: the trace path with .json / .jsonl)')
+    .action(async (trace: string, opts: { format: ExportFormat; output?: string }) => {
+      const reader = loadTrace(trace);
+      const file = opts.output ?? defaultExportPath(trace, opts.format);
+      if (file !== '-' && existsSync(file) && statSync(file).ino === statSync(trace).ino) {
+        throw new CliError(`ringtrace: the output ${file} is the trace itself; choose another with -o`, EXIT.USAGE);
+      }
+      const { out, done } = openOutput(file);
+      const counts = await exportTrace(reader, opts.format, out);
+      await done();
+      // Keep stdout clean for the data when it is the output.
+      const tell = file === '-' ? console.error : console.log;
+      tell(`wrote ${file === '-' ? 'stdout' : file}: ${counts.events} events, ${counts.drops} losses, ${counts.states} state changes (${opts.format})`);
+      const note = damageNote(reader);
+      if (note) throw new CliError(note, EXIT.CORRUPT);
+    });
+
+  program
+    .command('report')
+    .description('write a self-contained HTML report: events/s, drops by reason, backpressure timeline, conservation table')
+    .argument('<trace>', 'trace file (.rtrace)')
+    .option('-o, --output <file>', 'output file (default: the trace path with .html)')
+    .action((trace: string, opts: { output?: string }) => {
+      const reader = loadTrace(trace);
+      const file = opts.output ?? trace.replace(/\.rtrace$/, '') + '.html';
+      writeFileSync(file, renderReport(reportData(reader)));
+      console.log(`wrote ${file}`);
+      const note = damageNote(reader);
+      if (note) throw new CliError(note, EXIT.CORRUPT);
+    });
+
+  program
+    .command('config')
+    .description('show the effective tracer configuration and where each value comes from (file, RINGTRACE_* env, default)')
+    .option('--json', 'print { config, sources } as JSON')
+    .action((opts: { json?: boolean }) => {
+      const resolved = resolveConfig();
+      console.log(opts.json ? JSON.stringify(resolved, null, 2) : formatConfig(resolved));
+    });
+
+  // The benchmarks are another build output (bench/ compiles to dist/bench); this command only
+  // runs them when they were built, as `npm run bench` does (node dist/bench/run.js).
+  const benchUrl = new URL('../bench/run.js', import.meta.url);
+  program
+    .command('bench')
+    .description(existsSync(benchUrl) ? 'run the benchmarks (dist/bench/run.js)' : 'run the benchmarks (not built: run npm run bench)')
+    .argument('[args...]', 'passed to the benchmark script')
+    .allowUnknownOption()
+    .action(async (args: string[]) => {
+      if (!existsSync(benchUrl)) throw new CliError('benchmarks are not built; run npm run bench', EXIT.FAILURE);
+      // The script reads its arguments from process.argv, as when run directly.
+      process.argv = [process.argv[0], fileURLToPath(benchUrl), ...args];
+      await import(benchUrl.href);
+    });
+
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    process.exitCode = exitCodeFor(e);
+  }
+}
+
+/** Reports an error (commander has already printed its own) and picks the exit code. */
+function exitCodeFor(e: unknown): number {
+  if (e instanceof CommanderError) {
+    // --help and --version "fail" with code 0; everything else commander rejects is usage.
+    return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  }
+  if (e instanceof CliError) {
+    console.error(e.message);
+    return e.exitCode;
+  }
+  if (e instanceof ConfigError) {
+    console.error(e.message);
+    return EXIT.USAGE;
+  }
+  if (e instanceof TraceFormatError) {
+    console.error(`ringtrace: ${e.message}`);
+    return EXIT.CORRUPT;
+  }
+  // A system error (a path that cannot be created, a full disk) is the user's to fix: its
+  // message says enough. Anything else is a bug, and the stack helps to report it.
+  const systemError = e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string';
+  console.error(`ringtrace: ${e instanceof Error ? (systemError ? e.message : (e.stack ?? e.message)) : String(e)}`);
+  return EXIT.FAILURE;
+}
+
+await main();
