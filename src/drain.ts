@@ -57,6 +57,20 @@ export interface DrainOptions {
   onRetired?: (summary: RegistrationSummary) => void;
 }
 
+interface BatchEntry {
+  reg: Registration;
+  /** Ring to return after the write; -1 for a dead thread's active ring (the slot is wiped). */
+  ring: number;
+  events: number;
+  bytes: number;
+  firstTs: number;
+  lastTs: number;
+  /** The losses the chunk reports (restored to pending if the write fails). */
+  loss: LossBlock;
+  /** False when the ring held nothing worth a chunk (it is only returned). */
+  written: boolean;
+}
+
 /** What the drain knows of one registration (one thread's use of one slot). */
 interface Registration {
   registration: number;
@@ -102,6 +116,9 @@ export class Drain {
   private readonly regs: Array<Registration | undefined>;
   private readonly finished: RegistrationSummary[] = [];
   private out: Uint8Array[] = [];
+  /** Chunks taken in this visit, written together by flushBatch(). */
+  private batch: BatchEntry[] = [];
+  private batchBuffers: Uint8Array[] = [];
   private rr = 0;
   private namesWritten = new Set<number>();
   private readonly scan: ScanResult = { events: 0, bytes: 0, firstTs: NaN, lastTs: NaN, badOffset: -1 };
@@ -211,6 +228,7 @@ export class Drain {
         this.takeRing(reg, ring);
         worked = true;
       }
+      this.flushBatch();
     }
     const now = this.opts.now();
     reg.bp.checkRecovery(reg.queues.free.size(), this.opts.thresholds, now / 1000);
@@ -227,7 +245,8 @@ export class Drain {
     return worked;
   }
 
-  /** Writes one handed-over ring as a chunk and gives it back to the writer. */
+  /** Turns one handed-over ring into a chunk of the current batch; the ring goes back to the
+   * writer once the batch is written (its bytes are written straight from shared memory). */
   private takeRing(reg: Registration, ring: number): void {
     const { f64, layout } = this.v;
     const d = layout.descF64(reg.slot, ring, 0);
@@ -237,9 +256,7 @@ export class Drain {
     f64[layout.slotF64(reg.slot, SlotF64.DRAIN_LAG_LAST_MS)] = lag;
     const maxIdx = layout.slotF64(reg.slot, SlotF64.DRAIN_LAG_MAX_MS);
     if (lag > f64[maxIdx]) f64[maxIdx] = lag;
-    this.writeChunk(reg, layout.ringOffset(reg.slot, ring), extent);
-    // Release (inside push): the ring is the writer's again; we no longer touch it.
-    if (!reg.queues.free.push(ring)) throw new Error('ringtrace: internal error: free queue full (ring accounting broken)');
+    this.addChunk(reg, layout.ringOffset(reg.slot, ring), extent, ring);
   }
 
   /** Adds the writer's losses since the last ring (descriptor or live block at `lossIdx`). */
@@ -269,14 +286,14 @@ export class Drain {
     this.droppedTotal += events;
   }
 
-  private writeChunk(reg: Registration, base: number, extent: RingExtent): void {
+  /** Scans a ring's records and queues them as a chunk (with the losses pending for the thread). */
+  private addChunk(reg: Registration, base: number, extent: RingExtent, ring: number): void {
     const { u32, f64, u8 } = this.v;
     const s = this.scan;
     s.events = 0;
     s.bytes = 0;
     s.firstTs = NaN;
     s.lastTs = NaN;
-    s.badOffset = -1;
     const payload: Uint8Array[] = [];
     for (const [from, to] of extentRuns(extent)) {
       s.badOffset = -1;
@@ -289,27 +306,63 @@ export class Drain {
         break;
       }
     }
-    if (s.events === 0 && !lossPending(reg.pending)) return;
-    const chunk = chunkRecord({ thread: reg.registration, seq: reg.seq, events: s.events, firstTs: s.firstTs, lastTs: s.lastTs }, reg.pending, payload);
-    try {
-      const buffers = this.out.concat(chunk);
-      this.sink.write(buffers);
-      for (const b of buffers) this.bytesOut += b.length;
-      this.out = [];
-    } catch (err) {
-      // The chunk is lost, the ring is not: count its events and keep everything else pending.
-      this.sinkFailed(err);
-      this.addDrainLoss(reg, Reason.SINK_ERROR, s.events, s.bytes, s.firstTs, s.lastTs);
-      return;
+    const entry: BatchEntry = { reg, ring, events: s.events, bytes: s.bytes, firstTs: s.firstTs, lastTs: s.lastTs, loss: reg.pending, written: false };
+    this.batch.push(entry);
+    if (s.events === 0 && !lossPending(reg.pending)) return; // nothing to say: just return the ring
+    entry.written = true;
+    for (const b of chunkRecord({ thread: reg.registration, seq: reg.seq, events: s.events, firstTs: s.firstTs, lastTs: s.lastTs }, reg.pending, payload)) {
+      this.batchBuffers.push(b);
     }
+    // Optimistic: undone by flushBatch() if the write fails.
     reg.seq++;
     reg.eventsWritten += s.events;
     reg.bytesWritten += s.bytes;
     reg.pending = newLossBlock();
-    const { layout } = this.v;
-    f64[layout.slotF64(reg.slot, SlotF64.EVENTS_WRITTEN)] = reg.eventsWritten;
-    f64[layout.slotF64(reg.slot, SlotF64.BYTES_WRITTEN)] = reg.bytesWritten;
-    f64[layout.slotF64(reg.slot, SlotF64.CHUNKS_WRITTEN)] = reg.seq;
+  }
+
+  /**
+   * Writes the queued small records and chunks with one vectored write, then gives the rings
+   * back. If the write fails, nothing of it is in the file (the sink cuts it off): each chunk's
+   * events are counted as `sink_error`, the losses it would have reported go back to pending,
+   * and the rings are returned all the same so that no thread stalls on a broken disk.
+   */
+  private flushBatch(): void {
+    if (this.batch.length === 0) return;
+    this.syncNames();
+    const { f64, layout } = this.v;
+    const buffers = this.out.length > 0 ? this.out.concat(this.batchBuffers) : this.batchBuffers;
+    let failed = false;
+    try {
+      if (buffers.length > 0) this.sink.write(buffers);
+      for (const b of buffers) this.bytesOut += b.length;
+      this.out = [];
+    } catch (err) {
+      failed = true;
+      this.sinkFailed(err);
+    }
+    for (let i = this.batch.length - 1; i >= 0; i--) {
+      const e = this.batch[i];
+      if (failed && e.written) {
+        // Undo, newest first, so each thread ends where it was before the batch.
+        const reg = e.reg;
+        reg.seq--;
+        reg.eventsWritten -= e.events;
+        reg.bytesWritten -= e.bytes;
+        mergeLoss(e.loss, reg.pending);
+        reg.pending = e.loss;
+        this.addDrainLoss(reg, Reason.SINK_ERROR, e.events, e.bytes, e.firstTs, e.lastTs);
+      }
+    }
+    for (const e of this.batch) {
+      const { reg } = e;
+      f64[layout.slotF64(reg.slot, SlotF64.EVENTS_WRITTEN)] = reg.eventsWritten;
+      f64[layout.slotF64(reg.slot, SlotF64.BYTES_WRITTEN)] = reg.bytesWritten;
+      f64[layout.slotF64(reg.slot, SlotF64.CHUNKS_WRITTEN)] = reg.seq;
+      // Release (inside push): the ring is the writer's again; we no longer touch it.
+      if (e.ring >= 0 && !reg.queues.free.push(e.ring)) throw new Error('ringtrace: internal error: free queue full (ring accounting broken)');
+    }
+    this.batch = [];
+    this.batchBuffers = [];
   }
 
   private sinkFailed(err: unknown): void {
@@ -376,8 +429,9 @@ export class Drain {
     const active = s(Slot.ACTIVE_RING);
     if (active >= 0) {
       const extent: RingExtent = { head: s(Slot.ACTIVE_HEAD), tail: s(Slot.ACTIVE_TAIL), wrapEnd: s(Slot.ACTIVE_WRAP_END) };
-      this.writeChunk(reg, layout.ringOffset(reg.slot, active), extent);
+      this.addChunk(reg, layout.ringOffset(reg.slot, active), extent, -1);
     }
+    this.flushBatch();
   }
 
   /** Ends a registration: losses nobody can explain any more are counted under `unexplained`,
@@ -385,6 +439,7 @@ export class Drain {
   private retire(reg: Registration, endReason: number, stillLive: boolean): void {
     const { f64, layout } = this.v;
     for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeRing(reg, ring);
+    this.flushBatch();
     this.accountWriterLoss(reg, layout.slotF64(reg.slot, SlotF64.WRITER_LOSS));
     const attempted = f64[layout.slotF64(reg.slot, SlotF64.ATTEMPTED)];
     const unaccounted = attempted - reg.eventsWritten - this.droppedOf(reg);
@@ -484,6 +539,14 @@ function addLoss(l: LossBlock, reason: number, events: number, bytes: number, fi
   // NaN means "no time known" (e.g. events a dead thread never committed): it never overwrites.
   if (firstTs === firstTs && !(l[b + Loss.FIRST_TS] <= firstTs)) l[b + Loss.FIRST_TS] = firstTs;
   if (lastTs === lastTs && !(l[b + Loss.LAST_TS] >= lastTs)) l[b + Loss.LAST_TS] = lastTs;
+}
+
+/** Adds every reason of `from` into `into`. */
+function mergeLoss(into: LossBlock, from: LossBlock): void {
+  for (let r = 0; r < REASON_COUNT; r++) {
+    const b = r * 4;
+    addLoss(into, r, from[b + Loss.EVENTS], from[b + Loss.BYTES], from[b + Loss.FIRST_TS], from[b + Loss.LAST_TS]);
+  }
 }
 
 function lossPending(l: LossBlock): boolean {

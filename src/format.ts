@@ -24,7 +24,7 @@
  * ```
  * A `thread` is the registration number: each registration of a slot is its own thread.
  */
-import { closeSync, fsyncSync, ftruncateSync, openSync, writevSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, writevSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { LOSS_BLOCK_WORDS, REASON_COUNT } from './layout.js';
 
@@ -218,28 +218,19 @@ export class FileSink implements TraceSink {
 
   write(buffers: readonly Uint8Array[]): void {
     const start = this.offset;
+    let total = 0;
+    for (const b of buffers) total += b.length;
     try {
-      let pending = buffers.filter((b) => b.length > 0);
-      let total = 0;
-      for (const b of pending) total += b.length;
-      let done = 0;
-      while (done < total) {
-        // writev takes at most IOV_MAX (1024) buffers at a time.
-        const batch = pending.slice(0, 1024);
-        let n = writevSync(this.fd, batch, this.offset);
+      // The common case is one writev that takes everything; partial writes and more than
+      // IOV_MAX (1024) buffers take the loop.
+      let pending = buffers;
+      while (this.offset - start < total) {
+        let n = writevSync(this.fd, pending.length > 1024 ? pending.slice(0, 1024) : (pending as Uint8Array[]), this.offset);
         this.offset += n;
-        done += n;
-        // Skip what was written, keeping a partial buffer's rest.
-        while (n > 0 && pending.length > 0) {
-          const head = pending[0];
-          if (n >= head.length) {
-            n -= head.length;
-            pending = pending.slice(1);
-          } else {
-            pending = [head.subarray(n), ...pending.slice(1)];
-            n = 0;
-          }
-        }
+        if (this.offset - start === total) break;
+        let i = 0;
+        while (i < pending.length && n >= pending[i].length) n -= pending[i++].length;
+        pending = i < pending.length ? [pending[i].subarray(n), ...pending.slice(i + 1)] : [];
       }
     } catch (err) {
       this.offset = start;
@@ -254,7 +245,8 @@ export class FileSink implements TraceSink {
 
   close(): void {
     try {
-      fsyncSync(this.fd);
+      // Only a regular file can be synced (/dev/null, a pipe: EINVAL).
+      if (fstatSync(this.fd).isFile()) fsyncSync(this.fd);
     } finally {
       closeSync(this.fd);
     }

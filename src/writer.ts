@@ -242,14 +242,13 @@ export class Writer {
   private slowPath(ts: number, id: number, word0: number, size: number, payload: Uint8Array | undefined, value: number | undefined): boolean {
     if (this.closed) return this.dropClosed();
     if (size > this.ringSize) return this.dropTooLarge(size, ts);
-    if ((Atomics.load(this.i32, Ctl.FLAGS) & ControlFlag.CLOSED) !== 0) {
-      // The tracer closed without reaching this writer: nothing it records can reach the file.
-      this.close();
-      return this.dropClosed();
-    }
+    // The per-event cost while exhausted is this branch and one plain load: the atomic checks
+    // happen only when the writer is about to touch a queue.
     if (!this.exhausted) {
+      if (this.tracerClosed()) return this.dropClosed();
       if (!this.swap(ts)) this.enterExhausted(ts);
     } else if (this.freeQ.hintNonEmpty()) {
+      if (this.tracerClosed()) return this.dropClosed();
       this.leaveExhausted(ts);
     }
     if (!this.exhausted) {
@@ -267,6 +266,14 @@ export class Writer {
     this.writeRecord(at, word0, id, ts, value, payload);
     c.tail = this.pos;
     this.limit = this.pos;
+    return true;
+  }
+
+  /** The tracer closed without reaching this writer (nothing it records can reach the file any
+   * more): close the writer. The drain is gone, so this is checked before queue operations only. */
+  private tracerClosed(): boolean {
+    if ((Atomics.load(this.i32, Ctl.FLAGS) & ControlFlag.CLOSED) === 0) return false;
+    this.close();
     return true;
   }
 
