@@ -75,12 +75,15 @@ if (sink) {
     // Stay awake a little after work: a busy writer's next ring is usually microseconds away,
     // and a sleeping drain costs that writer a futex wake-up (~10 us) at its next swap.
     if (performance.now() - lastWork < SPIN_MS) continue;
-    // Idle: announce the sleep, then sleep on the doorbell. A writer that hands over a ring
-    // after this store sees DRAIN_SLEEPING and rings; one that did just before is picked up by
-    // the bounded timeout at the latest.
+    // Idle: announce the sleep, then sleep on the doorbell (bounded, so FINISH is seen even if
+    // nobody rings).
     const bell = Atomics.load(i32, Ctl.DOORBELL);
     Atomics.store(i32, Ctl.DRAIN_SLEEPING, 1);
-    Atomics.wait(i32, Ctl.DOORBELL, bell, data.idleMs);
+    // Look once more after announcing the sleep: a writer pushes then reads DRAIN_SLEEPING, we
+    // store DRAIN_SLEEPING then look at the queues (both sequentially consistent), so either it
+    // rings the doorbell or this pass sees its ring. Without this look the ring would wait out
+    // the whole idle timeout.
+    if (!drain.pass()) Atomics.wait(i32, Ctl.DOORBELL, bell, data.idleMs);
     Atomics.store(i32, Ctl.DRAIN_SLEEPING, 0);
   }
   /** Keeps the drain under the configured byte rate by sleeping after a pass that got ahead of

@@ -120,6 +120,7 @@ export class Drain {
   private batch: BatchEntry[] = [];
   private batchBuffers: Uint8Array[] = [];
   private rr = 0;
+  private readonly served: Uint8Array;
   private namesWritten = new Set<number>();
   private readonly scan: ScanResult = { events: 0, bytes: 0, firstTs: NaN, lastTs: NaN, badOffset: -1 };
   private sinkErrors = 0;
@@ -136,6 +137,7 @@ export class Drain {
     private readonly opts: DrainOptions,
   ) {
     this.regs = new Array(v.layout.maxThreads).fill(undefined);
+    this.served = new Uint8Array(v.layout.maxThreads);
   }
 
   /** Queues bytes to go out before the next chunk (small records: names, threads, states). */
@@ -156,7 +158,8 @@ export class Drain {
     const start = this.rr;
     this.rr = (this.rr + 1) % n;
     // Threads under pressure first, then everyone (those already served are skipped).
-    const served = new Uint8Array(n);
+    const served = this.served;
+    served.fill(0);
     for (let round = 0; round < 2; round++) {
       for (let k = 0; k < n; k++) {
         const slot = (start + k) % n;
