@@ -123,8 +123,10 @@ export class BackpressureState {
   onExhausted(nowUs: number): void {
     switch (this.state()) {
       case BpState.NORMAL:
-        if (this.transition(BpState.NORMAL, BpState.PRESSURE, nowUs)) this.transition(BpState.PRESSURE, BpState.DROPPING, nowUs);
-        else this.onExhausted(nowUs); // the drain moved it meanwhile: decide again
+        // NORMAL -> PRESSURE, then decide again from the state as it is now: normally PRESSURE ->
+        // DROPPING, but the drain may have moved it meanwhile (even PRESSURE -> NORMAL just after).
+        this.transition(BpState.NORMAL, BpState.PRESSURE, nowUs);
+        this.onExhausted(nowUs);
         break;
       case BpState.PRESSURE:
         if (!this.transition(BpState.PRESSURE, BpState.DROPPING, nowUs)) this.onExhausted(nowUs);

@@ -1,0 +1,76 @@
+/**
+ * Benchmark suite entry: `node dist/bench/run.js [--quick] [--json FILE] [--write-docs] [--only a,b]`.
+ * Prints one table per section; misses are reported, not exit codes (only crashes exit non-zero).
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { cleanupTemp, printTable, type Row, type RunOptions } from './common.js';
+import { runHotpath } from './hotpath.js';
+import { runPeers } from './peers.js';
+import { runDrain } from './drain.js';
+import { runE2e } from './e2e.js';
+import { runScale } from './scale.js';
+
+function parseArgs(argv: string[]) {
+  const a = { quick: false, json: undefined as string | undefined, writeDocs: false, only: [] as string[] };
+  for (let i = 0; i < argv.length; i++) {
+    const x = argv[i];
+    if (x === '--quick') a.quick = true;
+    else if (x === '--json') a.json = argv[++i];
+    else if (x === '--write-docs') a.writeDocs = true;
+    else if (x === '--only') a.only = argv[++i].split(',');
+    else throw new Error(`unknown argument ${x}`);
+  }
+  return a;
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const opts: RunOptions = { quick: args.quick, only: args.only };
+  const want = (s: string) => opts.only.length === 0 || opts.only.includes(s);
+  const t0 = Date.now();
+  const sections: Record<string, Row[]> = {};
+  const show = (key: string, title: string, rows: Row[]) => {
+    sections[key] = rows;
+    printTable(title, rows);
+  };
+  console.log(`ringtrace benchmarks${opts.quick ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}`);
+  try {
+    if (want('hotpath')) {
+      const h = await runHotpath(opts);
+      show('floor', '1. floors (per event, burst of 1000)', h.floor);
+      show('normal', '2. NORMAL state (per event, burst of 1000, no drops allowed)', h.normal);
+      show('dropping', '3. DROPPING state (pool exhausted, drain paused)', h.dropping);
+      show('recovery', '4. recovery detection and swap', h.recovery);
+    }
+    if (want('drain')) show('drain', '6. drain throughput (rings -> file), same run as the writeSync baseline', await runDrain(opts));
+    if (want('e2e')) show('e2e', '7. end to end: one thread flat out, timestamped events', await runE2e(opts));
+    if (want('scale')) show('scale', '8. scalability (default config) and thread isolation', await runScale(opts));
+    if (want('peers')) show('peers', '5. peers (per event, same run; ratio = peer / ringtrace)', await runPeers(opts));
+  } finally {
+    cleanupTemp();
+  }
+  const result = {
+    date: new Date().toISOString(),
+    quick: opts.quick,
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model,
+    seconds: (Date.now() - t0) / 1000,
+    sections,
+  };
+  const json = JSON.stringify(result, null, 2);
+  if (args.json) writeFileSync(args.json, json + '\n');
+  if (args.writeDocs) writeFileSync(new URL('../../docs/benchmarks.json', import.meta.url), json + '\n');
+  const rows = Object.values(sections).flat();
+  const misses = rows.filter((r) => r.pass === false);
+  console.log(`\n${rows.filter((r) => r.pass === true).length} PASS, ${misses.length} MISS in ${result.seconds.toFixed(1)} s${misses.length ? ': ' + misses.map((r) => `${r.section}/${r.name}`).join('; ') : ''}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
