@@ -121,21 +121,14 @@ export class BackpressureState {
 
   /** Writer, when it found no spare ring and has to drop: whatever the state, go to DROPPING. */
   onExhausted(nowUs: number): void {
-    switch (this.state()) {
-      case BpState.NORMAL:
-        // NORMAL -> PRESSURE, then decide again from the state as it is now: normally PRESSURE ->
-        // DROPPING, but the drain may have moved it meanwhile (even PRESSURE -> NORMAL just after).
-        this.transition(BpState.NORMAL, BpState.PRESSURE, nowUs);
-        this.onExhausted(nowUs);
-        break;
-      case BpState.PRESSURE:
-        if (!this.transition(BpState.PRESSURE, BpState.DROPPING, nowUs)) this.onExhausted(nowUs);
-        break;
-      case BpState.RECOVERY:
-        if (!this.transition(BpState.RECOVERY, BpState.DROPPING, nowUs)) this.onExhausted(nowUs);
-        break;
-      default:
-        break; // already DROPPING
+    // Each failed step means the drain moved the state meanwhile: decide again from the state as
+    // it is now (normally NORMAL -> PRESSURE -> DROPPING, but the drain may, for instance, take
+    // PRESSURE -> NORMAL in between).
+    for (;;) {
+      const s = this.state();
+      if (s === BpState.DROPPING) return;
+      const next = s === BpState.NORMAL ? BpState.PRESSURE : BpState.DROPPING;
+      if (this.transition(s, next, nowUs) && next === BpState.DROPPING) return;
     }
   }
 
@@ -147,7 +140,8 @@ export class BackpressureState {
         this.checkRecovery(freeSpares, th, nowUs); // a zero stability period completes at once
       }
     } else if (s === BpState.RECOVERY) {
-      if (nowUs - this.enteredAtUs() >= th.stabilityUs) this.transition(BpState.RECOVERY, BpState.NORMAL, nowUs);
+      // Entry times are stored rounded to the microsecond: compare on the same grid.
+      if (Math.round(nowUs) - this.enteredAtUs() >= th.stabilityUs) this.transition(BpState.RECOVERY, BpState.NORMAL, nowUs);
     } else if (s === BpState.PRESSURE) {
       if (freeSpares >= th.recoverySpares) this.transition(BpState.PRESSURE, BpState.NORMAL, nowUs);
     }

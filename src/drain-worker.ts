@@ -65,26 +65,50 @@ if (sink) {
   const i32 = v.i32;
   const budget = { kibps: 0, since: 0, bytesAtStart: 0 };
   let lastWork = performance.now();
-  for (;;) {
-    if ((Atomics.load(i32, Ctl.FLAGS) & ControlFlag.FINISH) !== 0) break;
-    if (drain.pass()) {
-      throttle();
-      lastWork = performance.now();
-      continue;
+  try {
+    run();
+  } catch (err) {
+    // A drain that cannot go on must say so at once: writers never wait for it, but close() and
+    // the exit hooks do (they stop waiting on FAILED); the error reaches the owner as 'error'.
+    Atomics.store(i32, Ctl.DRAIN_STATE, DrainState.FAILED);
+    Atomics.notify(i32, Ctl.DRAIN_STATE);
+    throw err;
+  }
+
+  function run(): void {
+    loop();
+    let summary;
+    try {
+      summary = drain.finish();
+    } finally {
+      Atomics.store(i32, Ctl.DRAIN_STATE, DrainState.STOPPED);
+      Atomics.notify(i32, Ctl.DRAIN_STATE);
     }
-    // Stay awake a little after work: a busy writer's next ring is usually microseconds away,
-    // and a sleeping drain costs that writer a futex wake-up (~10 us) at its next swap.
-    if (performance.now() - lastWork < SPIN_MS) continue;
-    // Idle: announce the sleep, then sleep on the doorbell (bounded, so FINISH is seen even if
-    // nobody rings).
-    const bell = Atomics.load(i32, Ctl.DOORBELL);
-    Atomics.store(i32, Ctl.DRAIN_SLEEPING, 1);
-    // Look once more after announcing the sleep: a writer pushes then reads DRAIN_SLEEPING, we
-    // store DRAIN_SLEEPING then look at the queues (both sequentially consistent), so either it
-    // rings the doorbell or this pass sees its ring. Without this look the ring would wait out
-    // the whole idle timeout.
-    if (!drain.pass()) Atomics.wait(i32, Ctl.DOORBELL, bell, data.idleMs);
-    Atomics.store(i32, Ctl.DRAIN_SLEEPING, 0);
+    post({ type: 'summary', summary });
+  }
+
+  function loop(): void {
+    for (;;) {
+      if ((Atomics.load(i32, Ctl.FLAGS) & ControlFlag.FINISH) !== 0) break;
+      if (drain.pass()) {
+        throttle();
+        lastWork = performance.now();
+        continue;
+      }
+      // Stay awake a little after work: a busy writer's next ring is usually microseconds away,
+      // and a sleeping drain costs that writer a futex wake-up (~10 us) at its next swap.
+      if (performance.now() - lastWork < SPIN_MS) continue;
+      // Idle: announce the sleep, then sleep on the doorbell (bounded, so FINISH is seen even if
+      // nobody rings).
+      const bell = Atomics.load(i32, Ctl.DOORBELL);
+      Atomics.store(i32, Ctl.DRAIN_SLEEPING, 1);
+      // Look once more after announcing the sleep: a writer pushes then reads DRAIN_SLEEPING, we
+      // store DRAIN_SLEEPING then look at the queues (both sequentially consistent), so either it
+      // rings the doorbell or this pass sees its ring. Without this look the ring would wait out
+      // the whole idle timeout.
+      if (!drain.pass()) Atomics.wait(i32, Ctl.DOORBELL, bell, data.idleMs);
+      Atomics.store(i32, Ctl.DRAIN_SLEEPING, 0);
+    }
   }
   /** Keeps the drain under the configured byte rate by sleeping after a pass that got ahead of
    * it (bounded sleeps, so FINISH and doorbells are still seen). */
@@ -96,13 +120,4 @@ if (sink) {
     const aheadMs = dueMs - (performance.now() - budget.since);
     if (aheadMs > 0) Atomics.wait(i32, Ctl.DOORBELL, Atomics.load(i32, Ctl.DOORBELL), Math.min(aheadMs, 50));
   }
-
-  let summary;
-  try {
-    summary = drain.finish();
-  } finally {
-    Atomics.store(i32, Ctl.DRAIN_STATE, DrainState.STOPPED);
-    Atomics.notify(i32, Ctl.DRAIN_STATE);
-  }
-  post({ type: 'summary', summary });
 }

@@ -21,6 +21,7 @@ import {
   Slot,
   SlotF64,
   SlotState,
+  TLOG_CURSOR_MASK,
   TRANSITION_LOG_ENTRIES,
   type DropReason,
   type SharedViews,
@@ -105,6 +106,8 @@ export interface RegistrationSummary {
 }
 
 export interface DrainSummary {
+  /** The footer and every end record reached the file. */
+  complete: boolean;
   threads: RegistrationSummary[];
   events: number;
   dropped: number;
@@ -405,7 +408,7 @@ export class Drain {
     const tail = Atomics.load(i32, layout.slotI32(reg.slot, Slot.TLOG_TAIL)); // acquire: entries below are written
     if (tail === reg.tlogHead) return false;
     const base = layout.slotF64(reg.slot, SlotF64.TLOG);
-    for (let h = reg.tlogHead; h !== tail; h++) {
+    for (let h = reg.tlogHead; h !== tail; h = (h + 1) & TLOG_CURSOR_MASK) {
       const e = base + 2 * (h % TRANSITION_LOG_ENTRIES);
       const code = f64[e + 1];
       this.stateChanged(reg, Math.floor(code / 8) as BpStateValue, (code % 8) as BpStateValue, f64[e]);
@@ -530,8 +533,10 @@ export class Drain {
     const droppedAfterClose = Atomics.load(i32, Ctl.CLOSED_DROPS);
     this.emit(footerRecord({ threads: threads.length, events, dropped, droppedAfterClose, ts: this.opts.now() }));
     this.flushOut();
+    if (this.out.length > 0) this.flushOut(); // one retry: a transient error should not cost the footer
+    const complete = this.out.length === 0;
     this.sink.close();
-    return { threads, events, dropped, droppedAfterClose, sinkErrors: this.sinkErrors };
+    return { complete, threads, events, dropped, droppedAfterClose, sinkErrors: this.sinkErrors };
   }
 }
 

@@ -153,7 +153,7 @@ export function chunkRecord(h: ChunkHead, loss: LossBlock, payload: readonly Uin
   for (const p of payload) payloadBytes += p.length;
   const b = Buffer.alloc(CHUNK_FIXED_BYTES);
   b.writeUInt32LE(h.thread, 0);
-  b.writeUInt32LE(h.seq, 4);
+  b.writeUInt32LE(h.seq >>> 0, 4); // wraps after 2^32 chunks of one thread; the reader only orders by position
   b.writeUInt32LE(h.events, 8);
   b.writeUInt32LE(payloadBytes, 12);
   b.writeDoubleLE(h.firstTs, 16);

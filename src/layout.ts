@@ -62,8 +62,6 @@ export const Ctl = {
   DRAIN_SLEEPING: 8,
   NEXT_REGISTRATION: 9,
   NEXT_NAME_ID: 10,
-  /** Bumped by Tracer.close() to ask every live writer to flush; writers ack in their slot. */
-  FLUSH_EPOCH: 11,
   DRAIN_STATE: 12,
   /** Events recorded on writers after their tracer closed (reason `closed`), all threads. */
   CLOSED_DROPS: 13,
@@ -138,6 +136,9 @@ export const Loss = { EVENTS: 0, BYTES: 1, FIRST_TS: 2, LAST_TS: 3 } as const;
 export const EDGE_COUNT = 6;
 
 export const TRANSITION_LOG_ENTRIES = 16;
+/** Transition-log cursors count modulo 2^30 (a multiple of the log size), so they never
+ * overflow an Int32 and `cursor % TRANSITION_LOG_ENTRIES` stays continuous across the wrap. */
+export const TLOG_CURSOR_MASK = 0x3fffffff;
 
 export const THREAD_NAME_MAX_BYTES = 128;
 
@@ -160,7 +161,6 @@ export const Slot = {
   /** Where the older part ends when the active ring has wrapped (drop-oldest), else -1. */
   ACTIVE_WRAP_END: 11,
   POLICY: 12,
-  FLUSH_ACK: 13,
   TLOG_HEAD: 14,
   TLOG_TAIL: 15,
   ILLEGAL_TRANSITIONS: 16,

@@ -29,6 +29,8 @@ export interface ThreadMetrics {
   /** Transitions taken per edge, e.g. { 'normal->pressure': 2 }. */
   transitions: Record<string, number>;
   illegalTransitions: number;
+  /** Writer-side state changes that found the transition log full (counted, not in the file). */
+  stateLogOverflows: number;
   /** Milliseconds spent in each state, the current one counted up to now. */
   timeInStateMs: Record<StateName, number>;
   freeSpares: number;
@@ -96,6 +98,7 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
       droppedByReason: byReason,
       transitions,
       illegalTransitions: bp.illegalTransitions(),
+      stateLogOverflows: Atomics.load(i32, layout.slotI32(slot, Slot.TLOG_OVERFLOW)),
       timeInStateMs: { normal: tis[0] / 1000, pressure: tis[1] / 1000, dropping: tis[2] / 1000, recovery: tis[3] / 1000 },
       freeSpares: poolQueues(i32, layout, slot).free.size(),
       freeSparesMin: word(Slot.FREE_MIN),

@@ -391,16 +391,17 @@ export class TraceReader {
   }
 
   summary(): TraceSummary {
+    // One pass over the drops and the state changes (a long trace has many of both).
+    const perThread = this.threads.map(() => ({ byReason: {} as Partial<Record<DropReason, number>>, dropped: 0, bytesDropped: 0, states: 0 }));
+    for (const d of this.dropList) {
+      const p = perThread[d.thread];
+      p.byReason[d.reason] = (p.byReason[d.reason] ?? 0) + d.events;
+      p.dropped += d.events;
+      p.bytesDropped += d.bytes;
+    }
+    for (const c of this.stateList) perThread[c.thread].states++;
     const threads: ThreadSummary[] = this.threads.map((t) => {
-      const byReason: Partial<Record<DropReason, number>> = {};
-      let dropped = 0;
-      let bytesDropped = 0;
-      for (const d of this.dropList) {
-        if (d.thread !== t.index) continue;
-        byReason[d.reason] = (byReason[d.reason] ?? 0) + d.events;
-        dropped += d.events;
-        bytesDropped += d.bytes;
-      }
+      const { byReason, dropped, bytesDropped, states } = perThread[t.index];
       const events = this.eventsByThread[t.index];
       return {
         thread: t.index,
@@ -415,7 +416,7 @@ export class TraceReader {
         dropped,
         bytesDropped,
         droppedByReason: byReason,
-        stateChanges: this.stateList.filter((s) => s.thread === t.index).length,
+        stateChanges: states,
         endReason: t.endReason,
         balanced: t.attempted === undefined ? undefined : t.attempted === events + dropped,
       };

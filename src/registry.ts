@@ -52,15 +52,17 @@ export function claimSlot(v: SharedViews, name: Uint8Array, threadId: number, po
     const st = layout.slotI32(slot, Slot.STATE);
     if (Atomics.load(i32, st) !== SlotState.FREE) continue;
     if (Atomics.compareExchange(i32, st, SlotState.FREE, SlotState.CLAIMING) !== SlotState.FREE) continue;
-    wipeSlot(v, slot); // the drain wiped it on release; wiping again costs little and keeps the claim self-contained
+    // Owner first, with no call in between (a terminated thread stops only at calls and loop
+    // edges): if this thread dies before publishing LIVE, its exit finds the CLAIMING slot by
+    // this id and frees it (orphanThreadSlots).
+    Atomics.store(i32, layout.slotI32(slot, Slot.NODE_THREAD_ID), threadId);
+    resetHeader(v, slot); // rings were wiped at release (or are fresh, zeroed memory)
     const registration = Atomics.add(i32, Ctl.NEXT_REGISTRATION, 1);
     i32[layout.slotI32(slot, Slot.REGISTRATION)] = registration;
-    i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)] = threadId;
     i32[layout.slotI32(slot, Slot.NAME_LENGTH)] = name.length;
     i32[layout.slotI32(slot, Slot.POLICY)] = policy;
     v.u8.set(name, layout.nameBytesOffset(slot));
     v.f64[layout.slotF64(slot, SlotF64.REGISTERED_AT)] = nowUs * 1000;
-    i32[layout.slotI32(slot, Slot.FLUSH_ACK)] = Atomics.load(i32, Ctl.FLUSH_EPOCH);
     initPool(i32, layout, slot);
     new BackpressureState(i32, v.i64, layout, slot).reset(nowUs);
     // Release: everything above is visible to the drain once it loads LIVE.
@@ -70,16 +72,25 @@ export function claimSlot(v: SharedViews, name: Uint8Array, threadId: number, po
   throw new CapacityError(layout.maxThreads);
 }
 
-/** Zeroes a slot's header (but its state word) and its rings: no stale contents survive reuse. */
-export function wipeSlot(v: SharedViews, slot: number): void {
+/** Zeroes a slot's header but its state word and owner (loss-block times to NaN: none yet). */
+function resetHeader(v: SharedViews, slot: number): void {
   const { layout } = v;
   const start = layout.slotOffset(slot);
+  const owner = v.i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)];
   v.u8.fill(0, start + 4, start + layout.slotHeaderBytes);
+  v.i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)] = owner;
   const lossStart = layout.slotF64(slot, SlotF64.WRITER_LOSS);
   for (let r = 0; r < REASON_COUNT; r++) {
     v.f64[lossStart + r * 4 + Loss.FIRST_TS] = NaN;
     v.f64[lossStart + r * 4 + Loss.LAST_TS] = NaN;
   }
+}
+
+/** Zeroes a slot's header (but its state word) and its rings: no stale contents survive reuse. */
+export function wipeSlot(v: SharedViews, slot: number): void {
+  const { layout } = v;
+  v.i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)] = 0;
+  resetHeader(v, slot);
   v.u8.fill(0, layout.ringOffset(slot, 0), layout.ringOffset(slot, 0) + layout.ringsPerThread * layout.ringSize);
 }
 
@@ -96,15 +107,21 @@ export function readThreadName(v: SharedViews, slot: number): string {
   return decoder.decode(v.u8.slice(at, at + Math.min(len, THREAD_NAME_MAX_BYTES)));
 }
 
-/** Marks every LIVE slot of a thread that has exited as ORPHANED, for the drain to salvage.
- * Returns how many slots it marked. */
+/** Marks every LIVE slot of a thread that has exited as ORPHANED, for the drain to salvage, and
+ * frees the slots it was still claiming. Returns how many slots it marked ORPHANED. */
 export function orphanThreadSlots(v: SharedViews, threadId: number): number {
   const { i32, layout } = v;
   let n = 0;
   for (let slot = 0; slot < layout.maxThreads; slot++) {
     const st = layout.slotI32(slot, Slot.STATE);
-    if (Atomics.load(i32, st) !== SlotState.LIVE) continue;
-    if (i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)] !== threadId) continue;
+    const state = Atomics.load(i32, st);
+    if (state !== SlotState.LIVE && state !== SlotState.CLAIMING) continue;
+    if (Atomics.load(i32, layout.slotI32(slot, Slot.NODE_THREAD_ID)) !== threadId) continue;
+    if (state === SlotState.CLAIMING) {
+      // Died inside claimSlot(): nothing was recorded or published; just free the slot.
+      if (Atomics.load(i32, st) === SlotState.CLAIMING) releaseSlot(v, slot);
+      continue;
+    }
     if (Atomics.compareExchange(i32, st, SlotState.LIVE, SlotState.ORPHANED) === SlotState.LIVE) n++;
   }
   return n;

@@ -46,8 +46,6 @@ export interface RegisterOptions {
 
 export interface CloseSummary extends DrainSummary {
   path: string;
-  /** The drain finished the file (footer written). */
-  complete: boolean;
   /** The file is complete and every thread's attempted === events in the file + dropped. */
   balanced: boolean;
 }
@@ -71,6 +69,8 @@ export class Tracer {
   private drainWorker: Worker | undefined;
   private drainSummary: Promise<DrainSummary> | undefined;
   private closing: Promise<CloseSummary | undefined> | undefined;
+  /** The drain has finished the file (or closeSync gave up on it): nothing left for exit hooks. */
+  private finished = false;
   private readonly unhook: Array<() => void> = [];
   private log: ReturnType<typeof leveled> = () => {};
   private closeTimeoutMs = 1000;
@@ -221,7 +221,7 @@ export class Tracer {
     }
     const threadName = name ?? (isMainThread ? 'main' : `worker-${threadId}`);
     const claim = claimSlot(this.views, encodeThreadName(threadName), threadId, POLICY_CODES[policy], this.now() / 1000);
-    this.writer = new Writer(
+    const writer = new Writer(
       {
         views: this.views,
         thresholds: this.handle.thresholds,
@@ -234,7 +234,13 @@ export class Tracer {
       threadName,
       policy,
     );
-    return this.writer;
+    if ((Atomics.load(this.views.i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) {
+      // close() began between the check above and the claim: it may not wait for this writer.
+      writer.close();
+      throw new Error('ringtrace: the tracer is closing; cannot register a writer');
+    }
+    this.writer = writer;
+    return writer;
   }
 
   /** Per-thread and total counters (see metrics.ts for how fresh they are). */
@@ -290,22 +296,21 @@ export class Tracer {
   }
 
   private async closeOwner(): Promise<CloseSummary> {
-    const { i32, layout } = this.views;
+    const { i32 } = this.views;
     this.writer?.close();
     this.drainWorker?.ref(); // keep the process alive until the file is final
+    // Every writer closes (its slot leaves LIVE) when it sees CLOSING: at once through the
+    // channel, or at its next periodic flush. A writer registered after this flag closes itself.
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSING);
-    const epoch = Atomics.add(i32, Ctl.FLUSH_EPOCH, 1) + 1;
     this.channel.postMessage('close');
     const deadline = performance.now() + this.closeTimeoutMs;
-    while (performance.now() < deadline && !this.allWritersClosed(epoch)) await new Promise((r) => setTimeout(r, 2));
-    let stragglers = 0;
-    for (let slot = 0; slot < layout.maxThreads; slot++) {
-      if (Atomics.load(i32, layout.slotI32(slot, Slot.STATE)) === SlotState.LIVE) stragglers++;
-    }
+    while (performance.now() < deadline && this.liveWriters() > 0) await new Promise((r) => setTimeout(r, 2));
+    const stragglers = this.liveWriters();
     if (stragglers > 0) this.log('warn', `${stragglers} writer(s) did not close within ${this.closeTimeoutMs} ms; what they held is counted as unflushed`);
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.FINISH);
     this.wakeDrain();
     const summary = await this.awaitDrainSummary();
+    this.finished = true;
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSED);
     this.detach();
     const balanced = summary.complete && summary.threads.every((t) => t.balanced);
@@ -318,12 +323,12 @@ export class Tracer {
    * made from the shared counters: close() always returns. The file then ends at its last whole
    * record without a footer, which the reader reports as incomplete.
    */
-  private async awaitDrainSummary(): Promise<DrainSummary & { complete: boolean }> {
+  private async awaitDrainSummary(): Promise<DrainSummary> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), this.closeTimeoutMs + 10_000)));
     try {
       const s = await Promise.race([this.drainSummary!, timeout]);
-      if (s) return { ...s, complete: true };
+      if (s) return s;
       this.log('error', 'the drain did not finish in time; the trace file is left without its footer');
     } catch (err) {
       this.log('error', 'the drain failed; the trace file is left without its footer', { error: (err as Error).message });
@@ -357,13 +362,11 @@ export class Tracer {
     };
   }
 
-  private allWritersClosed(epoch: number): boolean {
+  private liveWriters(): number {
     const { i32, layout } = this.views;
-    for (let slot = 0; slot < layout.maxThreads; slot++) {
-      if (Atomics.load(i32, layout.slotI32(slot, Slot.STATE)) !== SlotState.LIVE) continue;
-      if (Atomics.load(i32, layout.slotI32(slot, Slot.FLUSH_ACK)) < epoch) return false;
-    }
-    return true;
+    let n = 0;
+    for (let slot = 0; slot < layout.maxThreads; slot++) if (Atomics.load(i32, layout.slotI32(slot, Slot.STATE)) === SlotState.LIVE) n++;
+    return n;
   }
 
   /**
@@ -373,7 +376,10 @@ export class Tracer {
    * they held is counted as unflushed.
    */
   private closeSync(): void {
-    if (this.closing) return;
+    // Also while an async close() is still waiting for other threads: the process is going now,
+    // so finish the file now (FINISH is idempotent).
+    if (this.finished) return;
+    this.finished = true;
     const i32 = this.views.i32;
     this.writer?.close();
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSING | ControlFlag.FINISH);
@@ -385,7 +391,7 @@ export class Tracer {
       Atomics.wait(i32, Ctl.DRAIN_STATE, DrainState.RUNNING, left);
     }
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSED);
-    this.closing = Promise.resolve(undefined);
+    this.closing ??= Promise.resolve(undefined);
   }
 
   private installExitHooks(): void {

@@ -22,6 +22,7 @@ import {
   Slot,
   SlotF64,
   SlotState,
+  TLOG_CURSOR_MASK,
   TRANSITION_LOG_ENTRIES,
   type SharedViews,
 } from './layout.js';
@@ -209,6 +210,7 @@ export class Writer {
 
   private put(ts: number, id: number, payload: Uint8Array): boolean {
     const len = payload.length;
+    if (this.closed) return this.dropClosed();
     if (len > MAX_PAYLOAD_BYTES) return this.dropTooLarge(bytesRecordSize(len), ts);
     const size = bytesRecordSize(len);
     const word0 = (RecordKind.BYTES << 24) | len;
@@ -404,7 +406,7 @@ export class Writer {
     const tailIdx = L.slotI32(this.slot, Slot.TLOG_TAIL);
     const tail = this.i32[tailIdx];
     const head = Atomics.load(this.i32, L.slotI32(this.slot, Slot.TLOG_HEAD));
-    if (tail - head >= TRANSITION_LOG_ENTRIES) {
+    if (((tail - head) & TLOG_CURSOR_MASK) >= TRANSITION_LOG_ENTRIES) {
       Atomics.add(this.i32, L.slotI32(this.slot, Slot.TLOG_OVERFLOW), 1);
       return;
     }
@@ -412,7 +414,7 @@ export class Writer {
     this.f64[e] = atUs * 1000;
     this.f64[e + 1] = from * 8 + to;
     // Release: the entry above is visible to the drain's Atomics.load of the tail.
-    Atomics.store(this.i32, tailIdx, tail + 1);
+    Atomics.store(this.i32, tailIdx, (tail + 1) & TLOG_CURSOR_MASK);
   }
 
   // ---------------------------------------------------------------- flush and close
@@ -476,10 +478,8 @@ export class Writer {
     if (this.closed) return;
     const i32 = this.i32;
     const L = this.ctx.views.layout;
-    const epoch = Atomics.load(i32, Ctl.FLUSH_EPOCH);
     if ((Atomics.load(i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) {
-      this.close();
-      Atomics.store(i32, L.slotI32(this.slot, Slot.FLUSH_ACK), epoch);
+      this.close(); // a CLOSING slot counts as acknowledged: nothing is stored after close()
       return;
     }
     if (this.pos !== this.ringBase || this.lossPending()) this.flush();

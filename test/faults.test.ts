@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { Drain } from '../src/drain.js';
 import { FileSink, headerRecord, preamble, type TraceSink } from '../src/format.js';
-import { Layout, SharedViews, initControl } from '../src/layout.js';
+import { Layout, SharedViews, Slot, TLOG_CURSOR_MASK, initControl } from '../src/layout.js';
 import { Tracer, openTrace, type TracerHandle } from '../src/index.js';
 import { readBack, tempTrace } from './helpers/scenario.js';
 
@@ -40,11 +40,12 @@ function checkBalanced(path: string): ReturnType<ReturnType<typeof openTrace>['s
 }
 
 describe('exit paths without close()', () => {
-  for (const how of ['natural', 'process-exit', 'uncaught', 'worker-throws', 'worker-exit'] as const) {
+  for (const how of ['natural', 'process-exit', 'uncaught', 'worker-throws', 'worker-exit', 'exit-during-close'] as const) {
     it(how, () => {
       const path = tempTrace(`exit-${how}`);
       const r = spawnSync(process.execPath, [child, path, how], { encoding: 'utf8', timeout: 60_000 });
       if (how === 'process-exit') assert.equal(r.status, 3, r.stderr);
+      else if (how === 'exit-during-close') assert.equal(r.status, 4, r.stderr);
       else if (how === 'uncaught') {
         assert.equal(r.status, 1);
         assert.match(r.stderr, /boom/);
@@ -130,6 +131,69 @@ describe('sink faults', () => {
       assert.ok(drops.every((d) => d.firstTs <= d.lastTs && d.bytes > 0));
     });
   }
+});
+
+describe('in-process drain edge cases', () => {
+  /** A tracer whose drain runs in this thread, on a sink the test controls. */
+  function inProcess(sinkWrite: (b: readonly Uint8Array[], file: FileSink) => void) {
+    const path = tempTrace('inproc');
+    const layout = new Layout({ maxThreads: 2, ringsPerThread: 4, ringSize: 4096 });
+    const buffer = new SharedArrayBuffer(layout.totalBytes);
+    const v = new SharedViews(buffer, layout);
+    initControl(v, Date.now(), performance.timeOrigin + performance.now());
+    const file = new FileSink(path);
+    file.write([preamble(), ...headerRecord(Date.now(), {})]);
+    const thresholds = { pressureSpares: 1, recoverySpares: 2, stabilityUs: 0 };
+    const drain = new Drain(v, { write: (b) => sinkWrite(b, file), close: () => file.close() }, { batchRings: 8, thresholds, dropLogIntervalMs: 0, dropLogEvery: 1, now: () => performance.now() * 1e6, log: () => {} });
+    const handle: TracerHandle = { kind: 'ringtrace.handle', version: 1, sessionId: randomUUID(), buffer, geometry: layout, policy: 'drop-newest', thresholds, flushIntervalMs: 0, path };
+    return { path, v, drain, tracer: Tracer.attach(handle) };
+  }
+
+  it('a footer that cannot be written makes the summary incomplete, never "balanced"', () => {
+    let broken = false;
+    const { path, drain, tracer } = inProcess((b, file) => {
+      if (broken) throw Object.assign(new Error('EFBIG: file too large'), { code: 'EFBIG' });
+      file.write(b);
+    });
+    const w = tracer.register('app');
+    const id = tracer.define('seq');
+    for (let seq = 0; seq < 1000; seq++) w.record(id, seq);
+    w.flush();
+    drain.pass();
+    broken = true;
+    w.close();
+    const summary = drain.finish();
+    void tracer.close();
+    assert.equal(summary.complete, false);
+    const r = openTrace(path);
+    assert.equal(r.complete, false);
+    assert.equal(r.damage, undefined);
+  });
+
+  it('transition-log cursors wrap without overflowing (long-lived registrations)', () => {
+    const { path, v, drain, tracer } = inProcess((b, file) => file.write(b));
+    const w = tracer.register('osc');
+    const id = tracer.define('seq');
+    // As if this registration had already logged 2^30 - 2 transitions.
+    const start = TLOG_CURSOR_MASK - 1;
+    v.i32[v.layout.slotI32(w.slot, Slot.TLOG_HEAD)] = start;
+    v.i32[v.layout.slotI32(w.slot, Slot.TLOG_TAIL)] = start;
+    let seq = 0;
+    for (let cycle = 0; cycle < 6; cycle++) {
+      for (let i = 0; i < 1000; i++) w.record(id, seq++); // 1000 x 24 B > 4 x 4 KiB: exhausts
+      drain.pass(); // returns the rings: DROPPING -> RECOVERY -> NORMAL (stability 0)
+    }
+    w.close();
+    drain.finish();
+    void tracer.close();
+    const tail = v.i32[v.layout.slotI32(w.slot, Slot.TLOG_TAIL)];
+    assert.ok(tail >= 0 && tail < 64, `tail wrapped to a small value (${tail})`);
+    const s = checkBalanced(path);
+    assert.equal(s.threads[0].dropped > 0, true);
+    const edges = openTrace(path).states().map((x) => `${x.from}->${x.to}`);
+    // Six exhaustions, each logged by the writer as it entered DROPPING: all reached the file.
+    assert.equal(edges.filter((e) => e.endsWith('->dropping')).length, 6, 'every writer-side transition reached the file');
+  });
 });
 
 describe('drain death', () => {

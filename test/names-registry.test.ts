@@ -231,7 +231,6 @@ const slotWord = (v: SharedViews, slot: number, w: number) => v.i32[v.layout.slo
 describe('claimSlot', () => {
   it('claims free slots in order and publishes a fully initialised LIVE slot', () => {
     const v = views();
-    Atomics.store(v.i32, Ctl.FLUSH_EPOCH, 5);
     const a = claimSlot(v, encodeThreadName('main'), 1, 0, 2_000);
     const b = claimSlot(v, encodeThreadName('worker-7'), 7, 1, 3_000);
     assert.deepEqual(a, { slot: 0, registration: 0 });
@@ -240,7 +239,6 @@ describe('claimSlot', () => {
     assert.equal(slotWord(v, 1, Slot.REGISTRATION), 1);
     assert.equal(slotWord(v, 1, Slot.NODE_THREAD_ID), 7);
     assert.equal(slotWord(v, 1, Slot.POLICY), 1);
-    assert.equal(slotWord(v, 1, Slot.FLUSH_ACK), 5, 'acknowledges the current flush epoch');
     assert.equal(readThreadName(v, 1), 'worker-7');
     assert.equal(readThreadName(v, 0), 'main');
     assert.equal(v.f64[v.layout.slotF64(1, SlotF64.REGISTERED_AT)], 3_000_000, 'registration time in ns');
@@ -377,6 +375,19 @@ describe('orphanThreadSlots', () => {
     assert.equal(slotWord(v, 5, Slot.STATE), SlotState.FREE);
     assert.equal(orphanThreadSlots(v, 7), 0, 'already orphaned: nothing more to mark');
     assert.equal(orphanThreadSlots(v, 123), 0);
+  });
+
+  it('frees a slot whose thread died while claiming it (CLAIMING never becomes a leak)', () => {
+    const v = views({ maxThreads: 2, ringsPerThread: 2, ringSize: 4096 });
+    // What a thread terminated inside claimSlot() leaves: CLAIMING, owner id already stored.
+    v.i32[v.layout.slotI32(0, Slot.STATE)] = SlotState.CLAIMING;
+    v.i32[v.layout.slotI32(0, Slot.NODE_THREAD_ID)] = 9;
+    v.u8[v.layout.ringOffset(0, 1) + 5] = 0xee;
+    assert.equal(orphanThreadSlots(v, 9), 0, 'nothing to salvage');
+    assert.equal(slotWord(v, 0, Slot.STATE), SlotState.FREE);
+    assert.equal(slotWord(v, 0, Slot.NODE_THREAD_ID), 0);
+    assert.equal(v.u8[v.layout.ringOffset(0, 1) + 5], 0, 'wiped');
+    assert.equal(claimSlot(v, encodeThreadName('next'), 10, 0, 0).slot, 0, 'claimable again');
   });
 });
 
