@@ -125,7 +125,8 @@ function buildProgram(): Command {
     .option('--seconds <n>', 'total run time in seconds', secondsIn(2, 3600), 4)
     .option('--workers <n>', 'worker threads besides the main thread', integerIn(0, 32), 3)
     .option('--no-live', 'print one plain line per second instead of the live view (automatic when stdout is not a TTY)')
-    .action(async (opts: { out?: string; seconds: number; workers: number; live: boolean }) => {
+    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics while it runs (0: any free port)', integerIn(0, 65535))
+    .action(async (opts: { out?: string; seconds: number; workers: number; live: boolean; metricsPort?: number }) => {
       process.exitCode = await runDemo(opts);
     });
 

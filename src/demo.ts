@@ -12,6 +12,7 @@
  * the file + dropped (the exit code says whether that held), and exported for Perfetto.
  */
 import { createWriteStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -34,6 +35,8 @@ export interface DemoOptions {
   workers: number;
   /** Redraw a live view (only on a TTY); otherwise one plain line per second. */
   live: boolean;
+  /** Serve Prometheus metrics on 127.0.0.1:<port>/metrics while the demo runs (0: any free port). */
+  metricsPort?: number;
 }
 
 /** Small rings so the burst visibly exhausts the pools: 4 x 64 KiB per thread. */
@@ -57,6 +60,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
 
   const log = new LogTail();
   const tracer = await Tracer.open({ path, ...DEMO_RINGS, logger: log.push });
+  const metrics = opts.metricsPort === undefined ? undefined : await serveMetrics(tracer, opts.metricsPort);
+  if (metrics) console.log(`metrics: http://127.0.0.1:${metrics.port}/metrics`);
   const phaseBuf = new SharedArrayBuffer(4);
   const phase = new Int32Array(phaseBuf);
   // A terminal that reports no size (some pseudo-terminals) would make log-update draw nothing.
@@ -106,6 +111,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     view.stop();
   }
   const closed = await tracer.close();
+  await metrics?.close();
   if (failure) throw failure;
   for (const e of log.errors) process.stderr.write(`error: ${describeLog(e)}\n`);
 
@@ -128,6 +134,35 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   console.log(`html report:  ${htmlPath}`);
   console.log(ok ? 'result: every thread balanced (attempted = events + dropped)' : 'result: NOT balanced: the trace lost count of some events');
   return ok ? 0 : 1;
+}
+
+/** Prometheus exposition over HTTP (prom-client is an optional peer: loaded only when asked). */
+async function serveMetrics(tracer: Tracer, port: number): Promise<{ port: number; close(): Promise<void> }> {
+  let prom: typeof import('prom-client');
+  try {
+    prom = await import('prom-client');
+  } catch {
+    throw new Error('ringtrace: --metrics-port needs the optional peer dependency prom-client (npm install prom-client)');
+  }
+  const { registerPrometheus } = await import('./prometheus.js');
+  const registry = new prom.Registry();
+  registerPrometheus(tracer, registry);
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('try /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500).end(err.message),
+    );
+  });
+  await new Promise<void>((res, rej) => server.once('error', rej).listen(port, '127.0.0.1', res));
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    close: () => new Promise<void>((res) => server.close(() => res())),
+  };
 }
 
 const allNormal = (m: MetricsSnapshot) => m.threads.every((t) => t.state === 'normal');

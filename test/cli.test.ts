@@ -272,3 +272,29 @@ describe('ringtrace CLI', () => {
     });
   });
 });
+
+describe('demo --metrics-port', () => {
+  it('serves Prometheus metrics on localhost while it runs', async () => {
+    const { spawn } = await import('node:child_process');
+    const out = mkdtempSync(join(tmpdir(), 'rt-cli-metrics-'));
+    const p = spawn(process.execPath, [CLI, 'demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', '0'], {
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    const url = await new Promise<string>((res, rej) => {
+      p.stdout.on('data', (b: Buffer) => {
+        stdout += b;
+        const m = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(stdout);
+        if (m) res(m[1]);
+      });
+      p.once('exit', () => rej(new Error(`demo exited before serving metrics:\n${stdout}`)));
+    });
+    const text = await (await fetch(url)).text();
+    assert.match(text, /# TYPE ringtrace_events_attempted_total counter/);
+    assert.match(text, /ringtrace_backpressure_state\{thread="main",slot="\d+",state="normal"\}/);
+    const code = await new Promise<number | null>((res) => p.once('exit', res));
+    assert.equal(code, 0, stdout);
+    rmSync(out, { recursive: true, force: true });
+  });
+});
