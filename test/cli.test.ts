@@ -156,6 +156,29 @@ describe('ringtrace CLI', () => {
       assert.match(r.stdout, /damage\s+at byte offset \d+/);
       assert.ok(r.stdout.includes('main'), 'the summary of the readable part is printed');
     });
+
+    it('every reading command refuses a wrong magic, a future version, and a flipped bit, with the offset', () => {
+      const bad = (name: string, mutate: (b: Buffer) => void) => {
+        const b = readFileSync(trace);
+        mutate(b);
+        const f = join(dir, name);
+        writeFileSync(f, b);
+        return f;
+      };
+      const cases = [
+        { file: bad('magic.rtrace', (b) => b.write('NOTATRAC', 0, 'latin1')), want: /bad magic\) at byte offset 0/ },
+        { file: bad('future.rtrace', (b) => b.writeUInt32LE(99, 8)), want: /version 99 is newer.*at byte offset 8/ },
+        { file: bad('flipped.rtrace', (b) => (b[b.length >> 1] ^= 0x10)), want: /at byte offset \d+/ },
+        { file: bad('length.rtrace', (b) => b.writeUInt32LE(0x7ffffff8, 16 + 4)), want: /at byte offset 16/ },
+      ];
+      for (const { file, want } of cases) {
+        for (const args of [['inspect', file], ['export', file, '-o', join(dir, 'out.json')], ['report', file, '-o', join(dir, 'out.html')]]) {
+          const r = cli(args);
+          assert.equal(r.status, 4, `${args[0]} ${file}: ${show(r)}`);
+          assert.match(r.stderr, want, `${args[0]} ${file}`);
+        }
+      }
+    });
   });
 
   describe('export', () => {
