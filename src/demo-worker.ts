@@ -96,30 +96,35 @@ export interface DemoWorkerDone {
   attempted: number;
 }
 
-async function runWorker(d: DemoWorkerData): Promise<void> {
-  const tracer = Tracer.attach(d.handle);
-  const writer = tracer.register(d.name, { policy: d.policy });
-  const load = new DemoLoad(tracer, writer);
-  const phase = new Int32Array(d.phase);
-  const tickMs = 10;
+/**
+ * Plays the phases on one thread until STOP: a steady rate (catching up on the units owed since
+ * the last tick, since timers drift), or bursts of `burstSliceMs` separated by `betweenBursts`.
+ */
+export async function driveLoad(load: DemoLoad, phase: Int32Array, burstSliceMs: number, betweenBursts: () => Promise<unknown>): Promise<void> {
   let last = performance.now();
   let owed = 0;
   for (;;) {
     const p = Atomics.load(phase, 0);
-    if (p === Phase.STOP) break;
+    if (p === Phase.STOP) return;
     if (p === Phase.BURST) {
-      load.burst(BURST_SLICE_MS);
-      await yieldToLoop();
+      load.burst(burstSliceMs);
+      await betweenBursts();
       last = performance.now();
       continue;
     }
-    // Steady rate: catch up on the units owed since the last tick (timers drift).
     const now = performance.now();
     owed += ((now - last) / 1000) * NORMAL_UNITS_PER_SECOND;
     last = now;
     for (; owed >= 1; owed--) load.unit();
-    await sleep(tickMs);
+    await sleep(10);
   }
+}
+
+async function runWorker(d: DemoWorkerData): Promise<void> {
+  const tracer = Tracer.attach(d.handle);
+  const writer = tracer.register(d.name, { policy: d.policy });
+  const load = new DemoLoad(tracer, writer);
+  await driveLoad(load, new Int32Array(d.phase), BURST_SLICE_MS, yieldToLoop);
   await tracer.close(); // closes this thread's writer (everything is handed to the drain) and detaches
   const done: DemoWorkerDone = { type: 'done', name: d.name, attempted: load.attempted };
   parentPort!.postMessage(done);

@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import logUpdate from 'log-update';
-import { DemoLoad, NORMAL_UNITS_PER_SECOND, PHASE_NAMES, Phase, type DemoWorkerData, type PhaseValue } from './demo-worker.js';
+import { DemoLoad, PHASE_NAMES, Phase, driveLoad, type DemoWorkerData, type PhaseValue } from './demo-worker.js';
 import { exportTrace } from './export.js';
 import { collectReport, formatReport } from './inspect.js';
 import type { LogEntry } from './logger.js';
@@ -87,7 +87,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     }
 
     const main = new DemoLoad(tracer, tracer.register('main'));
-    const mainLoad = driveMainThread(main, phase);
+    // The main thread records like the workers, but sleeps between bursts so the live view draws.
+    const mainLoad = driveLoad(main, phase, 15, () => sleep(10));
     view.start();
 
     const setPhase = (p: PhaseValue) => Atomics.store(phase, 0, p);
@@ -170,25 +171,6 @@ const allNormal = (m: MetricsSnapshot) => m.threads.every((t) => t.state === 'no
 async function sleepUnlessFailed(ms: number, failed: () => Error | undefined): Promise<void> {
   const until = performance.now() + ms;
   while (!failed() && performance.now() < until) await sleep(Math.min(50, until - performance.now()));
-}
-
-/** The main thread records like the workers, but from timers, so the live view keeps drawing. */
-async function driveMainThread(load: DemoLoad, phase: Int32Array): Promise<void> {
-  let last = performance.now();
-  let owed = 0;
-  for (;;) {
-    const p = Atomics.load(phase, 0);
-    if (p === Phase.STOP) return;
-    if (p === Phase.BURST) {
-      load.burst(15);
-    } else {
-      const now = performance.now();
-      owed += ((now - last) / 1000) * NORMAL_UNITS_PER_SECOND;
-      for (; owed >= 1; owed--) load.unit();
-    }
-    last = performance.now();
-    await sleep(10);
-  }
 }
 
 /**

@@ -78,6 +78,23 @@ describe('exit paths without close()', () => {
   }
 });
 
+/** A tracer whose drain runs in this thread (the test calls pass()), on a sink the test controls:
+ * the seam for disk faults, with no test hook in the library. */
+function inProcess(sinkWrite: (b: readonly Uint8Array[], file: FileSink) => void, log: (msg: string) => void = () => {}) {
+  const path = tempTrace('inproc');
+  const layout = new Layout({ maxThreads: 2, ringsPerThread: 4, ringSize: 4096 });
+  const buffer = new SharedArrayBuffer(layout.totalBytes);
+  const v = new SharedViews(buffer, layout);
+  initControl(v, Date.now(), performance.timeOrigin + performance.now());
+  const file = new FileSink(path);
+  file.write([preamble(), ...headerRecord(Date.now(), {})]);
+  const thresholds = { pressureSpares: 1, recoverySpares: 2, stabilityUs: 0 };
+  const sink: TraceSink = { write: (b) => sinkWrite(b, file), close: () => file.close() };
+  const drain = new Drain(v, sink, { batchRings: 8, thresholds, dropLogIntervalMs: 0, dropLogEvery: 1, now: () => performance.now() * 1e6, log: (_l, msg) => log(msg) });
+  const handle: TracerHandle = { kind: 'ringtrace.handle', version: 1, sessionId: randomUUID(), buffer, geometry: layout, policy: 'drop-newest', thresholds, flushIntervalMs: 0, path };
+  return { path, v, drain, tracer: Tracer.attach(handle) };
+}
+
 describe('sink faults', () => {
   it('unwritable trace path: a clear error before any recording', async () => {
     const before = process.listenerCount('worker');
@@ -87,27 +104,15 @@ describe('sink faults', () => {
 
   for (const code of ['ENOSPC', 'EIO']) {
     it(`${code} while recording: chunks counted as sink_error, rings still returned, file readable`, () => {
-      const path = tempTrace(`sink-${code}`);
-      const layout = new Layout({ maxThreads: 2, ringsPerThread: 4, ringSize: 4096 });
-      const buffer = new SharedArrayBuffer(layout.totalBytes);
-      const v = new SharedViews(buffer, layout);
-      initControl(v, Date.now(), performance.timeOrigin + performance.now());
-      const file = new FileSink(path);
-      file.write([preamble(), ...headerRecord(Date.now(), {})]);
       let writes = 0;
-      const flaky: TraceSink = {
-        write(b) {
-          writes++;
-          if (writes % 3 === 0) throw Object.assign(new Error(`${code}: simulated failure, write`), { code });
+      const logs: string[] = [];
+      const { path, drain, tracer } = inProcess(
+        (b, file) => {
+          if (++writes % 3 === 0) throw Object.assign(new Error(`${code}: simulated failure, write`), { code });
           file.write(b);
         },
-        close: () => file.close(),
-      };
-      const logs: string[] = [];
-      const thresholds = { pressureSpares: 1, recoverySpares: 2, stabilityUs: 0 };
-      const drain = new Drain(v, flaky, { batchRings: 8, thresholds, dropLogIntervalMs: 0, dropLogEvery: 1, now: () => performance.now() * 1e6, log: (_l, msg) => logs.push(msg) });
-      const handle: TracerHandle = { kind: 'ringtrace.handle', version: 1, sessionId: randomUUID(), buffer, geometry: layout, policy: 'drop-newest', thresholds, flushIntervalMs: 0, path };
-      const tracer = Tracer.attach(handle);
+        (msg) => logs.push(msg),
+      );
       const w = tracer.register('app');
       const id = tracer.define('seq');
       let kept = 0;
@@ -134,21 +139,6 @@ describe('sink faults', () => {
 });
 
 describe('in-process drain edge cases', () => {
-  /** A tracer whose drain runs in this thread, on a sink the test controls. */
-  function inProcess(sinkWrite: (b: readonly Uint8Array[], file: FileSink) => void) {
-    const path = tempTrace('inproc');
-    const layout = new Layout({ maxThreads: 2, ringsPerThread: 4, ringSize: 4096 });
-    const buffer = new SharedArrayBuffer(layout.totalBytes);
-    const v = new SharedViews(buffer, layout);
-    initControl(v, Date.now(), performance.timeOrigin + performance.now());
-    const file = new FileSink(path);
-    file.write([preamble(), ...headerRecord(Date.now(), {})]);
-    const thresholds = { pressureSpares: 1, recoverySpares: 2, stabilityUs: 0 };
-    const drain = new Drain(v, { write: (b) => sinkWrite(b, file), close: () => file.close() }, { batchRings: 8, thresholds, dropLogIntervalMs: 0, dropLogEvery: 1, now: () => performance.now() * 1e6, log: () => {} });
-    const handle: TracerHandle = { kind: 'ringtrace.handle', version: 1, sessionId: randomUUID(), buffer, geometry: layout, policy: 'drop-newest', thresholds, flushIntervalMs: 0, path };
-    return { path, v, drain, tracer: Tracer.attach(handle) };
-  }
-
   it('a footer that cannot be written makes the summary incomplete, never "balanced"', () => {
     let broken = false;
     const { path, drain, tracer } = inProcess((b, file) => {
