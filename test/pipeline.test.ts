@@ -206,3 +206,37 @@ describe('writer edge cases', () => {
     assert.equal(drops[0].bytes, 16 + 5000);
   });
 });
+
+describe('periodic flush and configuration', () => {
+  it('a live thread\'s partial ring reaches the file without a swap, flush or close', async () => {
+    const path = tempTrace('periodic');
+    const tracer = await Tracer.open({ path, flushIntervalMs: 20, ...quiet });
+    const w = tracer.register('idle-but-alive');
+    const id = tracer.define('e');
+    for (let i = 0; i < 10; i++) w.record(id, i);
+    for (let i = 0; i < 500 && tracer.metrics().threads[0].eventsWritten < 10; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(tracer.metrics().threads[0].eventsWritten, 10, 'written by the periodic flush');
+    await tracer.close();
+  });
+
+  it('Tracer.open applies RINGTRACE_* variables and a RINGTRACE_CONFIG file, options winning', async () => {
+    const dir = tempTrace('cfg').replace(/trace\.rtrace$/, '');
+    const file = `${dir}ringtrace.toml`;
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(file, 'ring_size = "16KiB"\npolicy = "drop-newest"\nstability_ms = "100ms"\n');
+    const env = { RINGTRACE_CONFIG: file, RINGTRACE_RINGS_PER_THREAD: '6', RINGTRACE_POLICY: 'drop-oldest' };
+    const tracer = await Tracer.open({ path: `${dir}t.rtrace`, env, maxThreads: 3, ...quiet });
+    const c = tracer.resolvedConfig!;
+    assert.equal(c.config.ringSize, 16 * 1024);
+    assert.equal(c.sources.ringSize.kind, 'file');
+    assert.equal(c.config.ringsPerThread, 6);
+    assert.deepEqual(c.sources.ringsPerThread, { kind: 'env', name: 'RINGTRACE_RINGS_PER_THREAD' });
+    assert.equal(c.config.policy, 'drop-oldest', 'env beats the file');
+    assert.equal(c.config.maxThreads, 3);
+    assert.equal(tracer.handle.thresholds.stabilityUs, 100_000);
+    assert.equal(tracer.sharedBytes, new (await import('../src/layout.js')).Layout({ maxThreads: 3, ringsPerThread: 6, ringSize: 16384 }).totalBytes);
+    assert.equal(tracer.register('x').policy, 'drop-oldest');
+    await tracer.close();
+    await assert.rejects(Tracer.open({ env: { RINGTRACE_RING_SIZE: '65000' }, ...quiet }), /ringSize = "65000" from env RINGTRACE_RING_SIZE/);
+  });
+});
