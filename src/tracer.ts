@@ -227,7 +227,6 @@ export class Tracer {
         thresholds: this.handle.thresholds,
         clockOffsetMs: this.clockOffsetMs,
         flushIntervalMs: this.handle.flushIntervalMs,
-        onClose: () => {},
       },
       claim.slot,
       claim.registration,

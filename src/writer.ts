@@ -57,8 +57,6 @@ export interface WriterContext {
   /** Add to performance.now() to get ms since the tracer's clock zero. */
   clockOffsetMs: number;
   flushIntervalMs: number;
-  /** Called once when the writer closes. */
-  onClose(w: Writer): void;
 }
 
 export class Writer {
@@ -439,8 +437,9 @@ export class Writer {
     return this.swap(ts);
   }
 
+  /** Drops not yet handed over with a ring: a reason's first-drop time is NaN until one happens. */
   private lossPending(): boolean {
-    for (let r = 0; r < REASON_COUNT; r++) if (this.f64[this.lossBase + r * 4 + Loss.FIRST_TS] === this.f64[this.lossBase + r * 4 + Loss.FIRST_TS]) return true;
+    for (let r = 0; r < REASON_COUNT; r++) if (!Number.isNaN(this.f64[this.lossBase + r * 4 + Loss.FIRST_TS])) return true;
     return false;
   }
 
@@ -460,13 +459,12 @@ export class Writer {
     // Release: the final counters and the last submit are visible to the drain once it sees CLOSING.
     Atomics.store(this.i32, L.slotI32(this.slot, Slot.STATE), SlotState.CLOSING);
     this.ringDoorbell();
-    this.ctx.onClose(this);
   }
 
   /** Spare rings ready for this writer (0 means the next full ring exhausts the pool). A producer
    * that would rather wait than drop can poll this; record() itself never waits. */
   spareRings(): number {
-    return this.freeQ.size();
+    return this.closed ? 0 : this.freeQ.size(); // a closed writer's slot may belong to another thread
   }
 
   get isClosed(): boolean {
@@ -476,9 +474,7 @@ export class Writer {
   /** Event-loop housekeeping: periodic flush, and the tracer's close request. */
   periodic(): void {
     if (this.closed) return;
-    const i32 = this.i32;
-    const L = this.ctx.views.layout;
-    if ((Atomics.load(i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) {
+    if ((Atomics.load(this.i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) {
       this.close(); // a CLOSING slot counts as acknowledged: nothing is stored after close()
       return;
     }
