@@ -211,13 +211,14 @@ export class Tracer {
 
   /** The calling thread's writer; a second call returns the same writer until it is closed. */
   register(name?: string, options: RegisterOptions = {}): Writer {
-    if (this.writer && !this.writer.isClosed) return this.writer;
-    if ((Atomics.load(this.views.i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) {
-      throw new Error('ringtrace: the tracer is closed; cannot register a writer');
-    }
     const policy = options.policy ?? this.handle.policy;
     if (policy !== 'drop-oldest' && policy !== 'drop-newest') {
       throw new TypeError(`ringtrace: register(): policy must be 'drop-oldest' or 'drop-newest', got ${JSON.stringify(policy)}`);
+    }
+    // One writer per thread: a second call returns it (its name and policy are those of the first).
+    if (this.writer && !this.writer.isClosed) return this.writer;
+    if ((Atomics.load(this.views.i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) {
+      throw new Error('ringtrace: the tracer is closed; cannot register a writer');
     }
     const threadName = name ?? (isMainThread ? 'main' : `worker-${threadId}`);
     const claim = claimSlot(this.views, encodeThreadName(threadName), threadId, POLICY_CODES[policy], this.now() / 1000);

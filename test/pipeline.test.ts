@@ -207,6 +207,32 @@ describe('writer edge cases', () => {
   });
 });
 
+describe('API misuse', () => {
+  it('ids are not validated on the hot path, but a bad id never corrupts the ring', async () => {
+    const path = tempTrace('ids');
+    const tracer = await Tracer.open({ path, ...quiet });
+    const w = tracer.register('misuse');
+    const ok = tracer.define('ok');
+    const bad = [1.5, undefined, -1, Number.NaN, 2 ** 40] as unknown as number[];
+    for (const id of bad) assert.equal(w.record(id, 7), true);
+    w.record(ok, 8);
+    assert.throws(() => tracer.define(''), TypeError);
+    assert.throws(() => tracer.define('x'.repeat(200)), RangeError);
+    assert.throws(() => tracer.register('y', { policy: 'drop-sideways' as never }), /policy/);
+    assert.throws(() => Tracer.attach({} as never), /needs the `handle` of an open tracer/);
+    w.close();
+    await tracer.close();
+    const r = openTrace(path);
+    assert.equal(r.damage, undefined);
+    const events = [...r.events()];
+    // Stored as ToUint32(id): 1.5 -> 1, undefined/NaN -> 0, -1 -> 2^32 - 1, 2^40 -> 0.
+    assert.deepEqual(events.map((e) => e.id), [1, 0, 4294967295, 0, 0, ok]);
+    assert.deepEqual(events.map((e) => e.value), [7, 7, 7, 7, 7, 8]);
+    assert.equal(events[5].name, 'ok');
+    assert.equal(events[2].name, undefined, 'an id define() never returned has no name');
+  });
+});
+
 describe('periodic flush and configuration', () => {
   it('a live thread\'s partial ring reaches the file without a swap, flush or close', async () => {
     const path = tempTrace('periodic');
