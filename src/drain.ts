@@ -440,14 +440,18 @@ export class Drain {
     this.flushBatch();
   }
 
-  /** Ends a registration: losses nobody can explain any more are counted under `unexplained`,
-   * the end record is written, and (unless the thread still lives) the slot is released. */
+  /** Ends a registration: events attempted but neither written nor dropped are counted as
+   * `thread_exit` (a dead thread) or `unflushed` (a live one the close could not reach), the end
+   * record is written, and (unless the thread still lives) the slot is released. */
   private retire(reg: Registration, endReason: number, stillLive: boolean): void {
     const { f64, layout } = this.v;
     for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeRing(reg, ring);
     this.flushBatch();
     this.accountWriterLoss(reg, layout.slotF64(reg.slot, SlotF64.WRITER_LOSS));
     const attempted = f64[layout.slotF64(reg.slot, SlotF64.ATTEMPTED)];
+    // A live writer we cannot reach: it learns from this word, when it notices the tracer closed,
+    // how many of its events were accounted here; it counts the rest as `closed`.
+    if (stillLive) f64[layout.slotF64(reg.slot, SlotF64.RETIRED_ATTEMPTED)] = attempted;
     const unaccounted = attempted - reg.eventsWritten - this.droppedOf(reg);
     if (unaccounted > 0) {
       // Events a thread recorded but never handed over: in flight when it died, or still in a live

@@ -194,6 +194,9 @@ export const SlotF64 = {
   DRAIN_LAG_LAST_MS: W8 + 10,
   DRAIN_LAG_MAX_MS: W8 + 11,
   REGISTERED_AT: W8 + 12,
+  /** Drain only, at the tracer's close: the attempted count it accounted for a writer it could
+   * not reach (NaN otherwise). Events the writer records after it are counted as `closed`. */
+  RETIRED_ATTEMPTED: W8 + 13,
   /** LOSS_BLOCK_WORDS words, written by the thread. */
   WRITER_LOSS: W8 + 16,
   /** LOSS_BLOCK_WORDS words, written by the drain (cumulative counts only). */

@@ -84,6 +84,7 @@ function resetHeader(v: SharedViews, slot: number): void {
     v.f64[lossStart + r * 4 + Loss.FIRST_TS] = NaN;
     v.f64[lossStart + r * 4 + Loss.LAST_TS] = NaN;
   }
+  v.f64[layout.slotF64(slot, SlotF64.RETIRED_ATTEMPTED)] = NaN;
 }
 
 /** Zeroes a slot's header (but its state word) and its rings: no stale contents survive reuse. */

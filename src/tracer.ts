@@ -337,25 +337,33 @@ export class Tracer {
     }
     await this.drainWorker?.terminate();
     const m = this.metrics();
+    // What no drain will write any more (queued rings, active rings) is counted as unflushed, so
+    // each thread's numbers still add up; the file itself ends without its end records.
     const threads: RegistrationSummary[] = [
       ...m.retired,
-      ...m.threads.map((t) => ({
-        thread: t.thread,
-        name: t.name,
-        slot: t.slot,
-        attempted: t.eventsAttempted,
-        events: t.eventsWritten,
-        dropped: t.eventsDropped,
-        bytesDropped: t.bytesDropped,
-        droppedByReason: t.droppedByReason,
-        endReason: 'tracer_closed' as const,
-        balanced: t.eventsAttempted === t.eventsWritten + t.eventsDropped,
-      })),
+      ...m.threads.map((t) => {
+        const unreached = Math.max(0, t.eventsAttempted - t.eventsWritten - t.eventsDropped);
+        const droppedByReason = { ...t.droppedByReason };
+        if (unreached > 0) droppedByReason.unflushed = (droppedByReason.unflushed ?? 0) + unreached;
+        const dropped = t.eventsDropped + unreached;
+        return {
+          thread: t.thread,
+          name: t.name,
+          slot: t.slot,
+          attempted: t.eventsAttempted,
+          events: t.eventsWritten,
+          dropped,
+          bytesDropped: t.bytesDropped,
+          droppedByReason,
+          endReason: 'tracer_closed' as const,
+          balanced: t.eventsAttempted === t.eventsWritten + dropped,
+        };
+      }),
     ];
     return {
       threads,
       events: m.totals.eventsWritten,
-      dropped: m.totals.eventsDropped,
+      dropped: threads.reduce((n, t) => n + t.dropped, 0),
       droppedAfterClose: m.totals.droppedAfterClose,
       sinkErrors: m.drain.sinkErrors,
       complete: false,

@@ -48,6 +48,9 @@ if (Slot.ACTIVE_HEAD !== Slot.ACTIVE_TAIL + PUBLISHED_HEAD || Slot.ACTIVE_WRAP_E
   throw new Error('ringtrace: slot cursor words out of step with ring.ts');
 }
 
+/** While exhausted with no spare coming back, check every this many events whether the tracer closed. */
+const CLOSED_CHECK_EVERY = 1024;
+
 export const POLICY_CODES: Record<DropPolicy, number> = { 'drop-oldest': 0, 'drop-newest': 1 };
 
 /** What a writer needs from its tracer. */
@@ -93,6 +96,7 @@ export class Writer {
   private readonly lossBase: number;
   private readonly timer: NodeJS.Timeout | undefined;
   private tooLargeWarned = false;
+  private closedCheckCountdown = CLOSED_CHECK_EVERY;
   /** Events refused after close(): they belong to no registration any more. */
   droppedAfterClose = 0;
 
@@ -245,11 +249,16 @@ export class Writer {
     // The per-event cost while exhausted is this branch and one plain load: the atomic checks
     // happen only when the writer is about to touch a queue.
     if (!this.exhausted) {
-      if (this.tracerClosed()) return this.dropClosed();
+      if (this.tracerClosed()) return false;
       if (!this.swap(ts)) this.enterExhausted(ts);
     } else if (this.freeQ.hintNonEmpty()) {
-      if (this.tracerClosed()) return this.dropClosed();
+      if (this.tracerClosed()) return false;
       this.leaveExhausted(ts);
+    } else if (--this.closedCheckCountdown <= 0) {
+      // No spare is coming back; maybe because the tracer closed (a thread too busy to see the
+      // close request): look now and then, not at every dropped event.
+      this.closedCheckCountdown = CLOSED_CHECK_EVERY;
+      if (this.tracerClosed()) return false;
     }
     if (!this.exhausted) {
       if (this.pos + size > this.limit) throw new Error('ringtrace: internal error: fresh ring has no room'); // size <= ringSize
@@ -269,12 +278,33 @@ export class Writer {
     return true;
   }
 
-  /** The tracer closed without reaching this writer (nothing it records can reach the file any
-   * more): close the writer. The drain is gone, so this is checked before queue operations only. */
+  /** Slow path: if the tracer has closed, close this writer; the event being recorded is then
+   * counted as `closed` (by closeAfterTracer) and refused. Checked only before queue operations
+   * (and now and then while exhausted), never per event. */
   private tracerClosed(): boolean {
     if ((Atomics.load(this.i32, Ctl.FLAGS) & ControlFlag.CLOSED) === 0) return false;
-    this.close();
+    this.closeAfterTracer(true);
     return true;
+  }
+
+  /**
+   * The tracer closed without reaching this writer (a thread busy through the whole close). The
+   * drain accounted for the events attempted up to its final pass (as written or `unflushed`);
+   * the ones since were accepted into a ring nobody will write: count them as `closed` now
+   * (record() had already returned true for them, except `eventInFlight`), then close.
+   */
+  private closeAfterTracer(eventInFlight: boolean): void {
+    // Ordering: the drain stored this before its summary message; the owner set CLOSED after
+    // receiving it, and our Atomics.load of CLOSED came after that.
+    const retired = this.f64[this.ctx.views.layout.slotF64(this.slot, SlotF64.RETIRED_ATTEMPTED)];
+    // NaN: no drain accounted for this writer (it died): only the event in flight is ours to count.
+    const accounted = Number.isNaN(retired) ? this.attempted - (eventInFlight ? 1 : 0) : retired;
+    const late = this.attempted - accounted;
+    if (late > 0) {
+      this.droppedAfterClose += late;
+      Atomics.add(this.i32, Ctl.CLOSED_DROPS, late);
+    }
+    this.close();
   }
 
   /** Hands the active ring to the drain and takes a spare. False (nothing changed) if none. */
@@ -474,10 +504,9 @@ export class Writer {
   /** Event-loop housekeeping: periodic flush, and the tracer's close request. */
   periodic(): void {
     if (this.closed) return;
-    if ((Atomics.load(this.i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) {
-      this.close(); // a CLOSING slot counts as acknowledged: nothing is stored after close()
-      return;
-    }
+    const flags = Atomics.load(this.i32, Ctl.FLAGS);
+    if ((flags & ControlFlag.CLOSED) !== 0) return this.closeAfterTracer(false);
+    if ((flags & ControlFlag.CLOSING) !== 0) return this.close(); // hand everything over while the drain still runs
     if (this.pos !== this.ringBase || this.lossPending()) this.flush();
   }
 }

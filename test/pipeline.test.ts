@@ -207,6 +207,68 @@ describe('writer edge cases', () => {
   });
 });
 
+describe('closing around a busy thread', () => {
+  it('events a busy thread records after the close are counted as closed, not lost silently', async () => {
+    const path = tempTrace('busy-close');
+    const tracer = await Tracer.open({ path, closeTimeoutMs: 100, ...quiet });
+    const control = new SharedArrayBuffer(8);
+    const run = startScenario({ trace: tracer.handle, name: 'busy', mode: 'until-closed', events: 0, control });
+    await run.registered;
+    while (Atomics.load(new Int32Array(control), 1) === 0) await new Promise((r) => setTimeout(r, 5));
+    const summary = await tracer.close();
+    const t = summary!.threads.find((x) => x.name === 'busy')!;
+    assert.equal(t.endReason, 'tracer_closed');
+    assert.ok((t.droppedByReason.unflushed ?? 0) > 0, 'what it held at the close is unflushed');
+    assert.equal(t.balanced, true);
+    const done = (await run.done) as { metrics: { attempted: number; droppedAfterClose: number } };
+    await run.exited;
+    // Everything it ever recorded: accounted at the close, or counted as closed afterwards.
+    assert.equal(done.metrics.attempted, t.attempted + done.metrics.droppedAfterClose);
+    assert.ok(done.metrics.droppedAfterClose > 0);
+    assert.equal(tracer.metrics().totals.droppedAfterClose, done.metrics.droppedAfterClose);
+    const r = openTrace(path);
+    assert.equal(r.summary().threads[0].balanced, true);
+  });
+
+  it('close() takes everything even while the drain is paused, and removes its process hooks', async () => {
+    const before = ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'worker'].map((e) => process.listenerCount(e));
+    const tracer = await Tracer.open({ path: tempTrace('paused-close'), logLevel: 'error' }); // exit hooks on
+    assert.ok(process.listenerCount('exit') > before[0], 'exit hook installed');
+    const w = tracer.register('p');
+    const id = tracer.define('e');
+    tracer.pauseDrain();
+    for (let i = 0; i < 100; i++) w.record(id, i);
+    w.flush();
+    const summary = await tracer.close();
+    assert.equal(summary!.threads[0].events, 100);
+    assert.equal(summary!.balanced, true);
+    assert.deepEqual(['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'worker'].map((e) => process.listenerCount(e)), before);
+  });
+
+  it('recordAt() and tracer.now(): one clock for all threads, non-decreasing per thread', async () => {
+    const path = tempTrace('clock');
+    const tracer = await Tracer.open({ path, ...quiet });
+    const w = tracer.register('clock');
+    const id = tracer.define('t');
+    const t0 = tracer.now();
+    w.recordAt(t0 + 1000, id, 1);
+    w.recordAt(t0 + 500, id, 2); // earlier than the previous: raised to it
+    w.record(id, 3);
+    const run = startScenario({ trace: tracer.handle, name: 'other', mode: 'exact', events: 1, close: true });
+    await run.done;
+    await run.exited;
+    const t1 = tracer.now();
+    w.close();
+    await tracer.close();
+    const r = openTrace(path);
+    const mine = [...r.events()].filter((e) => r.threads[e.thread].name === 'clock');
+    assert.deepEqual(mine.map((e) => e.ts).slice(0, 2), [t0 + 1000, t0 + 1000]);
+    assert.ok(mine[2].ts >= t0 + 1000);
+    const theirs = [...r.events()].find((e) => r.threads[e.thread].name === 'other')!;
+    assert.ok(theirs.ts > t0 && theirs.ts < t1, 'a worker timestamps on the same clock');
+  });
+});
+
 describe('API misuse', () => {
   it('ids are not validated on the hot path, but a bad id never corrupts the ring', async () => {
     const path = tempTrace('ids');

@@ -10,7 +10,7 @@ import { payloadFor, paceUntilSpare } from './scenario.js';
 export interface ScenarioData {
   trace: TracerHandle;
   name: string;
-  mode: 'exact' | 'flood' | 'steady' | 'forever' | 'register-only' | 'register-retry';
+  mode: 'exact' | 'flood' | 'steady' | 'forever' | 'until-closed' | 'register-only' | 'register-retry';
   events: number;
   /** Probability that an event carries a byte payload (exact mode). */
   bytesRatio?: number;
@@ -98,6 +98,15 @@ function run(): void {
         if (seq % 300 === 299) Atomics.wait(nap, 0, 0, 1);
       }
       break;
+    }
+    case 'until-closed': {
+      // Busy: the event loop never turns, so the close request never arrives; only the writer's
+      // own slow path notices the tracer closed.
+      if (control) Atomics.store(control, 1, 1);
+      let seq = 0;
+      while (!w.isClosed) for (let i = 0; i < 256; i++) w.record(id, seq++);
+      post({ type: 'done', kept: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose } });
+      return;
     }
     case 'forever':
       post({ type: 'started' });
