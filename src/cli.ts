@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `ringtrace` command: wires the subcommands (demo, inspect, export, config, bench) and maps
+ * The `ringtrace` command: wires the subcommands (demo, inspect, export, report, config, bench) and maps
  * failures to exit codes:
  *   0 ok, 1 runtime failure, 2 usage error or invalid option/configuration,
  *   3 missing file, 4 corrupt or unreadable trace.
@@ -121,7 +121,7 @@ function buildProgram(): Command {
   program
     .command('demo')
     .description('record a realistic multi-thread load with a burst that exhausts the ring pools, then inspect the trace')
-    .option('--out <dir>', 'directory for trace.rtrace and trace.json (default: a new temp directory)')
+    .option('--out <dir>', 'directory for trace.rtrace, trace.json and report.html (default: a new temp directory)')
     .option('--seconds <n>', 'total run time in seconds', secondsIn(2, 3600), 4)
     .option('--workers <n>', 'worker threads besides the main thread', integerIn(0, 32), 3)
     .option('--no-live', 'print one plain line per second instead of the live view (automatic when stdout is not a TTY)')
