@@ -262,7 +262,7 @@ export class Drain {
     f64[layout.slotF64(reg.slot, SlotF64.DRAIN_LAG_LAST_MS)] = lag;
     const maxIdx = layout.slotF64(reg.slot, SlotF64.DRAIN_LAG_MAX_MS);
     if (lag > f64[maxIdx]) f64[maxIdx] = lag;
-    this.addChunk(reg, layout.ringOffset(reg.slot, ring), extent, ring);
+    this.addChunk(reg, layout.ringOffset(reg.slot, ring), extent, ring, f64[d + Desc.ATTEMPTED]);
   }
 
   /** Adds the writer's losses since the last ring (descriptor or live block at `lossIdx`). */
@@ -292,8 +292,13 @@ export class Drain {
     this.droppedTotal += events;
   }
 
-  /** Scans a ring's records and queues them as a chunk (with the losses pending for the thread). */
-  private addChunk(reg: Registration, base: number, extent: RingExtent, ring: number): void {
+  /**
+   * Scans a ring's records and queues them as a chunk (with the losses pending for the thread).
+   * `attempted` is the thread's count when it handed the ring over: then every earlier event is
+   * in this or an earlier chunk or counted as dropped (NaN for a dead thread's active ring, whose
+   * in-flight events are only known at its end record).
+   */
+  private addChunk(reg: Registration, base: number, extent: RingExtent, ring: number, attempted: number): void {
     const { u32, f64, u8 } = this.v;
     const s = this.scan;
     s.events = 0;
@@ -316,7 +321,8 @@ export class Drain {
     this.batch.push(entry);
     if (s.events === 0 && !lossPending(reg.pending)) return; // nothing to say: just return the ring
     entry.written = true;
-    for (const b of chunkRecord({ thread: reg.registration, seq: reg.seq, events: s.events, firstTs: s.firstTs, lastTs: s.lastTs }, reg.pending, payload)) {
+    const head = { thread: reg.registration, seq: reg.seq, events: s.events, firstTs: s.firstTs, lastTs: s.lastTs, attempted, dropped: this.droppedOf(reg) };
+    for (const b of chunkRecord(head, reg.pending, payload)) {
       this.batchBuffers.push(b);
     }
     // Optimistic: undone by flushBatch() if the write fails.
@@ -435,7 +441,7 @@ export class Drain {
     const active = s(Slot.ACTIVE_RING);
     if (active >= 0) {
       const extent: RingExtent = { head: s(Slot.ACTIVE_HEAD), tail: s(Slot.ACTIVE_TAIL), wrapEnd: s(Slot.ACTIVE_WRAP_END) };
-      this.addChunk(reg, layout.ringOffset(reg.slot, active), extent, -1);
+      this.addChunk(reg, layout.ringOffset(reg.slot, active), extent, -1, NaN);
     }
     this.flushBatch();
   }

@@ -14,7 +14,11 @@
  *  THREAD_START  0 u32 thread | 4 u32 slot | 8 i32 nodeThreadId | 12 u32 nameBytes | 16 f64 ts
  *                24 u32 policy | 28 u32 0 | 32 utf8 name
  *  CHUNK         0 u32 thread | 4 u32 seq | 8 u32 events | 12 u32 payloadBytes | 16 f64 firstTs
- *                24 f64 lastTs | 32 loss block | 32+LOSS payload (ring records, see ring.ts)
+ *                24 f64 lastTs | 32 f64 attempted | 40 f64 dropped | 48 loss block
+ *                48+LOSS payload (ring records, see ring.ts)
+ *                attempted, dropped: the thread's running totals as of this chunk (NaN if unknown):
+ *                attempted = events in this and earlier chunks + dropped, which lets a reader
+ *                check a file that ends before the thread's end record
  *  STATE         0 u32 thread | 4 u32 from | 8 u32 to | 12 u32 0 | 16 f64 ts
  *  THREAD_END    0 u32 thread | 4 u32 endReason | 8 f64 ts | 16 f64 attempted | 24 f64 eventsWritten
  *                32 loss block
@@ -46,7 +50,7 @@ export const RecordType = {
 } as const;
 
 export const LOSS_BLOCK_BYTES = LOSS_BLOCK_WORDS * 8;
-export const CHUNK_FIXED_BYTES = 32 + LOSS_BLOCK_BYTES;
+export const CHUNK_FIXED_BYTES = 48 + LOSS_BLOCK_BYTES;
 export const THREAD_END_BYTES = 32 + LOSS_BLOCK_BYTES;
 
 export const EndReason = { CLOSED: 1, EXITED: 2, TRACER_CLOSED: 3 } as const;
@@ -145,6 +149,9 @@ export interface ChunkHead {
   events: number;
   firstTs: number;
   lastTs: number;
+  /** Running totals of the thread as of this chunk (NaN or absent: unknown). */
+  attempted?: number;
+  dropped?: number;
 }
 
 /** A chunk record whose payload is the given runs of ring bytes (views into shared memory). */
@@ -158,7 +165,9 @@ export function chunkRecord(h: ChunkHead, loss: LossBlock, payload: readonly Uin
   b.writeUInt32LE(payloadBytes, 12);
   b.writeDoubleLE(h.firstTs, 16);
   b.writeDoubleLE(h.lastTs, 24);
-  writeLoss(b, 32, loss);
+  b.writeDoubleLE(h.attempted ?? NaN, 32);
+  b.writeDoubleLE(h.dropped ?? NaN, 40);
+  writeLoss(b, 48, loss);
   return frame(RecordType.CHUNK, b, payload);
 }
 

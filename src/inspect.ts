@@ -86,7 +86,13 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
     String(t.bytesDropped),
     String(t.stateChanges),
     t.endReason ?? '(none)',
-    t.balanced === undefined ? '? (no end record)' : t.balanced ? '✓' : '✗',
+    t.balanced !== undefined
+      ? t.balanced
+        ? '✓'
+        : '✗'
+      : t.lastChunk
+        ? `${t.lastChunk.balanced ? '✓' : '✗'} up to its last chunk (no end record)`
+        : '? (no end record)',
   ]);
   const T = s.totals;
   rows.push([

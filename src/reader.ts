@@ -92,6 +92,9 @@ export interface ThreadSummary {
   endReason: string | undefined;
   /** attempted === events + dropped; undefined when the file has no end record for the thread. */
   balanced: boolean | undefined;
+  /** From the thread's last chunk: its attempted count then, and whether events + drops up to
+   * that chunk add up to it. What a cut or unfinished file can still prove. */
+  lastChunk: { attempted: number; balanced: boolean } | undefined;
 }
 
 export interface TraceSummary {
@@ -155,6 +158,10 @@ export class TraceReader {
   private readonly eventsByThread: number[] = [];
   private readonly payloadByThread: number[] = [];
   private readonly chunksByThread: number[] = [];
+  /** Drops reported in a thread's chunks so far (the index pass runs in file order). */
+  private readonly runningDrops: number[] = [];
+  /** A thread's running totals as of its latest chunk that carried them. */
+  private readonly lastChunk: Array<{ attempted: number; balanced: boolean } | undefined> = [];
 
   constructor(readonly path: string) {
     const fd = openSync(path, 'r');
@@ -284,6 +291,8 @@ export class TraceReader {
         this.eventsByThread.push(0);
         this.payloadByThread.push(0);
         this.chunksByThread.push(0);
+        this.runningDrops.push(0);
+        this.lastChunk.push(undefined);
         return undefined;
       }
       case RecordType.CHUNK: {
@@ -304,7 +313,11 @@ export class TraceReader {
         this.payloadByThread[t.index] += payloadBytes;
         this.chunksByThread[t.index]++;
         this.chunks.push({ offset, thread: t.index, seq, events, payloadBytes });
-        this.takeLoss(b, 32, t.index, offset, seq);
+        this.runningDrops[t.index] += this.takeLoss(b, 48, t.index, offset, seq);
+        const attempted = b.readDoubleLE(32);
+        if (!Number.isNaN(attempted)) {
+          this.lastChunk[t.index] = { attempted, balanced: attempted === this.eventsByThread[t.index] + this.runningDrops[t.index] };
+        }
         return undefined;
       }
       case RecordType.STATE: {
@@ -333,11 +346,14 @@ export class TraceReader {
     }
   }
 
-  private takeLoss(b: Buffer, at: number, thread: number, offset: number, chunkSeq: number): void {
+  /** Records the losses a chunk or end record reports; returns how many events they are. */
+  private takeLoss(b: Buffer, at: number, thread: number, offset: number, chunkSeq: number): number {
+    let total = 0;
     for (let r = 0; r < REASON_COUNT; r++) {
       const events = b.readDoubleLE(at + r * 32);
       const bytes = b.readDoubleLE(at + r * 32 + 8);
       if (events === 0 && bytes === 0) continue;
+      total += events;
       this.dropList.push({
         thread,
         reason: REASONS[r],
@@ -349,6 +365,7 @@ export class TraceReader {
         chunkSeq,
       });
     }
+    return total;
   }
 
   /** Every event, chunk by chunk in file order (per-thread order is kept). Streams the file. */
@@ -419,6 +436,7 @@ export class TraceReader {
         stateChanges: states,
         endReason: t.endReason,
         balanced: t.attempted === undefined ? undefined : t.attempted === events + dropped,
+        lastChunk: this.lastChunk[t.index],
       };
     });
     const totals = {

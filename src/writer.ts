@@ -250,10 +250,10 @@ export class Writer {
     // happen only when the writer is about to touch a queue.
     if (!this.exhausted) {
       if (this.tracerClosed()) return false;
-      if (!this.swap(ts)) this.enterExhausted(ts);
+      if (!this.swap(ts, 1)) this.enterExhausted(ts);
     } else if (this.freeQ.hintNonEmpty()) {
       if (this.tracerClosed()) return false;
-      this.leaveExhausted(ts);
+      this.leaveExhausted(ts, 1);
     } else if (--this.closedCheckCountdown <= 0) {
       // No spare is coming back; maybe because the tracer closed (a thread too busy to see the
       // close request): look now and then, not at every dropped event.
@@ -308,10 +308,10 @@ export class Writer {
   }
 
   /** Hands the active ring to the drain and takes a spare. False (nothing changed) if none. */
-  private swap(ts: number): boolean {
+  private swap(ts: number, inFlight: 0 | 1): boolean {
     const next = this.freeQ.pop();
     if (next < 0) return false;
-    if (this.ringBase >= 0) this.submitActive(ts);
+    if (this.ringBase >= 0) this.submitActive(ts, inFlight);
     this.takeRing(next, ts);
     return true;
   }
@@ -336,8 +336,9 @@ export class Writer {
     this.bp.checkPressure(free, this.ctx.thresholds, nowUs);
   }
 
-  /** Publishes the active ring (with its extent and a snapshot of the loss block) to the drain. */
-  private submitActive(ts: number): void {
+  /** Publishes the active ring (with its extent and a snapshot of the loss block) to the drain.
+   * `inFlight` is 1 when called while an event is being recorded (from the slow path). */
+  private submitActive(ts: number, inFlight: 0 | 1): void {
     const v = this.ctx.views;
     const L = v.layout;
     const f64 = this.f64;
@@ -351,7 +352,9 @@ export class Writer {
     }
     f64[d + Desc.TAIL] = this.pos - this.ringBase;
     f64[d + Desc.SUBMITTED_AT_NS] = ts;
-    f64[d + Desc.ATTEMPTED] = this.attempted;
+    // The event being recorded when a swap happens is counted in `attempted` but goes into the
+    // next ring (or is dropped after this): it is not part of what this ring accounts for.
+    f64[d + Desc.ATTEMPTED] = this.attempted - inFlight;
     const loss = this.lossBase;
     for (let i = 0; i < LOSS_BLOCK_WORDS; i++) f64[d + Desc.LOSS + i] = f64[loss + i];
     for (let r = 0; r < REASON_COUNT; r++) {
@@ -380,7 +383,7 @@ export class Writer {
     this.exhausted = true;
     if (this.dropNewest) {
       // The full ring can go to the drain now: nothing will be written into it any more.
-      this.submitActive(ts);
+      this.submitActive(ts, 1);
       this.pos = this.limit = 0;
     } else {
       const c = this.circ;
@@ -392,10 +395,10 @@ export class Writer {
     }
   }
 
-  private leaveExhausted(ts: number): void {
+  private leaveExhausted(ts: number, inFlight: 0 | 1): void {
     const next = this.freeQ.pop();
     if (next < 0) return;
-    if (this.ringBase >= 0) this.submitActive(ts);
+    if (this.ringBase >= 0) this.submitActive(ts, inFlight);
     this.takeRing(next, ts);
   }
 
@@ -460,11 +463,11 @@ export class Writer {
     if (this.exhausted) {
       // drop-newest holds no ring: nothing is buffered. drop-oldest: only with a spare to move to.
       if (this.dropNewest || !this.freeQ.hintNonEmpty()) return this.dropNewest;
-      this.leaveExhausted(ts);
+      this.leaveExhausted(ts, 0);
       return !this.exhausted;
     }
     if (this.pos === this.ringBase && !this.lossPending()) return true;
-    return this.swap(ts);
+    return this.swap(ts, 0);
   }
 
   /** Drops not yet handed over with a ring: a reason's first-drop time is NaN until one happens. */
@@ -477,7 +480,7 @@ export class Writer {
   close(): void {
     if (this.closed) return;
     const ts = this.stamp(this.now());
-    if (this.ringBase >= 0) this.submitActive(ts);
+    if (this.ringBase >= 0) this.submitActive(ts, 0);
     this.closed = true;
     this.exhausted = false;
     this.pos = this.limit = 0;

@@ -29,6 +29,7 @@ function assertConservation(r: TraceReader): void {
   const back = readBack(r);
   for (const t of s.threads) {
     assert.equal(t.balanced, true, `${t.name}: attempted ${t.attempted} = events ${t.events} + dropped ${t.dropped}`);
+    if (t.lastChunk) assert.equal(t.lastChunk.balanced, true, `${t.name}: running totals in its last chunk add up`);
     const values = back.get(t.name)!.values;
     let missing = 0;
     let prev = -1;

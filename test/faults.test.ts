@@ -22,6 +22,7 @@ function checkBalanced(path: string): ReturnType<ReturnType<typeof openTrace>['s
   assert.equal(r.damage, undefined, `no damage in ${path}`);
   assert.equal(s.complete, true, 'the file was finalized (footer)');
   for (const t of s.threads) assert.equal(t.balanced, true, `${t.name}: attempted ${t.attempted} = ${t.events} + ${t.dropped}`);
+  for (const t of s.threads) if (t.lastChunk) assert.equal(t.lastChunk.balanced, true, `${t.name}: last chunk's running totals`);
   // Sequence numbers: what is missing is what was counted.
   const back = readBack(r);
   for (const t of s.threads) {
@@ -208,5 +209,43 @@ describe('drain death', () => {
     assert.equal(r.complete, false);
     assert.equal(r.damage, undefined, 'cut at a record boundary');
     assert.equal(r.summary().totals.events, 100);
+  });
+});
+
+describe('a file cut after its last chunk', () => {
+  it('still proves each thread balanced up to that chunk', async () => {
+    const path = tempTrace('cut-chunks');
+    const tracer = await Tracer.open({ path, ringSize: '4KiB', policy: 'drop-newest', logLevel: 'error', exitHooks: false });
+    const w = tracer.register('cut');
+    const id = tracer.define('seq');
+    tracer.pauseDrain();
+    for (let seq = 0; seq < 3000; seq++) w.record(id, seq); // exhausts: drops in the chunks
+    tracer.resumeDrain();
+    for (let i = 0; i < 200 && tracer.metrics().threads[0].chunksWritten < 4; i++) await new Promise((r) => setTimeout(r, 5));
+    for (let seq = 3000; seq < 3100; seq++) w.record(id, seq);
+    w.close();
+    await tracer.close();
+    // Cut the file right after the last CHUNK: no end record, no footer.
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const r0 = openTrace(path);
+    const bytes = readFileSync(path);
+    let off = 16;
+    let lastChunkEnd = 0;
+    while (off < bytes.length) {
+      const type = bytes.readUInt32LE(off);
+      const end = off + 16 + bytes.readUInt32LE(off + 4);
+      if (type === 4) lastChunkEnd = end;
+      off = end;
+    }
+    const cut = path.replace(/\.rtrace$/, '-cut.rtrace');
+    writeFileSync(cut, bytes.subarray(0, lastChunkEnd));
+    const r = openTrace(cut);
+    const t = r.summary().threads[0];
+    assert.equal(r.complete, false);
+    assert.equal(t.attempted, undefined, 'no end record');
+    assert.ok(t.lastChunk, 'running totals from the last chunk');
+    assert.equal(t.lastChunk.balanced, true);
+    assert.ok(t.dropped > 0);
+    assert.equal(t.lastChunk.attempted, r0.summary().threads[0].attempted, 'the last chunk came after every event');
   });
 });

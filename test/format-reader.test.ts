@@ -162,7 +162,7 @@ function goodTrace(): TraceFile {
   // Payload in two runs, as a wrapped ring is written.
   t.add(
     'chunk5.0',
-    chunkRecord({ thread: 5, seq: 0, events: 5, firstTs: 100, lastTs: 140 }, loss({ [Reason.POOL_EXHAUSTED]: [2, 48, 90, 95] }), [a.subarray(0, 40), a.subarray(40)]),
+    chunkRecord({ thread: 5, seq: 0, events: 5, firstTs: 100, lastTs: 140, attempted: 7, dropped: 2 }, loss({ [Reason.POOL_EXHAUSTED]: [2, 48, 90, 95] }), [a.subarray(0, 40), a.subarray(40)]),
     expect(0, NAMES, MAIN_A),
   );
   t.add('state5.pd', stateRecord(5, BpState.PRESSURE, BpState.DROPPING, 160));
@@ -171,7 +171,7 @@ function goodTrace(): TraceFile {
   t.add('state5.np', stateRecord(5, BpState.NORMAL, BpState.PRESSURE, 150));
   t.add(
     'chunk5.1',
-    chunkRecord({ thread: 5, seq: 1, events: 1, firstTs: 300, lastTs: 300 }, loss({ [Reason.RECORD_TOO_LARGE]: [1, 5000, 250, 250] }), [encodeRecords(MAIN_B)]),
+    chunkRecord({ thread: 5, seq: 1, events: 1, firstTs: 300, lastTs: 300, attempted: 9, dropped: 3 }, loss({ [Reason.RECORD_TOO_LARGE]: [1, 5000, 250, 250] }), [encodeRecords(MAIN_B)]),
     expect(0, NAMES, MAIN_B),
   );
   t.add('unknown', [rawRecord(99, new Uint8Array(24).fill(7))]); // a later minor revision's record
@@ -239,7 +239,7 @@ describe('format: record encoding', () => {
       assert.equal(l[r * 4 + Loss.BYTES], 0);
       assert.ok(Number.isNaN(l[r * 4 + Loss.FIRST_TS]) && Number.isNaN(l[r * 4 + Loss.LAST_TS]));
     }
-    assert.equal(CHUNK_FIXED_BYTES, 32 + LOSS_BLOCK_BYTES);
+    assert.equal(CHUNK_FIXED_BYTES, 48 + LOSS_BLOCK_BYTES);
   });
 });
 
@@ -423,6 +423,7 @@ describe('reader: a complete trace reads back exactly', () => {
       stateChanges: 2,
       endReason: 'closed',
       balanced: true,
+      lastChunk: { attempted: 9, balanced: true }, // running totals carried by the chunks
     });
     assert.deepEqual(w, {
       thread: 1,
@@ -440,6 +441,7 @@ describe('reader: a complete trace reads back exactly', () => {
       stateChanges: 1,
       endReason: 'exited',
       balanced: false,
+      lastChunk: undefined, // its chunks carry no running totals
     });
     assert.deepEqual(s.totals, {
       threads: 2,

@@ -69,6 +69,7 @@ export async function runSoak(seconds: number, workers: number, seed = 42): Prom
     const k = Number(t.name.slice('soak-'.length));
     if (t.attempted !== attempted[k]) problems.push(`${t.name}: file says ${t.attempted} attempted, the worker counted ${attempted[k]}`);
     if (!t.balanced) problems.push(`${t.name}: ${t.attempted} attempted != ${t.events} + ${t.dropped}`);
+    if (t.lastChunk && !t.lastChunk.balanced) problems.push(`${t.name}: running totals of its last chunk do not add up`);
     const gaps = (missing.get(t.thread) ?? 0) + (t.attempted ?? 0) - 1 - (lastSeq.get(t.thread) ?? -1);
     if (gaps !== t.dropped) problems.push(`${t.name}: ${gaps} sequence numbers missing, ${t.dropped} counted as dropped`);
   }
