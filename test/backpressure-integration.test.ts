@@ -145,7 +145,7 @@ describe('behavioural load scenarios', () => {
 
   it('oscillating load stays protected and does not flap', async () => {
     const path = tempTrace('oscillate');
-    const tracer = await Tracer.open({ path, ringSize: '4KiB', stabilityMs: 200, ...quiet });
+    const tracer = await Tracer.open({ path, ringSize: '4KiB', stabilityMs: 1000, ...quiet }); // far longer than a cycle, even on a loaded machine
     const w = tracer.register('osc', { policy: 'drop-newest' });
     const id = tracer.define('seq');
     let seq = 0;
