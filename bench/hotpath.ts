@@ -222,9 +222,12 @@ export async function runHotpath(opts: RunOptions): Promise<{ floor: Row[]; norm
   const O = await openTracer('drop-oldest', small, 'drop-oldest');
   const exhaust = (o: Opened) => {
     o.tracer.pauseDrain();
+    // A drain pass that began before the pause may still hand rings back: wait until a pass
+    // has begun after it (the heartbeat counts passes).
+    const beat = o.tracer.metrics().drain.heartbeat;
+    spinUntil(() => o.tracer.metrics().drain.heartbeat >= beat + 2, 10_000, 'the drain to notice the pause');
     let ts = o.w.now();
-    // ~1,088 events exhaust the pool, unless a drain pass that began before the pause still
-    // hands a ring back: then keep going (bounded) until the writer is really DROPPING.
+    // ~1,088 events exhaust the pool; keep going (bounded) until the writer is really DROPPING.
     const cap = 4 * (4096 / 16) + 64;
     for (let round = 0; round < 50; round++) {
       for (let i = 0; i < cap; i++) o.w.recordAt((ts += 1), ID);

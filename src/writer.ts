@@ -128,7 +128,16 @@ export class Writer {
     this.pos = this.ringBase;
     this.limit = this.ringBase + this.ringSize;
     this.circ = { base: 0, size: this.ringSize, head: 0, tail: 0, wrapEnd: -1 };
-    this.evict = (bytes, ts) => this.countDrop(Reason.POOL_EXHAUSTED, bytes, ts);
+    // Drop-oldest's per-eviction accounting, specialised (it runs once per dropped event): the
+    // loss words of `pool_exhausted` in the shared buffer (a closed writer never evicts).
+    const lf = v.f64;
+    const at = this.lossBase + Reason.POOL_EXHAUSTED * 4;
+    this.evict = (bytes, ts) => {
+      lf[at + Loss.EVENTS]++;
+      lf[at + Loss.BYTES] += bytes;
+      if (!(lf[at + Loss.FIRST_TS] <= ts)) lf[at + Loss.FIRST_TS] = ts; // NaN: first since the hand-off
+      lf[at + Loss.LAST_TS] = ts; // evicted oldest first: each is the latest so far
+    };
     if (ctx.flushIntervalMs > 0) {
       this.timer = setInterval(() => this.periodic(), ctx.flushIntervalMs);
       this.timer.unref();
