@@ -1,0 +1,72 @@
+/**
+ * The drain's scheduling, driven in-process: threads under pressure are served first in a pass,
+ * and a busy thread cannot starve a quiet one (per-visit batch limit, rotating start).
+ */
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { describe, it } from 'node:test';
+import { BackpressureState, BpState } from '../src/backpressure.js';
+import { Drain } from '../src/drain.js';
+import { FRAME_BYTES, RecordType, type TraceSink } from '../src/format.js';
+import { Layout, SharedViews, initControl } from '../src/layout.js';
+import { claimSlot, encodeThreadName } from '../src/registry.js';
+import { Writer } from '../src/writer.js';
+
+function setup(threads: number) {
+  const layout = new Layout({ maxThreads: threads, ringsPerThread: 8, ringSize: 4096 });
+  const v = new SharedViews(new SharedArrayBuffer(layout.totalBytes), layout);
+  initControl(v, Date.now(), performance.timeOrigin + performance.now());
+  const thresholds = { pressureSpares: 1, recoverySpares: 2, stabilityUs: 0 };
+  // Several writers in one thread: built directly (the public API gives one per thread).
+  const writers = Array.from({ length: threads }, (_, k) => {
+    const c = claimSlot(v, encodeThreadName(`t${k}`), 1000 + k, 0, 0);
+    return new Writer({ views: v, thresholds, clockOffsetMs: 0, flushIntervalMs: 0 }, c.slot, c.registration, `t${k}`, 'drop-oldest');
+  });
+  /** Thread (registration) of each CHUNK, in write order. */
+  const chunks: number[] = [];
+  const sink: TraceSink = {
+    write(buffers) {
+      for (const b of buffers) {
+        // Frames start buffers of 16 bytes whose type word is CHUNK; the next buffer is its head.
+        if (b.length === FRAME_BYTES && Buffer.from(b.buffer, b.byteOffset, 4).readUInt32LE(0) === RecordType.CHUNK) chunks.push(-1);
+        else if (chunks.at(-1) === -1) chunks[chunks.length - 1] = Buffer.from(b.buffer, b.byteOffset, 4).readUInt32LE(0);
+      }
+    },
+    close() {},
+  };
+  const drain = new Drain(v, sink, { batchRings: 1, thresholds, dropLogIntervalMs: 1e9, dropLogEvery: 1, now: () => performance.now() * 1e6, log: () => {} });
+  return { v, layout, writers, drain, chunks };
+}
+
+/** Hands `rings` full rings of the writer to the drain. */
+function submit(w: Writer, rings: number): void {
+  for (let r = 0; r < rings; r++) {
+    for (let i = 0; i < 100; i++) w.recordAt(i, 1, i);
+    assert.equal(w.flush(), true);
+  }
+}
+
+describe('drain scheduling', () => {
+  it('serves a thread in PRESSURE before the others in the same pass', () => {
+    const { v, layout, writers, drain, chunks } = setup(4);
+    for (const w of writers) submit(w, 2);
+    // Thread 3 is under pressure (the round-robin start is slot 0).
+    const bp = new BackpressureState(v.i32, v.i64, layout, writers[3].slot);
+    assert.equal(bp.transition(BpState.NORMAL, BpState.PRESSURE, 1), true);
+    drain.pass();
+    assert.equal(chunks[0], writers[3].registration, 'the pressured thread first');
+    assert.deepEqual(chunks.slice(1), [writers[0].registration, writers[1].registration, writers[2].registration], 'then everyone, one ring each');
+  });
+
+  it('a flooding thread cannot starve a quiet one: one ring per visit, start rotates', () => {
+    const { writers, drain, chunks } = setup(2);
+    const [busy, quiet] = writers;
+    submit(busy, 7);
+    submit(quiet, 1);
+    drain.pass();
+    assert.ok(chunks.includes(quiet.registration), "the quiet thread's ring went out in the first pass");
+    assert.equal(chunks.filter((t) => t === busy.registration).length, 1, 'the busy thread got its batch (1 ring), not all 7');
+    for (let i = 0; i < 10; i++) drain.pass();
+    assert.equal(chunks.filter((t) => t === busy.registration).length, 7, 'the rest follows in later passes');
+  });
+});
