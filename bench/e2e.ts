@@ -49,7 +49,7 @@ async function recoveryTime(): Promise<{ ms: number; edges: string[] }> {
   const tracer = await Tracer.open({ path: `${tempDir()}/recovery.rtrace`, exitHooks: false, logger: log, logLevel: 'info' });
   const w = tracer.register('main');
   const id = tracer.define('tick');
-  tracer.pauseDrain();
+  await tracer.pauseDrain();
   for (let i = 0; i < 50_000; i++) w.record(id); // 50k x 16 B > 4 x 64 KiB: exhausted
   const state = () => tracer.metrics().threads[0].state;
   if (state() !== 'dropping') throw new Error(`expected dropping, got ${state()}`);

@@ -220,12 +220,15 @@ export async function runHotpath(opts: RunOptions): Promise<{ floor: Row[]; norm
   const small = { ringSize: '4KiB', ringsPerThread: 4 };
   const N = await openTracer('drop-newest', small, 'drop-newest');
   const O = await openTracer('drop-oldest', small, 'drop-oldest');
+  /** pauseDrain() is a request: a drain pass that began before it may still hand rings back.
+   * Wait until a pass has begun after it (the heartbeat counts passes). */
+  const pauseSettled = (t: Tracer) => {
+    t.pauseDrain();
+    const beat = t.metrics().drain.heartbeat;
+    spinUntil(() => t.metrics().drain.heartbeat >= beat + 2, 10_000, 'the drain to notice the pause');
+  };
   const exhaust = (o: Opened) => {
-    o.tracer.pauseDrain();
-    // A drain pass that began before the pause may still hand rings back: wait until a pass
-    // has begun after it (the heartbeat counts passes).
-    const beat = o.tracer.metrics().drain.heartbeat;
-    spinUntil(() => o.tracer.metrics().drain.heartbeat >= beat + 2, 10_000, 'the drain to notice the pause');
+    pauseSettled(o.tracer);
     let ts = o.w.now();
     // ~1,088 events exhaust the pool; keep going (bounded) until the writer is really DROPPING.
     const cap = 4 * (4096 / 16) + 64;
@@ -289,12 +292,16 @@ export async function runHotpath(opts: RunOptions): Promise<{ floor: Row[]; norm
   const E = await openTracer('recovery', small, 'drop-newest');
   const wE = E.w;
   const reExhaust = () => {
-    E.tracer.pauseDrain();
+    // Only a drain that has really stopped lets the writer run out: with a ring still coming
+    // back it would keep an active ring and the spares could never all return.
+    pauseSettled(E.tracer);
     let ts = wE.now();
-    for (let i = 0; i < 4 * 256 + 64; i++) if (!wE.recordAt((ts += 1), ID)) break;
+    let refused = false;
+    for (let i = 0; i < 64 * 256 && !refused; i++) refused = !wE.recordAt((ts += 1), ID);
+    if (!refused) throw new Error('bench: the drop-newest writer was never refused with the drain paused');
     E.tracer.resumeDrain();
     spinUntil(() => wE.spareRings() === 4, 10_000, 'the drain to return every ring');
-    E.tracer.pauseDrain(); // nothing moves while the event is timed
+    pauseSettled(E.tracer); // nothing moves while the event is timed
     return wE.now();
   };
   const oneEvent = (w: Writer) => (ts: number) => do_not_optimize(w.recordAt(ts, ID));

@@ -93,7 +93,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
 
     const setPhase = (p: PhaseValue) => Atomics.store(phase, 0, p);
     await sleepUnlessFailed(normalMs, () => failure);
-    tracer.pauseDrain();
+    await tracer.pauseDrain();
     setPhase(Phase.BURST);
     await sleepUnlessFailed(BURST_MS, () => failure);
     setPhase(Phase.RECOVERY);

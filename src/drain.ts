@@ -155,7 +155,11 @@ export class Drain {
   pass(final = false): boolean {
     const { i32, layout } = this.v;
     Atomics.add(i32, Ctl.DRAIN_HEARTBEAT, 1);
+    // Read the request count before the flag: pauseDrain() counts, then sets the flag, so a
+    // paused pass has seen every request up to `requests` and honours it to its end.
+    const requests = Atomics.load(i32, Ctl.PAUSE_REQUESTS);
     const paused = !final && (Atomics.load(i32, Ctl.FLAGS) & ControlFlag.DRAIN_PAUSED) !== 0;
+    if (paused) Atomics.store(i32, Ctl.PAUSE_ACK, requests);
     let worked = false;
     const n = layout.maxThreads;
     const start = this.rr;

@@ -6,7 +6,8 @@
  *  SharedArrayBuffer
  *  +--------------------------------------------------------------------------------------+
  *  | CONTROL BLOCK (256 B)  magic, layout version, geometry, flags, drain heartbeat,       |
- *  |                        doorbell, registration/name counters, clock zero               |
+ *  |                        doorbell, registration/name counters, pause handshake,        |
+ *  |                        clock zero                                                    |
  *  +--------------------------------------------------------------------------------------+
  *  | NAME TABLE  NAME_TABLE_ENTRIES x 128 B, open addressing on a string hash               |
  *  |   entry: state | id | byteLength | hash | utf8 name (<= 112 B)                         |
@@ -62,6 +63,8 @@ export const Ctl = {
   DRAIN_SLEEPING: 8,
   NEXT_REGISTRATION: 9,
   NEXT_NAME_ID: 10,
+  /** Pause requests so far (Atomics.add by pauseDrain, before it sets DRAIN_PAUSED). */
+  PAUSE_REQUESTS: 11,
   DRAIN_STATE: 12,
   /** Events recorded on writers after their tracer closed (reason `closed`), all threads. */
   CLOSED_DROPS: 13,
@@ -70,6 +73,9 @@ export const Ctl = {
   DRAIN_THROTTLE_KIBPS: 14,
   /** Chunks the drain could not write (sink errors), for metrics(). */
   SINK_ERRORS: 15,
+  /** The PAUSE_REQUESTS count the drain had read when it last began a pass paused: once it is >=
+   * a request's number, no pass that ignores that pause is running (passes do not overlap). */
+  PAUSE_ACK: 20,
   /** Float64 index (byte 64): Date.now() when the tracer opened. */
   F64_SESSION_START_EPOCH_MS: 8,
   /** Float64 index (byte 72): clock zero as an absolute high-resolution time (ms). */

@@ -248,9 +248,27 @@ export class Tracer {
     return collectMetrics(this.views, this.now() / 1000, this.retired);
   }
 
-  /** Stops the drain from taking rings (threads go on recording until their pools run out). */
-  pauseDrain(): void {
-    Atomics.or(this.views.i32, Ctl.FLAGS, ControlFlag.DRAIN_PAUSED);
+  /**
+   * Stops the drain from taking rings (threads go on recording until their pools run out). A
+   * drain pass already under way when this is called may still take and return rings; the
+   * promise resolves once none can be (the drain has begun a pass that saw the pause), or at
+   * once if the drain is not running or the pause was lifted meanwhile.
+   */
+  pauseDrain(): Promise<void> {
+    const i32 = this.views.i32;
+    // Count first, then set the flag: a pass that reads the count and then sees the flag has
+    // seen this request (the drain reads them in the other order; all sequentially consistent).
+    const request = Atomics.add(i32, Ctl.PAUSE_REQUESTS, 1) + 1;
+    Atomics.or(i32, Ctl.FLAGS, ControlFlag.DRAIN_PAUSED);
+    this.wakeDrain(); // a sleeping drain acknowledges at once instead of after its idle timeout
+    return new Promise((resolve) => {
+      const settled = () =>
+        ((Atomics.load(i32, Ctl.PAUSE_ACK) - request) | 0) >= 0 ||
+        (Atomics.load(i32, Ctl.FLAGS) & ControlFlag.DRAIN_PAUSED) === 0 ||
+        Atomics.load(i32, Ctl.DRAIN_STATE) !== DrainState.RUNNING;
+      const check = () => (settled() ? resolve() : setTimeout(check, 1));
+      check();
+    });
   }
 
   resumeDrain(): void {

@@ -48,7 +48,7 @@ describe('pool exhaustion with the drain paused', () => {
     it(`${policy}: detected, dropped, counted, in the file, then recovered`, async () => {
       const path = tempTrace(`exhaust-${policy}`);
       const tracer = await Tracer.open({ path, ringSize: '4KiB', ringsPerThread: 4, policy, stabilityMs: 50, ...quiet });
-      tracer.pauseDrain();
+      await tracer.pauseDrain();
       const N = 5000; // 5000 x 24 B = 117 KiB, far more than 4 x 4 KiB
       const control = new SharedArrayBuffer(8);
       const run = startScenario({ trace: tracer.handle, name: 'flood', mode: 'flood', events: N, linger: true, control });
@@ -117,7 +117,7 @@ describe('behavioural load scenarios', () => {
     const runs = Array.from({ length: 4 }, (_, k) =>
       startScenario({ trace: tracer.handle, name: `b${k}`, mode: 'flood', events: 30_000, policy: k % 2 ? 'drop-newest' : 'drop-oldest' }),
     );
-    tracer.pauseDrain();
+    await tracer.pauseDrain();
     await Promise.all(runs.map((r) => r.registered));
     await sleep(50);
     tracer.resumeDrain();
@@ -151,7 +151,7 @@ describe('behavioural load scenarios', () => {
     let seq = 0;
     const cycles = 6;
     for (let c = 0; c < cycles; c++) {
-      tracer.pauseDrain();
+      await tracer.pauseDrain();
       for (let i = 0; i < 2000; i++) w.record(id, seq++); // exhausts: 2000 x 24 B > 4 x 4 KiB
       tracer.resumeDrain();
       await sleep(20); // shorter than the stability period: must not count as recovered
@@ -170,7 +170,7 @@ describe('behavioural load scenarios', () => {
   it('64 workers with both policies keep exact accounting', async () => {
     const path = tempTrace('64bp');
     const tracer = await Tracer.open({ path, ringSize: '4KiB', maxThreads: 64, ...quiet });
-    tracer.pauseDrain();
+    await tracer.pauseDrain();
     const runs = Array.from({ length: 64 }, (_, k) =>
       startScenario({ trace: tracer.handle, name: `w${k}`, mode: 'flood', events: 2000 + 37 * k, policy: k % 2 ? 'drop-newest' : 'drop-oldest', close: k % 3 === 0 }),
     );

@@ -218,7 +218,7 @@ describe('a file cut after its last chunk', () => {
     const tracer = await Tracer.open({ path, ringSize: '4KiB', policy: 'drop-newest', logLevel: 'error', exitHooks: false });
     const w = tracer.register('cut');
     const id = tracer.define('seq');
-    tracer.pauseDrain();
+    await tracer.pauseDrain();
     for (let seq = 0; seq < 3000; seq++) w.record(id, seq); // exhausts: drops in the chunks
     tracer.resumeDrain();
     for (let i = 0; i < 200 && tracer.metrics().threads[0].chunksWritten < 4; i++) await new Promise((r) => setTimeout(r, 5));

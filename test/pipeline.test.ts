@@ -230,13 +230,42 @@ describe('closing around a busy thread', () => {
     assert.equal(r.summary().threads[0].balanced, true);
   });
 
+  it('await pauseDrain(): from then on the drain takes no ring, even from a thread flooding it', async () => {
+    const path = tempTrace('pause-ack');
+    const tracer = await Tracer.open({ path, ringSize: '4KiB', ringsPerThread: 4, ...quiet });
+    const control = new SharedArrayBuffer(8);
+    const run = startScenario({ trace: tracer.handle, name: 'flood', mode: 'forever', events: 0, control });
+    const { slot } = await run.registered;
+    const chunks = () => tracer.metrics().threads.find((t) => t.slot === slot)!.chunksWritten;
+    const c = new Int32Array(control);
+    try {
+      for (let round = 0; round < 5; round++) {
+        // Let the drain work on a flood (it is mid-pass most of the time), then pause it.
+        const from = chunks();
+        while (chunks() < from + 8) await new Promise((r) => setTimeout(r, 1));
+        await tracer.pauseDrain();
+        const paused = chunks();
+        const seq = Atomics.load(c, 1);
+        while (Atomics.load(c, 1) < seq + 20_000) await new Promise((r) => setTimeout(r, 1)); // the flood goes on
+        assert.equal(chunks(), paused, `round ${round}: a chunk was written after pauseDrain() resolved`);
+        tracer.resumeDrain();
+      }
+    } finally {
+      await run.worker.terminate();
+    }
+    const summary = await tracer.close();
+    assert.equal(summary!.balanced, true);
+    // Resolves at once when there is no drain to wait for.
+    await tracer.pauseDrain();
+  });
+
   it('close() takes everything even while the drain is paused, and removes its process hooks', async () => {
     const before = ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'worker'].map((e) => process.listenerCount(e));
     const tracer = await Tracer.open({ path: tempTrace('paused-close'), logLevel: 'error' }); // exit hooks on
     assert.ok(process.listenerCount('exit') > before[0], 'exit hook installed');
     const w = tracer.register('p');
     const id = tracer.define('e');
-    tracer.pauseDrain();
+    await tracer.pauseDrain();
     for (let i = 0; i < 100; i++) w.record(id, i);
     w.flush();
     const summary = await tracer.close();

@@ -9,7 +9,7 @@ it('exposes per-thread counters, drops by reason and state in Prometheus text fo
   const tracer = await Tracer.open({ path: tempTrace('prom'), ringSize: '4KiB', policy: 'drop-newest', logLevel: 'error', exitHooks: false });
   const registry = new Registry();
   registerPrometheus(tracer, registry);
-  tracer.pauseDrain();
+  await tracer.pauseDrain();
   const w = tracer.register('main');
   const id = tracer.define('x');
   let refused = 0;

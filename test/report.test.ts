@@ -20,7 +20,7 @@ it('renders charts and the conservation table, with no console errors', { skip: 
   const w = tracer.register('main <&> "quoted"');
   const id = tracer.define('x');
   for (let i = 0; i < 500; i++) w.record(id, i);
-  tracer.pauseDrain();
+  await tracer.pauseDrain();
   for (let i = 0; i < 5000; i++) w.record(id, i);
   tracer.resumeDrain();
   await new Promise((r) => setTimeout(r, 100));

@@ -39,7 +39,7 @@ export async function runSoak(seconds: number, workers: number, seed = 42): Prom
   while (Date.now() < end) {
     // Random drain trouble: a stall, a slow disk, or nothing.
     const r = random();
-    if (r < 0.25) tracer.pauseDrain();
+    if (r < 0.25) void tracer.pauseDrain();
     else if (r < 0.5) tracer.throttleDrain(64 + Math.floor(random() * 1024));
     await new Promise((res) => setTimeout(res, 20 + random() * 200));
     tracer.resumeDrain();
