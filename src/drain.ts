@@ -452,16 +452,22 @@ export class Drain {
 
   /** Ends a registration: events attempted but neither written nor dropped are counted as
    * `thread_exit` (a dead thread) or `unflushed` (a live one the close could not reach), the end
-   * record is written, and (unless the thread still lives) the slot is released. */
-  private retire(reg: Registration, endReason: number, stillLive: boolean): void {
-    const { f64, layout } = this.v;
+   * record is written, and (unless the thread still lives: `seized`) the slot is released. */
+  private retire(reg: Registration, endReason: number, seized: boolean): void {
+    const { i32, f64, layout } = this.v;
     for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeRing(reg, ring);
     this.flushBatch();
+    // Writer loss before attempted: the writer counts an event as attempted before it counts its
+    // drop, so (loads in program order) every drop seen here is inside the attempted count.
     this.accountWriterLoss(reg, layout.slotF64(reg.slot, SlotF64.WRITER_LOSS));
     const attempted = f64[layout.slotF64(reg.slot, SlotF64.ATTEMPTED)];
-    // A live writer we cannot reach: it learns from this word, when it notices the tracer closed,
-    // how many of its events were accounted here; it counts the rest as `closed`.
-    if (stillLive) f64[layout.slotF64(reg.slot, SlotF64.RETIRED_ATTEMPTED)] = attempted;
+    if (seized) {
+      // The live writer learns from this word how many of its events were accounted here and
+      // counts the rest as `closed`. Release: the store of RETIRED publishes it.
+      f64[layout.slotF64(reg.slot, SlotF64.RETIRED_ATTEMPTED)] = attempted;
+      Atomics.store(i32, layout.slotI32(reg.slot, Slot.STATE), SlotState.RETIRED);
+      Atomics.notify(i32, layout.slotI32(reg.slot, Slot.STATE));
+    }
     const unaccounted = attempted - reg.eventsWritten - this.droppedOf(reg);
     if (unaccounted > 0) {
       // Events a thread recorded but never handed over: in flight when it died, or still in a live
@@ -478,7 +484,7 @@ export class Drain {
     this.finished.push(summary);
     this.opts.onRetired?.(summary);
     this.regs[reg.slot] = undefined;
-    if (!stillLive) releaseSlot(this.v, reg.slot);
+    if (!seized) releaseSlot(this.v, reg.slot);
   }
 
   private droppedOf(reg: Registration): number {
@@ -529,13 +535,21 @@ export class Drain {
     const { i32, layout } = this.v;
     this.pass(true);
     for (let slot = 0; slot < layout.maxThreads; slot++) {
-      const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
+      const stateIdx = layout.slotI32(slot, Slot.STATE);
+      let st = Atomics.load(i32, stateIdx);
       if (st === SlotState.FREE || st === SlotState.CLAIMING) continue;
+      if (st === SlotState.LIVE) {
+        // Seize a writer that is still live, so that its own close() cannot hand over a ring
+        // after our last look: it fails its LIVE -> CLOSING exchange and waits for RETIRED. If it
+        // won the race (CLOSING) or died (ORPHANED), it ends the ordinary way.
+        const prev = Atomics.compareExchange(i32, stateIdx, SlotState.LIVE, SlotState.RETIRING);
+        st = prev === SlotState.LIVE ? SlotState.RETIRING : prev;
+      }
       const reg = this.registrationOf(slot);
       this.readTransitionLog(reg);
       if (st === SlotState.ORPHANED) this.salvage(reg);
-      const live = st === SlotState.LIVE;
-      this.retire(reg, st === SlotState.CLOSING ? EndReason.CLOSED : st === SlotState.ORPHANED ? EndReason.EXITED : EndReason.TRACER_CLOSED, live);
+      const seized = st === SlotState.RETIRING;
+      this.retire(reg, st === SlotState.CLOSING ? EndReason.CLOSED : st === SlotState.ORPHANED ? EndReason.EXITED : EndReason.TRACER_CLOSED, seized);
     }
     const threads = this.finished.slice().sort((a, b) => a.thread - b.thread);
     let events = 0;

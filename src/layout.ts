@@ -102,6 +102,15 @@ export const NAME_MAX_BYTES = 112;
 export const NameEntry = { STATE: 0, ID: 1, BYTE_LENGTH: 2, HASH: 3, BYTES_OFFSET: 16 } as const;
 export const NameState = { EMPTY: 0, WRITING: 1, READY: 2 } as const;
 
+/**
+ * A slot's life (every change is a compare-exchange or a release store on Slot.STATE):
+ *
+ *   FREE -claim-> CLAIMING -> LIVE -writer close()-> CLOSING -drain retires, wipes-> FREE
+ *                               |--thread exit seen-> ORPHANED -drain salvages, wipes-> FREE
+ *                               '--tracer close, still live-> RETIRING -drain accounts-> RETIRED
+ *
+ * RETIRED is final: the tracer is closed, and the slot is not reused.
+ */
 export const SlotState = {
   FREE: 0,
   /** A thread won the claim CAS and is initialising the slot. */
@@ -111,6 +120,13 @@ export const SlotState = {
   CLOSING: 3,
   /** The thread is gone without closing: the drain salvages and releases the slot. */
   ORPHANED: 4,
+  /** The tracer is closing and the writer is still live: the drain's final pass (or close()'s
+   * fallback when the drain died) took the slot from LIVE by compare-exchange and is accounting
+   * for it. The writer's own close() now fails its LIVE -> CLOSING exchange and waits for... */
+  RETIRING: 5,
+  /** ...this: RETIRED_ATTEMPTED holds the attempted count that was accounted (stored before
+   * this state, which publishes it); the writer counts its events after it as `closed`. */
+  RETIRED: 6,
 } as const;
 
 /** Drop reasons: index into loss blocks and the order of loss blocks in the trace file. */

@@ -65,7 +65,8 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
   const threads: ThreadMetrics[] = [];
   for (let slot = 0; slot < layout.maxThreads; slot++) {
     const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
-    if (st !== SlotState.LIVE && st !== SlotState.CLOSING && st !== SlotState.ORPHANED) continue;
+    // RETIRED slots are in `retired` (the drain's summary of them); a RETIRING one is still live.
+    if (st !== SlotState.LIVE && st !== SlotState.RETIRING && st !== SlotState.CLOSING && st !== SlotState.ORPHANED) continue;
     const word = (w: number) => i32[layout.slotI32(slot, w)];
     const bp = new BackpressureState(i32, v.i64, layout, slot);
     const byReason: Partial<Record<DropReason, number>> = {};
@@ -88,7 +89,7 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
       thread: word(Slot.REGISTRATION),
       name: readThreadName(v, slot),
       nodeThreadId: word(Slot.NODE_THREAD_ID),
-      status: st === SlotState.LIVE ? 'live' : st === SlotState.CLOSING ? 'closing' : 'exited',
+      status: st === SlotState.LIVE || st === SlotState.RETIRING ? 'live' : st === SlotState.CLOSING ? 'closing' : 'exited',
       policy: word(Slot.POLICY) === 1 ? 'drop-newest' : 'drop-oldest',
       state: STATE_NAMES[bp.state()],
       eventsAttempted: f64[layout.slotF64(slot, SlotF64.ATTEMPTED)],

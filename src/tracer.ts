@@ -12,7 +12,7 @@ import type { Thresholds } from './backpressure.js';
 import { resolveConfig, type DropPolicy, type ResolvedConfig, type TracerConfig } from './config.js';
 import type { DrainSummary, RegistrationSummary } from './drain.js';
 import type { DrainMessage, DrainWorkerData } from './drain-worker.js';
-import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotState, checkControl, initControl, type Geometry } from './layout.js';
+import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotF64, SlotState, checkControl, initControl, type Geometry } from './layout.js';
 import { jsonStderrLogger, leveled, type Logger } from './logger.js';
 import { collectMetrics, type MetricsSnapshot } from './metrics.js';
 import { NameTable } from './names.js';
@@ -354,6 +354,12 @@ export class Tracer {
       clearTimeout(timer);
     }
     await this.drainWorker?.terminate();
+    // No drain any more: seize the writers still live, as the drain's final pass would have, so
+    // that each learns below which of its events this summary accounts for (a writer that
+    // already closed handed over its final count with CLOSING). A slot the dead drain had seized
+    // is in RETIRING already.
+    const { i32, f64, layout } = this.views;
+    for (let slot = 0; slot < layout.maxThreads; slot++) Atomics.compareExchange(i32, layout.slotI32(slot, Slot.STATE), SlotState.LIVE, SlotState.RETIRING);
     const m = this.metrics();
     // What no drain will write any more (queued rings, active rings) is counted as unflushed, so
     // each thread's numbers still add up; the file itself ends without its end records.
@@ -378,6 +384,14 @@ export class Tracer {
         };
       }),
     ];
+    for (const t of m.threads) {
+      const stateIdx = layout.slotI32(t.slot, Slot.STATE);
+      if (Atomics.load(i32, stateIdx) !== SlotState.RETIRING) continue;
+      // Release: RETIRED publishes the count this summary used; the writer counts the rest as closed.
+      f64[layout.slotF64(t.slot, SlotF64.RETIRED_ATTEMPTED)] = t.eventsAttempted;
+      Atomics.store(i32, stateIdx, SlotState.RETIRED);
+      Atomics.notify(i32, stateIdx);
+    }
     return {
       threads,
       events: m.totals.eventsWritten,

@@ -50,6 +50,8 @@ if (Slot.ACTIVE_HEAD !== Slot.ACTIVE_TAIL + PUBLISHED_HEAD || Slot.ACTIVE_WRAP_E
 
 /** While exhausted with no spare coming back, check every this many events whether the tracer closed. */
 const CLOSED_CHECK_EVERY = 1024;
+/** How long a writer's close() waits for a drain that seized its slot to say what it accounted. */
+const RETIRE_WAIT_MS = 5000;
 
 export const POLICY_CODES: Record<DropPolicy, number> = { 'drop-oldest': 0, 'drop-newest': 1 };
 
@@ -287,33 +289,13 @@ export class Writer {
     return true;
   }
 
-  /** Slow path: if the tracer has closed, close this writer; the event being recorded is then
-   * counted as `closed` (by closeAfterTracer) and refused. Checked only before queue operations
-   * (and now and then while exhausted), never per event. */
+  /** Slow path: if the tracer has closed, close this writer; the event being recorded is
+   * refused (and counted, see handOver). Checked only before queue operations (and now and then
+   * while exhausted), never per event. */
   private tracerClosed(): boolean {
     if ((Atomics.load(this.i32, Ctl.FLAGS) & ControlFlag.CLOSED) === 0) return false;
-    this.closeAfterTracer(true);
+    this.handOver(true);
     return true;
-  }
-
-  /**
-   * The tracer closed without reaching this writer (a thread busy through the whole close). The
-   * drain accounted for the events attempted up to its final pass (as written or `unflushed`);
-   * the ones since were accepted into a ring nobody will write: count them as `closed` now
-   * (record() had already returned true for them, except `eventInFlight`), then close.
-   */
-  private closeAfterTracer(eventInFlight: boolean): void {
-    // Ordering: the drain stored this before its summary message; the owner set CLOSED after
-    // receiving it, and our Atomics.load of CLOSED came after that.
-    const retired = this.f64[this.ctx.views.layout.slotF64(this.slot, SlotF64.RETIRED_ATTEMPTED)];
-    // NaN: no drain accounted for this writer (it died): only the event in flight is ours to count.
-    const accounted = Number.isNaN(retired) ? this.attempted - (eventInFlight ? 1 : 0) : retired;
-    const late = this.attempted - accounted;
-    if (late > 0) {
-      this.droppedAfterClose += late;
-      Atomics.add(this.i32, Ctl.CLOSED_DROPS, late);
-    }
-    this.close();
   }
 
   /** Hands the active ring to the drain and takes a spare. False (nothing changed) if none. */
@@ -434,8 +416,7 @@ export class Writer {
   }
 
   private dropClosed(): boolean {
-    this.droppedAfterClose++;
-    Atomics.add(this.i32, Ctl.CLOSED_DROPS, 1);
+    this.countClosed(1);
     return false;
   }
 
@@ -487,20 +468,63 @@ export class Writer {
 
   /** Hands everything to the drain and gives up the slot (released once drained). Idempotent. */
   close(): void {
+    this.handOver(false);
+  }
+
+  /**
+   * The last hand-over: the active ring goes to the drain, then the slot goes LIVE -> CLOSING by
+   * compare-exchange. Only the drain's final pass can beat it, seizing a writer that is still live
+   * when the tracer closes (LIVE -> RETIRING): the drain then accounts for the events up to the
+   * attempted count it read, publishes that count and sets RETIRED, and this writer counts the
+   * events after it as `closed`. Without that exchange a ring handed over after the drain's last
+   * look would be lost uncounted. `eventInFlight`: the slow path is refusing the event being
+   * recorded because the tracer closed.
+   */
+  private handOver(eventInFlight: boolean): void {
     if (this.closed) return;
+    const inFlight = eventInFlight ? 1 : 0;
     const ts = this.stamp(this.now());
-    if (this.ringBase >= 0) this.submitActive(ts, 0);
+    if (this.ringBase >= 0) this.submitActive(ts, inFlight);
     this.closed = true;
     this.exhausted = false;
     this.pos = this.limit = 0;
     if (this.timer) clearInterval(this.timer);
     const L = this.ctx.views.layout;
-    this.f64[this.attemptedIdx] = this.attempted;
+    // The refused event is not part of what the drain accounts for.
+    this.f64[this.attemptedIdx] = this.attempted - inFlight;
     this.f64 = new Float64Array(1);
     this.attemptedIdx = 0;
-    // Release: the final counters and the last submit are visible to the drain once it sees CLOSING.
-    Atomics.store(this.i32, L.slotI32(this.slot, Slot.STATE), SlotState.CLOSING);
-    this.ringDoorbell();
+    const stateIdx = L.slotI32(this.slot, Slot.STATE);
+    // Release (the exchange is sequentially consistent): the last submit and the attempted count
+    // above are visible to the drain once it sees CLOSING.
+    const prev = Atomics.compareExchange(this.i32, stateIdx, SlotState.LIVE, SlotState.CLOSING);
+    if (prev === SlotState.LIVE) {
+      this.countClosed(inFlight);
+      this.ringDoorbell();
+      return;
+    }
+    this.countClosed(this.attempted - this.accountedByRetirement(stateIdx, inFlight));
+  }
+
+  /** The attempted count the drain accounted for when it seized this slot: waits (bounded) for
+   * RETIRED, whose Atomics.load acquires the count stored before it. */
+  private accountedByRetirement(stateIdx: number, inFlight: 0 | 1): number {
+    const deadline = performance.now() + RETIRE_WAIT_MS;
+    for (;;) {
+      const st = Atomics.load(this.i32, stateIdx);
+      if (st === SlotState.RETIRED) return this.ctx.views.f64[this.ctx.views.layout.slotF64(this.slot, SlotF64.RETIRED_ATTEMPTED)];
+      const left = deadline - performance.now();
+      if (st !== SlotState.RETIRING || left <= 0) break;
+      Atomics.wait(this.i32, stateIdx, SlotState.RETIRING, left);
+    }
+    // No answer (a drain that died while retiring us): only the refused event is known lost here.
+    return this.attempted - inFlight;
+  }
+
+  private countClosed(events: number): void {
+    if (events <= 0) return;
+    this.droppedAfterClose += events;
+    Atomics.add(this.i32, Ctl.CLOSED_DROPS, events);
   }
 
   /** Spare rings ready for this writer (0 means the next full ring exhausts the pool). A producer
@@ -516,9 +540,9 @@ export class Writer {
   /** Event-loop housekeeping: periodic flush, and the tracer's close request. */
   periodic(): void {
     if (this.closed) return;
-    const flags = Atomics.load(this.i32, Ctl.FLAGS);
-    if ((flags & ControlFlag.CLOSED) !== 0) return this.closeAfterTracer(false);
-    if ((flags & ControlFlag.CLOSING) !== 0) return this.close(); // hand everything over while the drain still runs
+    // Closing: hand everything over while the drain still runs (after CLOSED, handOver learns
+    // what the drain accounted for).
+    if ((Atomics.load(this.i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) return this.close();
     if (this.pos !== this.ringBase || this.lossPending()) this.flush();
   }
 }

@@ -10,9 +10,9 @@ import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { Drain } from '../src/drain.js';
 import { FileSink, headerRecord, preamble, type TraceSink } from '../src/format.js';
-import { Layout, SharedViews, Slot, TLOG_CURSOR_MASK, initControl } from '../src/layout.js';
+import { Ctl, ControlFlag, Layout, SharedViews, Slot, TLOG_CURSOR_MASK, initControl } from '../src/layout.js';
 import { Tracer, openTrace, type TracerHandle } from '../src/index.js';
-import { readBack, tempTrace } from './helpers/scenario.js';
+import { readBack, startScenario, tempTrace } from './helpers/scenario.js';
 
 const child = fileURLToPath(new URL('./fixtures/exit-child.js', import.meta.url));
 
@@ -161,6 +161,31 @@ describe('in-process drain edge cases', () => {
     assert.equal(r.damage, undefined);
   });
 
+  it('a writer that sees CLOSED before the drain retired it (exit deadline): the refused event is counted once', () => {
+    const { path, v, drain, tracer } = inProcess((b, file) => file.write(b));
+    const w = tracer.register('late');
+    const id = tracer.define('seq');
+    let calls = 0;
+    for (; calls < 200; calls++) w.record(id, calls);
+    w.flush();
+    drain.pass();
+    // As closeSync() does when its deadline passes before the drain finished.
+    Atomics.or(v.i32, Ctl.FLAGS, ControlFlag.CLOSED);
+    let accepted = 0;
+    while (!w.isClosed) if (w.record(id, calls++)) accepted++; // up to the next slow path
+    assert.equal(w.droppedAfterClose, 1, 'only the refused event is counted as closed');
+    const summary = drain.finish();
+    void tracer.close();
+    const t = summary.threads[0];
+    assert.equal(t.endReason, 'closed');
+    assert.equal(t.attempted + w.droppedAfterClose, calls);
+    assert.equal(t.events, 200 + accepted);
+    assert.equal(t.balanced, true);
+    const r = openTrace(path).summary().threads[0];
+    assert.equal(r.balanced, true);
+    assert.equal(r.lastChunk?.balanced, true);
+  });
+
   it('transition-log cursors wrap without overflowing (long-lived registrations)', () => {
     const { path, v, drain, tracer } = inProcess((b, file) => file.write(b));
     const w = tracer.register('osc');
@@ -209,6 +234,24 @@ describe('drain death', () => {
     assert.equal(r.complete, false);
     assert.equal(r.damage, undefined, 'cut at a record boundary');
     assert.equal(r.summary().totals.events, 100);
+  });
+
+  it('a busy thread still recording after a dead drain: what close() reports plus what it counts as closed is everything', async () => {
+    const path = tempTrace('drain-death-busy');
+    const tracer = await Tracer.open({ path, ringSize: '4KiB', logLevel: 'error', exitHooks: false, closeTimeoutMs: 50 });
+    const control = new SharedArrayBuffer(8);
+    const run = startScenario({ trace: tracer.handle, name: 'busy', mode: 'until-closed', events: 0, control, policy: 'drop-newest' });
+    await run.registered;
+    while (Atomics.load(new Int32Array(control), 1) === 0) await new Promise((r) => setTimeout(r, 5));
+    await (tracer as unknown as { drainWorker: { terminate(): Promise<number> } }).drainWorker.terminate();
+    const summary = await tracer.close(); // the fallback summary: no drain
+    assert.equal(summary?.complete, false);
+    const t = summary!.threads.find((x) => x.name === 'busy')!;
+    assert.equal(t.attempted, t.events + t.dropped, 'the fallback summary adds up for the thread');
+    const done = (await run.done) as { metrics: { attempted: number; droppedAfterClose: number } };
+    await run.exited;
+    assert.ok(done.metrics.droppedAfterClose > 0, 'it went on recording after the summary');
+    assert.equal(done.metrics.attempted, t.attempted + done.metrics.droppedAfterClose);
   });
 });
 

@@ -230,6 +230,41 @@ describe('closing around a busy thread', () => {
     assert.equal(r.summary().threads[0].balanced, true);
   });
 
+  it('a writer closing while the drain retires it: every event accounted once (seized or closed)', async () => {
+    // The drain's final pass seizes live writers (LIVE -> RETIRING); a writer closing at the same
+    // moment either wins (CLOSING, an ordinary close) or learns what the drain accounted and
+    // counts the rest as closed. Random timing puts the close on both sides of the seizure.
+    const outcomes = { closed: 0, seized: 0 };
+    for (let round = 0; round < 8; round++) {
+      const path = tempTrace(`close-race-${round}`);
+      const tracer = await Tracer.open({ path, ringSize: '4KiB', closeTimeoutMs: 0, ...quiet });
+      const runs = Array.from({ length: 4 }, (_, k) => {
+        const control = new SharedArrayBuffer(8);
+        const run = startScenario({ trace: tracer.handle, name: `r${k}`, mode: 'close-race', events: 4000 << k, seed: round * 4 + k + 1, close: k % 2 === 1, control });
+        return { run, control: new Int32Array(control) };
+      });
+      for (const { run, control } of runs) {
+        await run.registered;
+        while (Atomics.load(control, 1) === 0) await new Promise((r) => setTimeout(r, 1));
+      }
+      for (const { control } of runs) Atomics.store(control, 0, 1);
+      const summary = await tracer.close();
+      assert.equal(summary!.balanced, true);
+      const read = openTrace(path).summary();
+      for (const [k, { run }] of runs.entries()) {
+        const done = (await run.done) as { metrics: { attempted: number; droppedAfterClose: number } };
+        await run.exited;
+        const t = summary!.threads.find((x) => x.name === `r${k}`)!;
+        outcomes[t.endReason === 'closed' ? 'closed' : 'seized']++;
+        assert.equal(done.metrics.attempted, t.attempted + done.metrics.droppedAfterClose, `round ${round} r${k} (${t.endReason}): record() calls = accounted at close + counted as closed`);
+        const inFile = read.threads.find((x) => x.name === `r${k}`)!;
+        assert.equal(inFile.events, t.events);
+        assert.equal(inFile.balanced, true);
+      }
+    }
+    assert.ok(outcomes.closed + outcomes.seized === 32, JSON.stringify(outcomes));
+  });
+
   it('await pauseDrain(): from then on the drain takes no ring, even from a thread flooding it', async () => {
     const path = tempTrace('pause-ack');
     const tracer = await Tracer.open({ path, ringSize: '4KiB', ringsPerThread: 4, ...quiet });

@@ -10,7 +10,7 @@ import { payloadFor, paceUntilSpare } from './scenario.js';
 export interface ScenarioData {
   trace: TracerHandle;
   name: string;
-  mode: 'exact' | 'flood' | 'steady' | 'forever' | 'until-closed' | 'register-only' | 'register-retry';
+  mode: 'exact' | 'flood' | 'steady' | 'forever' | 'until-closed' | 'close-race' | 'register-only' | 'register-retry';
   events: number;
   /** Probability that an event carries a byte payload (exact mode). */
   bytesRatio?: number;
@@ -105,6 +105,21 @@ function run(): void {
       if (control) Atomics.store(control, 1, 1);
       let seq = 0;
       while (!w.isClosed) for (let i = 0; i < 256; i++) w.record(id, seq++);
+      post({ type: 'done', kept: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose } });
+      return;
+    }
+    case 'close-race': {
+      // Busy (the close request never arrives through the event loop) until control[0] says the
+      // owner is closing; then a random number more (up to `events`) and this thread's own close
+      // (the writer's, or with `close` the attached tracer's), racing the drain's final pass.
+      const c = control!;
+      Atomics.store(c, 1, 1);
+      let seq = 0;
+      while (Atomics.load(c, 0) === 0) for (let i = 0; i < 64; i++) w.record(id, seq++);
+      const extra = Math.floor(random() * (d.events + 1));
+      for (let i = 0; i < extra; i++) w.record(id, seq++);
+      if (d.close) void tracer.close();
+      else w.close();
       post({ type: 'done', kept: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose } });
       return;
     }
