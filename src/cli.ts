@@ -66,9 +66,13 @@ function loadTrace(path: string): TraceReader {
 
 /** After printing what was readable: a damaged trace still exits 4. */
 function damageNote(reader: TraceReader): string | undefined {
-  const d = reader.damage;
-  if (!d) return undefined;
-  return `ringtrace: ${reader.path} is damaged at byte offset ${d.offset}: ${d.reason} (${d.skippedBytes} bytes not read; the output covers what precedes the offset)`;
+  const all = reader.damaged;
+  if (all.length === 0) return undefined;
+  const d = all[0];
+  const skipped = all.reduce((n, x) => n + x.skippedBytes, 0);
+  const more = all.length > 1 ? ` and ${all.length - 1} more damaged region(s)` : '';
+  const after = all[all.length - 1].resumedAt === undefined ? 'up to the last damage' : 'before and after each damaged region';
+  return `ringtrace: ${reader.path} is damaged at byte offset ${d.offset}: ${d.reason}${more} (${skipped} bytes not read; the output covers the intact records ${after})`;
 }
 
 function defaultExportPath(trace: string, format: ExportFormat): string {

@@ -148,6 +148,7 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
     timeZero: 'ts 0 is when the tracer opened; ringtrace.drop firstTs/lastTs args are ns on the same clock',
     complete: summary.complete,
     damage: summary.damage ?? null,
+    damaged: summary.damaged,
     totals: summary.totals,
   };
   await o.push(`\n],\n"displayTimeUnit":"ns",\n"metadata":${JSON.stringify(metadata)}}\n`);

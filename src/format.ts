@@ -66,6 +66,12 @@ export function preamble(): Buffer {
   return b;
 }
 
+/** Continues a CRC32 over `data`. Node's zlib.crc32 returns 0 for an empty buffer whatever the
+ * running value, which would make every empty-bodied record's CRC 0: skip empty data instead. */
+export function crcUpdate(data: Uint8Array, crc: number): number {
+  return data.length === 0 ? crc : crc32(data, crc);
+}
+
 /** Frames a body (whose first `headBytes` bytes are in `head`, then `parts`) with its CRC. */
 function frame(type: number, head: Buffer, parts: readonly Uint8Array[] = []): Uint8Array[] {
   let bodyLength = head.length;
@@ -75,8 +81,8 @@ function frame(type: number, head: Buffer, parts: readonly Uint8Array[] = []): U
   f.writeUInt32LE(type, 0);
   f.writeUInt32LE(bodyLength, 4);
   let crc = crc32(f.subarray(0, 8));
-  crc = crc32(head, crc);
-  for (const p of parts) crc = crc32(p, crc);
+  crc = crcUpdate(head, crc);
+  for (const p of parts) crc = crcUpdate(p, crc);
   f.writeUInt32LE(crc, 8);
   return [f, head, ...parts];
 }

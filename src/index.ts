@@ -2,7 +2,7 @@
 export { Tracer, type TracerOptions, type TracerHandle, type RegisterOptions, type CloseSummary } from './tracer.js';
 export { Writer } from './writer.js';
 export { openTrace, TraceReader, TraceFormatError } from './reader.js';
-export type { TraceEvent, TraceDrop, TraceThread, TraceStateChange, TraceSummary, ThreadSummary, TraceDamage } from './reader.js';
+export type { TraceEvent, TraceDrop, TraceThread, TraceStateChange, TraceSummary, ThreadSummary, TraceDamage, ChunkGap } from './reader.js';
 export { ConfigError, resolveConfig, type TracerConfig, type DropPolicy, type ResolvedConfig, type ConfigSource } from './config.js';
 export { CapacityError } from './registry.js';
 export { NameTableFullError } from './names.js';

@@ -62,11 +62,16 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
   out.push(`trace    ${s.path}`);
   out.push(`format   version ${s.version}, session started ${started}; times are ms since the tracer opened`);
   out.push(`file     ${s.complete ? 'complete (footer present)' : 'INCOMPLETE: no footer (the tracer did not close the file)'}`);
-  if (s.damage) {
+  for (const d of s.damaged) {
     out.push(
-      `damage   at byte offset ${s.damage.offset}: ${s.damage.reason}; ${s.damage.skippedBytes} bytes from there were not read ` +
-        '(everything before the offset is shown)',
+      `damage   at byte offset ${d.offset}: ${d.reason}; ${d.skippedBytes} bytes not read, ` +
+        (d.resumedAt === undefined ? 'nothing intact after it' : `reading resumed at byte ${d.resumedAt}`),
     );
+  }
+  for (const t of s.threads) {
+    if (!t.unreadable) continue;
+    const ev = t.unreadable.events === undefined ? 'an unknown number of' : String(t.unreadable.events);
+    out.push(`gap      thread ${t.thread} (${t.name}): ${t.unreadable.chunks} chunk(s) missing; ${ev} events (or their drop counts) were in damaged records`);
   }
   out.push('');
 

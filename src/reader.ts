@@ -1,7 +1,9 @@
 /**
  * Reads a trace file (format.ts). `openTrace` indexes the file in one streaming pass, checking
- * every record's framing and CRC; it stops at the first damaged or cut record and says where,
- * and everything before that offset stays readable. `events()` then streams chunk payloads.
+ * every record's framing and CRC. At a damaged record it says where and why, then looks for the
+ * next intact record (8-byte aligned, a known type, a plausible length and a matching CRC) and
+ * goes on from there, so one flipped bit costs the records it hit, not the rest of the file. A
+ * cut file ends in damage. `events()` then streams chunk payloads.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
@@ -17,6 +19,7 @@ import {
   PREAMBLE_BYTES,
   RecordType,
   THREAD_END_BYTES,
+  crcUpdate,
 } from './format.js';
 import { RECORD_HEADER_BYTES, RecordKind, recordBytes } from './ring.js';
 
@@ -95,6 +98,10 @@ export interface ThreadSummary {
   /** From the thread's last chunk: its attempted count then, and whether events + drops up to
    * that chunk add up to it. What a cut or unfinished file can still prove. */
   lastChunk: { attempted: number; balanced: boolean } | undefined;
+  /** What damage took from this thread: chunks missing between those read, and (when the end
+   * record says how many events were attempted) the events and drops those records held, i.e.
+   * attempted - events - dropped. Undefined when nothing of the thread is missing. */
+  unreadable: { chunks: number; events: number | undefined } | undefined;
 }
 
 export interface TraceSummary {
@@ -102,7 +109,9 @@ export interface TraceSummary {
   version: number;
   sessionStartEpochMs: number;
   complete: boolean;
+  /** The first damaged region (see `damaged` for all of them). */
   damage: TraceDamage | undefined;
+  damaged: TraceDamage[];
   threads: ThreadSummary[];
   totals: {
     threads: number;
@@ -119,8 +128,20 @@ export interface TraceSummary {
 export interface TraceDamage {
   offset: number;
   reason: string;
-  /** Bytes from the damage to the end of the file, which were not read. */
+  /** Bytes from the damage to the next intact record (or to the end of the file), not read. */
   skippedBytes: number;
+  /** Where reading went on: the next intact record's offset; undefined if none was found. */
+  resumedAt: number | undefined;
+}
+
+/** Chunks of a thread that the file should hold but does not (they were in a damaged region). */
+export interface ChunkGap {
+  thread: number;
+  /** The missing sequence numbers, fromSeq..toSeq inclusive. */
+  fromSeq: number;
+  toSeq: number;
+  /** Offset of the first chunk read after the gap. */
+  offset: number;
 }
 
 interface ChunkIndex {
@@ -132,6 +153,12 @@ interface ChunkIndex {
 }
 
 const decoder = new TextDecoder();
+/** Resync reads the file in windows of this size while it looks for the next intact record. */
+const RESYNC_WINDOW_BYTES = 1024 * 1024;
+/** CRC bytes a resync may check at least (else twice the file size): bounds crafted files. */
+const RESYNC_MIN_CRC_BYTES = 64 * 1024 * 1024;
+/** Record types a resync accepts: the known ones and room for later revisions' (never 0). */
+const MAX_RECORD_TYPE = 0xffff;
 const KIND_NAMES: Record<number, TraceEvent['kind']> = {
   [RecordKind.INSTANT]: 'instant',
   [RecordKind.VALUE]: 'value',
@@ -146,8 +173,12 @@ export class TraceReader {
   readonly config: Record<string, unknown>;
   readonly threads: TraceThread[] = [];
   readonly names = new Map<number, string>();
-  /** Set when the file ends in damage or is cut short; everything before `offset` was read. */
+  /** The first damaged region, if any: everything before its offset was read. */
   readonly damage: TraceDamage | undefined;
+  /** Every damaged region, in file order (reading resumes after each where it can). */
+  readonly damaged: readonly TraceDamage[];
+  /** Chunk sequence numbers missing per thread, in file order. */
+  readonly gaps: readonly ChunkGap[];
   /** True when the file ends with its footer (the tracer closed it). */
   readonly complete: boolean;
   readonly droppedAfterClose: number;
@@ -162,6 +193,9 @@ export class TraceReader {
   private readonly runningDrops: number[] = [];
   /** A thread's running totals as of its latest chunk that carried them. */
   private readonly lastChunk: Array<{ attempted: number; balanced: boolean } | undefined> = [];
+  /** The sequence number each thread's next chunk should have. */
+  private readonly nextSeq: number[] = [];
+  private readonly gapList: ChunkGap[] = [];
 
   constructor(readonly path: string) {
     const fd = openSync(path, 'r');
@@ -181,7 +215,9 @@ export class TraceReader {
       const idx = this.index(fd, size);
       this.sessionStartEpochMs = idx.sessionStartEpochMs;
       this.config = idx.config;
-      this.damage = idx.damage;
+      this.damaged = idx.damaged;
+      this.damage = idx.damaged[0];
+      this.gaps = this.gapList;
       this.complete = idx.complete;
       this.droppedAfterClose = idx.droppedAfterClose;
     } finally {
@@ -193,22 +229,29 @@ export class TraceReader {
     const frameBuf = Buffer.alloc(FRAME_BYTES);
     let body = Buffer.alloc(64 * 1024);
     let offset = PREAMBLE_BYTES;
-    let damage: TraceDamage | undefined;
+    const damaged: TraceDamage[] = [];
     let sawHeader = false;
     let complete = false;
     let sessionStartEpochMs = NaN;
     let config: Record<string, unknown> = {};
     let droppedAfterClose = 0;
-    const fail = (at: number, reason: string) => {
-      damage = { offset: at, reason, skippedBytes: size - at };
+    const resync = { crcBudget: Math.max(RESYNC_MIN_CRC_BYTES, 2 * size) };
+    /** Notes the damage at `at`; true if an intact record was found after it (offset moved there). */
+    const recover = (at: number, reason: string): boolean => {
+      const next = this.findRecord(fd, at + 8, size, resync);
+      damaged.push({ offset: at, reason, skippedBytes: (next < 0 ? size : next) - at, resumedAt: next < 0 ? undefined : next });
+      if (next < 0) return false;
+      offset = next;
+      return true;
     };
+    const end = (at: number, reason: string) => void damaged.push({ offset: at, reason, skippedBytes: size - at, resumedAt: undefined });
     while (offset < size) {
       if (complete) {
-        fail(offset, 'data after the footer');
+        end(offset, 'data after the footer');
         break;
       }
       if (size - offset < FRAME_BYTES) {
-        fail(offset, `file cut short inside a record frame (${size - offset} of ${FRAME_BYTES} bytes)`);
+        end(offset, `file cut short inside a record frame (${size - offset} of ${FRAME_BYTES} bytes)`);
         break;
       }
       readSync(fd, frameBuf, 0, FRAME_BYTES, offset);
@@ -216,47 +259,72 @@ export class TraceReader {
       const bodyLength = frameBuf.readUInt32LE(4);
       const crc = frameBuf.readUInt32LE(8);
       if (bodyLength % 8 !== 0 || bodyLength > MAX_BODY_BYTES) {
-        fail(offset, `corrupt record frame (body length ${bodyLength})`);
+        if (recover(offset, `corrupt record frame (body length ${bodyLength})`)) continue;
         break;
       }
       if (offset + FRAME_BYTES + bodyLength > size) {
-        fail(offset, `file cut short: record of ${FRAME_BYTES + bodyLength} bytes, ${size - offset} left`);
+        if (recover(offset, `file cut short: record of ${FRAME_BYTES + bodyLength} bytes, ${size - offset} left`)) continue;
         break;
       }
       if (body.length < bodyLength) body = Buffer.alloc(bodyLength);
       readSync(fd, body, 0, bodyLength, offset + FRAME_BYTES);
       const b = body.subarray(0, bodyLength);
-      if (crc32(b, crc32(frameBuf.subarray(0, 8))) !== crc) {
-        fail(offset, 'CRC mismatch (damaged record)');
+      if (crcUpdate(b, crc32(frameBuf.subarray(0, 8))) !== crc) {
+        if (recover(offset, 'CRC mismatch (damaged record)')) continue;
         break;
       }
-      if (!sawHeader && type !== RecordType.HEADER) {
-        fail(offset, 'first record is not a header');
+      if (offset === PREAMBLE_BYTES && type !== RecordType.HEADER) {
+        if (recover(offset, 'first record is not a header')) continue;
         break;
       }
       const problem = this.take(type, b, offset);
       if (typeof problem === 'string') {
-        fail(offset, problem);
+        if (recover(offset, problem)) continue;
         break;
       }
       if (type === RecordType.HEADER) {
-        sawHeader = true;
-        sessionStartEpochMs = b.readDoubleLE(8);
-        const jsonLen = b.readUInt32LE(4);
         try {
-          config = JSON.parse(decoder.decode(b.subarray(16, 16 + jsonLen))) as Record<string, unknown>;
+          config = JSON.parse(decoder.decode(b.subarray(16, 16 + b.readUInt32LE(4)))) as Record<string, unknown>;
         } catch {
-          fail(offset, 'header configuration is not valid JSON');
+          if (recover(offset, 'header configuration is not valid JSON')) continue;
           break;
         }
+        sawHeader = true;
+        sessionStartEpochMs = b.readDoubleLE(8);
       } else if (type === RecordType.FOOTER) {
         complete = true;
         droppedAfterClose = b.readDoubleLE(24);
       }
       offset += FRAME_BYTES + bodyLength;
     }
-    if (!sawHeader && !damage) fail(offset, 'file has no header record');
-    return { damage, complete, sessionStartEpochMs, config, droppedAfterClose };
+    if (!sawHeader && damaged.length === 0) end(offset, 'file has no header record');
+    return { damaged, complete, sessionStartEpochMs, config, droppedAfterClose };
+  }
+
+  /**
+   * The offset of the next intact record at or after `from` (8-aligned, as every record is), or
+   * -1. A candidate needs a type in 1..MAX_RECORD_TYPE (later revisions may add types), a zero reserved word, a body length that fits, and a CRC
+   * that matches: a false match inside damaged bytes is a 1 in 2^32 event per plausible frame.
+   * CRC work is bounded (`budget`), so a file crafted to be all near-misses cannot make this slow.
+   */
+  private findRecord(fd: number, from: number, size: number, budget: { crcBudget: number }): number {
+    const win = Buffer.alloc(RESYNC_WINDOW_BYTES);
+    let body = Buffer.alloc(0);
+    for (let base = from; base + FRAME_BYTES <= size; base += RESYNC_WINDOW_BYTES - FRAME_BYTES) {
+      const got = readSync(fd, win, 0, Math.min(RESYNC_WINDOW_BYTES, size - base), base);
+      for (let p = 0; p + FRAME_BYTES <= got; p += 8) {
+        const type = win.readUInt32LE(p);
+        const bodyLength = win.readUInt32LE(p + 4);
+        if (type === 0 || type > MAX_RECORD_TYPE || win.readUInt32LE(p + 12) !== 0) continue;
+        if (bodyLength % 8 !== 0 || bodyLength > MAX_BODY_BYTES || base + p + FRAME_BYTES + bodyLength > size) continue;
+        budget.crcBudget -= bodyLength + 8;
+        if (budget.crcBudget < 0) return -1;
+        if (body.length < bodyLength) body = Buffer.alloc(bodyLength);
+        readSync(fd, body, 0, bodyLength, base + p + FRAME_BYTES);
+        if (crcUpdate(body.subarray(0, bodyLength), crc32(win.subarray(p, p + 8))) === win.readUInt32LE(p + 8)) return base + p;
+      }
+    }
+    return -1;
   }
 
   /** Applies one verified record to the index; returns a message if its contents are invalid. */
@@ -293,6 +361,7 @@ export class TraceReader {
         this.chunksByThread.push(0);
         this.runningDrops.push(0);
         this.lastChunk.push(undefined);
+        this.nextSeq.push(0);
         return undefined;
       }
       case RecordType.CHUNK: {
@@ -313,6 +382,8 @@ export class TraceReader {
         this.payloadByThread[t.index] += payloadBytes;
         this.chunksByThread[t.index]++;
         this.chunks.push({ offset, thread: t.index, seq, events, payloadBytes });
+        if (seq !== this.nextSeq[t.index]) this.gapList.push({ thread: t.index, fromSeq: this.nextSeq[t.index], toSeq: seq - 1, offset });
+        this.nextSeq[t.index] = seq + 1;
         this.runningDrops[t.index] += this.takeLoss(b, 48, t.index, offset, seq);
         const attempted = b.readDoubleLE(32);
         if (!Number.isNaN(attempted)) {
@@ -420,6 +491,9 @@ export class TraceReader {
     const threads: ThreadSummary[] = this.threads.map((t) => {
       const { byReason, dropped, bytesDropped, states } = perThread[t.index];
       const events = this.eventsByThread[t.index];
+      const gaps = this.gapList.filter((g) => g.thread === t.index);
+      const missing = gaps.reduce((n, g) => n + g.toSeq - g.fromSeq + 1, 0);
+      const short = t.attempted === undefined ? undefined : t.attempted - events - dropped;
       return {
         thread: t.index,
         name: t.name,
@@ -437,6 +511,7 @@ export class TraceReader {
         endReason: t.endReason,
         balanced: t.attempted === undefined ? undefined : t.attempted === events + dropped,
         lastChunk: this.lastChunk[t.index],
+        unreadable: missing > 0 || (this.damaged.length > 0 && short !== undefined && short > 0) ? { chunks: missing, events: short } : undefined,
       };
     });
     const totals = {
@@ -465,6 +540,7 @@ export class TraceReader {
       sessionStartEpochMs: this.sessionStartEpochMs,
       complete: this.complete,
       damage: this.damage,
+      damaged: this.damaged.slice(),
       threads,
       totals,
     };

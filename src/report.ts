@@ -200,7 +200,9 @@ function totalsTable(d: ReportData): string {
 export function renderReport(d: ReportData): string {
   const s = d.summary;
   const status = s.damage
-    ? `<p class="bad">The file is damaged at byte ${s.damage.offset} (${esc(s.damage.reason)}); ${fmt(s.damage.skippedBytes)} bytes after it were not read.</p>`
+    ? s.damaged
+        .map((d) => `<p class="bad">The file is damaged at byte ${d.offset} (${esc(d.reason)}); ${fmt(d.skippedBytes)} bytes were not read${d.resumedAt === undefined ? '' : `, reading resumed at byte ${d.resumedAt}`}.</p>`)
+        .join('\n')
     : s.complete
       ? '<p>The file is complete.</p>'
       : '<p class="bad">The file has no footer: the tracer did not close it.</p>';

@@ -157,6 +157,19 @@ describe('ringtrace CLI', () => {
       assert.ok(r.stdout.includes('main'), 'the summary of the readable part is printed');
     });
 
+    it('a flipped bit mid-file costs one chunk: inspect resumes after it and names the gap', () => {
+      const f = join(dir, 'flip-mid.rtrace');
+      const b = readFileSync(trace);
+      b[b.length >> 1] ^= 0x10; // the middle of the file is chunk payload
+      writeFileSync(f, b);
+      const r = cli(['inspect', f]);
+      assert.equal(r.status, 4, show(r));
+      assert.match(r.stdout, /damage\s+at byte offset \d+: CRC mismatch \(damaged record\); \d+ bytes not read, reading resumed at byte \d+/);
+      assert.match(r.stdout, /gap\s+thread \d+ \(.+\): 1 chunk\(s\) missing; \d+ events/);
+      assert.match(r.stdout, /file\s+complete \(footer present\)/, 'the records after the damage, footer included, were read');
+      assert.match(r.stderr, /before and after each damaged region/);
+    });
+
     it('every reading command refuses a wrong magic, a future version, and a flipped bit, with the offset', () => {
       const bad = (name: string, mutate: (b: Buffer) => void) => {
         const b = readFileSync(trace);

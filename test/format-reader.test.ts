@@ -198,11 +198,14 @@ function fileOf(label: string, ...records: ReadonlyArray<Uint8Array | readonly U
 const header = () => headerRecord(SESSION_START, CONFIG);
 const start = (thread: number) => threadStartRecord({ thread, slot: 0, nodeThreadId: 1, name: `t${thread}`, ts: 1, policy: 0 });
 
-function assertDamage(r: TraceReader, offset: number, reason: RegExp, complete = false): void {
+/** The first damage is at `offset`; reading resumed at `resumedAt` (undefined: nothing intact after it). */
+function assertDamage(r: TraceReader, offset: number, reason: RegExp, complete = false, resumedAt?: number): void {
   assert.ok(r.damage, 'damage reported');
+  assert.equal(r.damage, r.damaged[0]);
   assert.equal(r.damage.offset, offset, `damage at ${offset} (${r.damage.reason})`);
   assert.match(r.damage.reason, reason);
-  assert.equal(r.damage.skippedBytes, statSync(r.path).size - offset);
+  assert.equal(r.damage.resumedAt, resumedAt, 'where reading resumed');
+  assert.equal(r.damage.skippedBytes, (resumedAt ?? statSync(r.path).size) - offset);
   assert.equal(r.complete, complete);
 }
 
@@ -424,6 +427,7 @@ describe('reader: a complete trace reads back exactly', () => {
       endReason: 'closed',
       balanced: true,
       lastChunk: { attempted: 9, balanced: true }, // running totals carried by the chunks
+      unreadable: undefined,
     });
     assert.deepEqual(w, {
       thread: 1,
@@ -442,6 +446,7 @@ describe('reader: a complete trace reads back exactly', () => {
       endReason: 'exited',
       balanced: false,
       lastChunk: undefined, // its chunks carry no running totals
+      unreadable: undefined,
     });
     assert.deepEqual(s.totals, {
       threads: 2,
@@ -547,30 +552,54 @@ describe('reader: damage is reported at the record where it starts, the prefix s
     assert.equal(r.states().length, 3, 'state records before the damage are kept');
   });
 
-  it('CRC mismatch: a flipped body byte', () => {
+  it('CRC mismatch: a flipped body byte costs that chunk only; the gap and its events are named', () => {
     const c = t.at('chunk6.0');
     const bad = Buffer.from(good);
     bad[c.offset + FRAME_BYTES + CHUNK_FIXED_BYTES + 4] ^= 0x10; // inside an event id
     const r = withBytes('crc', bad);
-    assertDamage(r, c.offset, /CRC mismatch/);
-    assert.deepEqual(allEvents(r), expect(0, NAMES, MAIN_A), 'the later chunks of thread 0 are not read either');
-    assert.equal(r.drops().length, 1);
+    assertDamage(r, c.offset, /CRC mismatch/, true, c.end);
+    assert.equal(r.damaged.length, 1);
+    assert.deepEqual(allEvents(r), [...expect(0, NAMES, MAIN_A), ...expect(0, NAMES, MAIN_B)], 'everything but the damaged chunk');
+    assert.deepEqual(r.gaps, [{ thread: 1, fromSeq: 0, toSeq: 0, offset: t.at('chunk6.1').offset }]);
+    const w = r.summary().threads[1];
+    assert.equal(w.events, 0);
+    // attempted 8 = 0 read + 4 dropped (thread_exit 3 + unflushed 1) + what the damage took (the
+    // chunk's 3 events; the file's worker is one short on its own, see goodTrace).
+    assert.deepEqual(w.unreadable, { chunks: 1, events: 4 });
+    assert.equal(w.balanced, false);
+    assert.equal(r.summary().threads[0].unreadable, undefined, 'the other thread lost nothing');
   });
 
-  it('body length not a multiple of 8, or larger than any record can be', () => {
+  it('body length not a multiple of 8, or larger than any record can be: the next record is found', () => {
     for (const len of [12, MAX_BODY_BYTES + 8, 0xfffffff8]) {
       const c = t.at('state5.pd');
       const bad = Buffer.from(good);
       bad.writeUInt32LE(len, c.offset + 4);
       const r = withBytes('len', bad);
-      assertDamage(r, c.offset, new RegExp(`corrupt record frame \\(body length ${len}\\)`));
-      assert.equal(allEvents(r).length, 5);
+      assertDamage(r, c.offset, new RegExp(`(corrupt record frame \\(body length ${len}\\))|cut short`), true, c.end);
+      assert.equal(allEvents(r).length, 9);
+      assert.equal(r.states().length, 2, 'only the damaged state change is missing');
     }
   });
 
   it('first record is not a header', () => {
     const r = openTrace(fileOf('nohdr', nameRecord(1, 'x'), header()));
-    assertDamage(r, PREAMBLE_BYTES, /first record is not a header/);
+    assertDamage(r, PREAMBLE_BYTES, /first record is not a header/, false, PREAMBLE_BYTES + concat([nameRecord(1, 'x')]).length);
+  });
+
+  it('resync skips near-misses: plausible frames whose CRC does not match, inside garbage', () => {
+    const junk = Buffer.alloc(4096);
+    for (let p = 0; p < junk.length; p += 16) {
+      junk.writeUInt32LE(RecordType.NAME, p); // a known type, zero reserved word, a length that fits
+      junk.writeUInt32LE(8, p + 4);
+      junk.writeUInt32LE(0xdeadbeef, p + 8);
+    }
+    const before = concat([header(), start(1)]);
+    const after = concat([nameRecord(3, 'after')]);
+    const r = openTrace(fileOf('near-miss', before, junk, after));
+    const at = PREAMBLE_BYTES + before.length;
+    assertDamage(r, at, /CRC mismatch/, false, at + junk.length);
+    assert.equal(r.names.get(3), 'after');
   });
 
   it('chunk of an unknown thread', () => {
@@ -664,27 +693,40 @@ describe('reader: random damage (property)', () => {
   const recordAt = (pos: number) => t.records.find((r) => pos >= r.offset && pos < r.end);
   const path = fresh('prop');
 
-  type Outcome = { throws: number } | { damageAt: number | undefined; prefix: number; complete: boolean };
+  type Outcome =
+    | { throws: number }
+    | { damageAt: number | undefined; resumedAt?: number; events: Array<Omit<Expected, 'thread' | 'name'>>; complete: boolean };
+  const project = (e: Expected) => ({ ts: e.ts, id: e.id, kind: e.kind, value: e.value, payload: e.payload });
+  const threadOf = (label: string) => /^(?:chunk|start)(\d+)/.exec(label)?.[1];
+  /** Events of the records that end at or before `end`, except those of `lost` (and, when it is
+   * a thread's start record, all of that thread's). */
+  const eventsWithout = (lost: { label: string } | undefined, end = t.size) =>
+    t.records
+      .filter((r) => r.end <= end && r !== lost && !(lost?.label.startsWith('start') && threadOf(r.label) === threadOf(lost.label)))
+      .flatMap((r) => r.events)
+      .map(project);
 
   /** What the reader must make of the good file with byte `pos` changed. */
   function afterFlip(pos: number): Outcome {
     if (pos < 8) return { throws: 0 };
     if (pos < 12) return { throws: 8 };
-    if (pos < PREAMBLE_BYTES) return { damageAt: undefined, prefix: t.size, complete: true }; // flags: not checked
+    if (pos < PREAMBLE_BYTES) return { damageAt: undefined, events: eventsWithout(undefined), complete: true }; // flags: not checked
     const rec = recordAt(pos)!;
     const inFrame = pos - rec.offset;
-    if (inFrame >= 12 && inFrame < 16) return { damageAt: undefined, prefix: t.size, complete: true }; // reserved word
-    return { damageAt: rec.offset, prefix: rec.offset, complete: false };
+    if (inFrame >= 12 && inFrame < 16) return { damageAt: undefined, events: eventsWithout(undefined), complete: true }; // reserved word
+    // The hit record is lost, reading resumes at the next one (none after the footer).
+    const last = rec.end === t.size;
+    return { damageAt: rec.offset, resumedAt: last ? undefined : rec.end, events: eventsWithout(rec), complete: !last };
   }
 
   /** What the reader must make of the good file cut to `len` bytes. */
   function afterCut(len: number): Outcome {
     if (len < 8) return { throws: 0 };
     if (len < PREAMBLE_BYTES) return { throws: len };
-    if (len === PREAMBLE_BYTES) return { damageAt: PREAMBLE_BYTES, prefix: PREAMBLE_BYTES, complete: false };
+    if (len === PREAMBLE_BYTES) return { damageAt: PREAMBLE_BYTES, events: [], complete: false };
     const rec = recordAt(len);
-    if (!rec || rec.offset === len) return { damageAt: undefined, prefix: len, complete: false }; // a clean cut
-    return { damageAt: rec.offset, prefix: rec.offset, complete: false };
+    if (!rec || rec.offset === len) return { damageAt: undefined, events: eventsWithout(undefined, len), complete: false }; // a clean cut
+    return { damageAt: rec.offset, events: eventsWithout(undefined, rec.offset), complete: false };
   }
 
   function check(bytes: Uint8Array, want: Outcome): void {
@@ -700,11 +742,14 @@ describe('reader: random damage (property)', () => {
     }
     assert.ok(!('throws' in want), 'expected a TraceFormatError');
     assert.equal(r.damage?.offset, want.damageAt, `damage at ${want.damageAt} (${r.damage?.reason})`);
-    if (r.damage) assert.equal(r.damage.skippedBytes, bytes.length - r.damage.offset);
+    if (r.damage) {
+      assert.equal(r.damage.resumedAt, want.resumedAt, 'reading resumes at the next intact record');
+      assert.equal(r.damage.skippedBytes, (want.resumedAt ?? bytes.length) - r.damage.offset);
+    }
     assert.equal(r.complete, want.complete);
-    assert.deepEqual(allEvents(r), t.eventsBefore(want.prefix), 'events are exactly those of the valid prefix');
+    assert.deepEqual(allEvents(r).map(project), want.events, 'events are exactly those of the intact records');
     const s = r.summary(); // never throws either
-    assert.equal(s.totals.events, t.eventsBefore(want.prefix).length);
+    assert.equal(s.totals.events, want.events.length);
   }
 
   it('a flipped byte anywhere: thrown error or damage at the record that holds it, never anything else', () => {
@@ -730,7 +775,7 @@ describe('reader: random damage (property)', () => {
   });
 
   it('sanity: the unmutated file has every event', () => {
-    check(good, { damageAt: undefined, prefix: t.size, complete: true });
+    check(good, { damageAt: undefined, events: eventsWithout(undefined), complete: true });
     assert.equal(fullEvents.length, 9);
   });
 });
