@@ -1,6 +1,6 @@
 /**
  * Section 8: scalability. 1..64 worker threads recording together into one tracer (default
- * configuration: 64 KiB x 4 rings per thread, 64 slots), each flat out or paced on spareRings();
+ * configuration: 256 KiB x 8 rings per thread, 64 slots), each flat out or paced on spareRings();
  * aggregate events/s, drops per thread (exact, from close()), shared memory and peak RSS. Then
  * thread isolation: one flooding thread and quiet threads; the quiet threads must drop nothing.
  */

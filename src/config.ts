@@ -375,8 +375,8 @@ const KEYS = Object.keys(SETTINGS) as Key[];
 
 export const DEFAULTS: Omit<TracerConfig, 'pressureSpares' | 'recoverySpares'> = Object.freeze({
   path: undefined,
-  ringSize: 64 * KiB,
-  ringsPerThread: 4,
+  ringSize: 256 * KiB,
+  ringsPerThread: 8,
   maxThreads: 64,
   policy: 'drop-oldest',
   stabilityMs: 250,

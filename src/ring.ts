@@ -91,23 +91,32 @@ export interface ScanResult {
  */
 export function scanRecords(u32: Uint32Array, f64: Float64Array, start: number, end: number, into?: ScanResult): ScanResult {
   const r = into ?? { events: 0, bytes: 0, firstTs: NaN, lastTs: NaN, badOffset: -1 };
+  // Locals, not the result object, in the loop: the drain runs this over every record it writes.
   let p = start;
+  let events = 0;
+  let bytes = 0;
+  let last = -1;
   while (p < end) {
     if (end - p < RECORD_HEADER_BYTES) {
       r.badOffset = p - start;
       break;
     }
-    const size = recordBytes(u32[p >> 2]);
+    const word0 = u32[p >> 2];
+    const size = word0 === INSTANT_WORD ? RECORD_HEADER_BYTES : word0 === VALUE_WORD ? VALUE_RECORD_BYTES : recordBytes(word0);
     if (size < 0 || p + size > end) {
       r.badOffset = p - start;
       break;
     }
-    const ts = f64[(p >> 3) + 1];
-    if (r.events === 0) r.firstTs = ts;
-    r.lastTs = ts;
-    r.events++;
-    r.bytes += size;
+    last = p;
+    events++;
+    bytes += size;
     p += size;
+  }
+  if (events > 0) {
+    if (r.events === 0) r.firstTs = f64[(start >> 3) + 1];
+    r.lastTs = f64[(last >> 3) + 1];
+    r.events += events;
+    r.bytes += bytes;
   }
   return r;
 }

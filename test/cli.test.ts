@@ -264,7 +264,7 @@ describe('ringtrace CLI', () => {
       const r = cli(['config', '--json']);
       assert.equal(r.status, 0, show(r));
       const j = JSON.parse(r.stdout) as { config: { ringSize: number }; sources: { ringSize: { kind: string } } };
-      assert.equal(j.config.ringSize, 64 * 1024);
+      assert.equal(j.config.ringSize, 256 * 1024);
       assert.equal(j.sources.ringSize.kind, 'default');
     });
 

@@ -74,10 +74,10 @@ const fileKey = (file: string, key: string): ConfigSource => ({ kind: 'file', fi
 describe('defaults', () => {
   test('an empty configuration resolves to DEFAULTS with derived thresholds', () => {
     const { config, sources } = resolve();
-    assert.deepEqual(config, { ...DEFAULTS, pressureSpares: 1, recoverySpares: 2 });
+    assert.deepEqual(config, { ...DEFAULTS, pressureSpares: 2, recoverySpares: 5 });
     assert.equal(config.path, undefined);
-    assert.equal(config.ringSize, 65536);
-    assert.equal(config.ringsPerThread, 4);
+    assert.equal(config.ringSize, 256 * 1024);
+    assert.equal(config.ringsPerThread, 8);
     assert.equal(config.maxThreads, 64);
     assert.equal(config.policy, 'drop-oldest');
     assert.equal(config.stabilityMs, 250);
@@ -117,8 +117,8 @@ describe('defaults', () => {
   });
 
   test('a given pressureSpares moves the derived recoverySpares above it', () => {
-    const { config, sources } = resolve({ options: { pressureSpares: 2 } });
-    assert.deepEqual([config.pressureSpares, config.recoverySpares], [2, 3]);
+    const { config, sources } = resolve({ options: { pressureSpares: 5 } });
+    assert.deepEqual([config.pressureSpares, config.recoverySpares], [5, 6]);
     assert.deepEqual(sources.pressureSpares, option('pressureSpares'));
     assert.deepEqual(sources.recoverySpares, { kind: 'default' });
   });
@@ -334,7 +334,7 @@ describe('environment', () => {
   });
 
   test('undefined entries count as unset', () => {
-    assert.equal(resolve({ env: { RINGTRACE_RING_SIZE: undefined } }).config.ringSize, 65536);
+    assert.equal(resolve({ env: { RINGTRACE_RING_SIZE: undefined } }).config.ringSize, 256 * 1024);
   });
 
   test('defaults to process.env', () => {
@@ -688,26 +688,26 @@ describe('spare-ring thresholds', () => {
         setting: 'pressureSpares',
         value: 2,
         source: env('RINGTRACE_PRESSURE_SPARES'),
-        mentions: ['pressureSpares (2) must be less than recoverySpares (2)', 'ringsPerThread - 1 = 3'],
+        mentions: ['pressureSpares (2) must be less than recoverySpares (2)', 'ringsPerThread - 1 = 7'],
       },
     );
   });
 
   test('a recoverySpares at or below the default pressureSpares is blamed on recoverySpares', () => {
-    assertConfigError(() => resolve({ options: { recoverySpares: 1 } }), {
+    assertConfigError(() => resolve({ options: { recoverySpares: 2 } }), {
       setting: 'recoverySpares',
-      value: 1,
+      value: 2,
       source: option('recoverySpares'),
-      mentions: ['pressureSpares (1) must be less than recoverySpares (1)'],
+      mentions: ['pressureSpares (2) must be less than recoverySpares (2)'],
     });
   });
 
   test('recoverySpares cannot exceed the spare count', () => {
-    assertConfigError(() => resolve({ options: { recoverySpares: 4 } }), {
+    assertConfigError(() => resolve({ options: { recoverySpares: 8 } }), {
       setting: 'recoverySpares',
-      value: 4,
+      value: 8,
       source: option('recoverySpares'),
-      mentions: ['recoverySpares (4) must be at most the number of spare rings (3', 'ringsPerThread 4 from default'],
+      mentions: ['recoverySpares (8) must be at most the number of spare rings (7', 'ringsPerThread 8 from default'],
     });
   });
 
