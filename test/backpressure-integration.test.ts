@@ -184,3 +184,56 @@ describe('behavioural load scenarios', () => {
     assertConservation(openTrace(path));
   });
 });
+
+describe('drop-oldest overwrite, mixed record sizes (property)', () => {
+  it('the survivors are the newest events, intact; the evicted ones are exactly the counted gap', async () => {
+    const fc = (await import('fast-check')).default;
+    const kinds = fc.array(fc.oneof(fc.constant(-2), fc.constant(-1), fc.integer({ min: 0, max: 600 })), { minLength: 600, maxLength: 3000 });
+    await fc.assert(
+      fc.asyncProperty(kinds, async (plan) => {
+        const path = tempTrace('oldest-mixed');
+        const tracer = await Tracer.open({ path, ringSize: '4KiB', ringsPerThread: 2, policy: 'drop-oldest', ...quiet });
+        await tracer.pauseDrain(); // nothing comes back: the second ring is the last, then it wraps
+        const w = tracer.register('mixed');
+        const id = tracer.define('seq');
+        const bytesId = tracer.define('blob');
+        // -2: instant (16 B, seq in its timestamp: base + seq stays ahead of the clock that
+        // recordBytes() uses), -1: value (24 B), n >= 0: n payload bytes (the first 8 carry seq).
+        const base = w.now() + 1e12;
+        plan.forEach((k, seq) => {
+          if (k === -2) w.recordAt(base + seq, id);
+          else if (k === -1) w.recordAt(base + seq, id, seq);
+          else {
+            const p = new Uint8Array(Math.max(8, k)).fill(seq & 0xff);
+            new DataView(p.buffer).setFloat64(0, seq, true);
+            w.recordBytes(bytesId, p);
+          }
+        });
+        w.close();
+        const summary = await tracer.close();
+        assert.equal(summary!.balanced, true);
+        const r = openTrace(path);
+        const seqs: number[] = [];
+        for (const e of r.events()) {
+          if (e.kind === 'instant') seqs.push(e.ts - base);
+          else if (e.kind === 'value') seqs.push(e.value!);
+          else {
+            const s = new DataView(e.payload!.buffer, e.payload!.byteOffset).getFloat64(0, true);
+            assert.ok(e.payload!.subarray(8).every((b) => b === (s & 0xff)), `payload of ${s} intact`);
+            seqs.push(s);
+          }
+        }
+        // Kept: everything up to the first ring's hand-off, then the newest ones; one gap between.
+        const dropped = r.summary().threads[0].droppedByReason.pool_exhausted ?? 0;
+        assert.equal(seqs.length + dropped, plan.length);
+        const gapAt = seqs.findIndex((s, i) => s !== i);
+        if (dropped === 0) assert.equal(gapAt, -1);
+        else {
+          assert.ok(gapAt >= 0);
+          for (let i = gapAt; i < seqs.length; i++) assert.equal(seqs[i], i + dropped, 'after the gap, contiguous to the newest');
+        }
+      }),
+      { numRuns: 25 },
+    );
+  });
+});
