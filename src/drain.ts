@@ -461,13 +461,6 @@ export class Drain {
     // drop, so (loads in program order) every drop seen here is inside the attempted count.
     this.accountWriterLoss(reg, layout.slotF64(reg.slot, SlotF64.WRITER_LOSS));
     const attempted = f64[layout.slotF64(reg.slot, SlotF64.ATTEMPTED)];
-    if (seized) {
-      // The live writer learns from this word how many of its events were accounted here and
-      // counts the rest as `closed`. Release: the store of RETIRED publishes it.
-      f64[layout.slotF64(reg.slot, SlotF64.RETIRED_ATTEMPTED)] = attempted;
-      Atomics.store(i32, layout.slotI32(reg.slot, Slot.STATE), SlotState.RETIRED);
-      Atomics.notify(i32, layout.slotI32(reg.slot, Slot.STATE));
-    }
     const unaccounted = attempted - reg.eventsWritten - this.droppedOf(reg);
     if (unaccounted > 0) {
       // Events a thread recorded but never handed over: in flight when it died, or still in a live
@@ -476,6 +469,14 @@ export class Drain {
       this.addDrainLoss(reg, reason, unaccounted, 0, NaN, NaN);
     } else if (unaccounted < 0) {
       this.opts.log('error', 'accounting mismatch: more events written and dropped than attempted', { thread: reg.registration, attempted, excess: -unaccounted });
+    }
+    if (seized) {
+      // The live writer learns from this word how many of its events were accounted here and
+      // counts the rest as `closed`. Release: the store of RETIRED publishes it, with the drain
+      // loss block above (what metrics() and a dead-drain summary read for this slot).
+      f64[layout.slotF64(reg.slot, SlotF64.RETIRED_ATTEMPTED)] = attempted;
+      Atomics.store(i32, layout.slotI32(reg.slot, Slot.STATE), SlotState.RETIRED);
+      Atomics.notify(i32, layout.slotI32(reg.slot, Slot.STATE));
     }
     const end = threadEndRecord({ thread: reg.registration, endReason, ts: this.opts.now(), attempted, eventsWritten: reg.eventsWritten }, reg.pending);
     this.emit(end);

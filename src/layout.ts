@@ -108,8 +108,9 @@ export const NameState = { EMPTY: 0, WRITING: 1, READY: 2 } as const;
  *   FREE -claim-> CLAIMING -> LIVE -writer close()-> CLOSING -drain retires, wipes-> FREE
  *                               |--thread exit seen-> ORPHANED -drain salvages, wipes-> FREE
  *                               '--tracer close, still live-> RETIRING -drain accounts-> RETIRED
+ *                                  -late events counted (writer, or its thread's exit)-> RECONCILED
  *
- * RETIRED is final: the tracer is closed, and the slot is not reused.
+ * RETIRED and RECONCILED are final: the tracer is closed, and the slot is not reused.
  */
 export const SlotState = {
   FREE: 0,
@@ -125,8 +126,11 @@ export const SlotState = {
    * for it. The writer's own close() now fails its LIVE -> CLOSING exchange and waits for... */
   RETIRING: 5,
   /** ...this: RETIRED_ATTEMPTED holds the attempted count that was accounted (stored before
-   * this state, which publishes it); the writer counts its events after it as `closed`. */
+   * this state, which publishes it); the events after it are counted as `closed` by whoever
+   * moves the slot on to RECONCILED: the writer when it notices, or, if its thread exits first,
+   * the thread that created it (from the attempted count the dead thread left). */
   RETIRED: 6,
+  RECONCILED: 7,
 } as const;
 
 /** Drop reasons: index into loss blocks and the order of loss blocks in the trace file. */

@@ -63,10 +63,15 @@ export interface MetricsSnapshot {
 export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly RegistrationSummary[]): MetricsSnapshot {
   const { i32, f64, layout } = v;
   const threads: ThreadMetrics[] = [];
+  // A registration is counted once: from the drain's summary once that has arrived, else from
+  // its slot (whatever the slot's state says: the summary and the state change race).
+  const summarized = new Set(retired.map((r) => r.thread));
   for (let slot = 0; slot < layout.maxThreads; slot++) {
     const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
-    // RETIRED slots are in `retired` (the drain's summary of them); a RETIRING one is still live.
-    if (st !== SlotState.LIVE && st !== SlotState.RETIRING && st !== SlotState.CLOSING && st !== SlotState.ORPHANED) continue;
+    if (st === SlotState.FREE || st === SlotState.CLAIMING) continue;
+    if (summarized.has(i32[layout.slotI32(slot, Slot.REGISTRATION)])) continue;
+    // After the drain's final count, that count is the thread's (later events are `closed`).
+    const accounted = st === SlotState.RETIRED || st === SlotState.RECONCILED;
     const word = (w: number) => i32[layout.slotI32(slot, w)];
     const bp = new BackpressureState(i32, v.i64, layout, slot);
     const byReason: Partial<Record<DropReason, number>> = {};
@@ -89,10 +94,10 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
       thread: word(Slot.REGISTRATION),
       name: readThreadName(v, slot),
       nodeThreadId: word(Slot.NODE_THREAD_ID),
-      status: st === SlotState.LIVE || st === SlotState.RETIRING ? 'live' : st === SlotState.CLOSING ? 'closing' : 'exited',
+      status: st === SlotState.CLOSING ? 'closing' : st === SlotState.ORPHANED ? 'exited' : 'live',
       policy: word(Slot.POLICY) === 1 ? 'drop-newest' : 'drop-oldest',
       state: STATE_NAMES[bp.state()],
-      eventsAttempted: f64[layout.slotF64(slot, SlotF64.ATTEMPTED)],
+      eventsAttempted: f64[layout.slotF64(slot, accounted ? SlotF64.RETIRED_ATTEMPTED : SlotF64.ATTEMPTED)],
       eventsWritten: f64[layout.slotF64(slot, SlotF64.EVENTS_WRITTEN)],
       eventsDropped: dropped,
       bytesDropped,

@@ -8,7 +8,6 @@
 import { BackpressureState } from './backpressure.js';
 import {
   Ctl,
-
   Loss,
   REASON_COUNT,
   Slot,
@@ -128,4 +127,30 @@ export function orphanThreadSlots(v: SharedViews, threadId: number): number {
   return n;
 }
 
+/**
+ * A thread that exited after the tracer's close seized its slot never reconciled it: the events
+ * it recorded after the drain's count (RETIRED_ATTEMPTED) are counted as `closed` here, from the
+ * attempted count it left (complete now: its exit orders its plain stores before this). The
+ * exchange RETIRED -> RECONCILED makes this and the writer's own reconciliation exclusive.
+ * Returns the events counted.
+ */
+export function reconcileThreadSlots(v: SharedViews, threadId: number): number {
+  const { i32, f64, layout } = v;
+  let late = 0;
+  for (let slot = 0; slot < layout.maxThreads; slot++) {
+    const st = layout.slotI32(slot, Slot.STATE);
+    if (Atomics.load(i32, layout.slotI32(slot, Slot.NODE_THREAD_ID)) !== threadId) continue;
+    // Seized but not yet accounted: the drain is storing the count; wait for it (bounded).
+    if (Atomics.load(i32, st) === SlotState.RETIRING) Atomics.wait(i32, st, SlotState.RETIRING, RECONCILE_WAIT_MS);
+    if (Atomics.compareExchange(i32, st, SlotState.RETIRED, SlotState.RECONCILED) !== SlotState.RETIRED) continue;
+    const n = f64[layout.slotF64(slot, SlotF64.ATTEMPTED)] - f64[layout.slotF64(slot, SlotF64.RETIRED_ATTEMPTED)];
+    if (n > 0) {
+      Atomics.add(i32, Ctl.CLOSED_DROPS, n);
+      late += n;
+    }
+  }
+  return late;
+}
 
+/** How long a thread's exit handler waits for a drain that is retiring the thread's slot. */
+const RECONCILE_WAIT_MS = 100;

@@ -16,7 +16,7 @@ import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotF64, SlotS
 import { jsonStderrLogger, leveled, type Logger } from './logger.js';
 import { collectMetrics, type MetricsSnapshot } from './metrics.js';
 import { NameTable } from './names.js';
-import { claimSlot, encodeThreadName, orphanThreadSlots } from './registry.js';
+import { claimSlot, encodeThreadName, orphanThreadSlots, reconcileThreadSlots } from './registry.js';
 import { POLICY_CODES, Writer } from './writer.js';
 
 export type TracerOptions = { [K in keyof TracerConfig]?: TracerConfig[K] | string } & {
@@ -191,6 +191,11 @@ export class Tracer {
         rejectSummary(err);
       });
       worker.on('exit', (code) => {
+        // A drain that ends without saying so (terminate(), a crash outside its loop) must not
+        // look RUNNING: close(), closeSync() and pauseDrain() wait on that state.
+        const i32 = this.views.i32;
+        for (const from of [DrainState.STARTING, DrainState.RUNNING]) Atomics.compareExchange(i32, Ctl.DRAIN_STATE, from, DrainState.FAILED);
+        Atomics.notify(i32, Ctl.DRAIN_STATE);
         reject(new Error(`ringtrace: drain worker exited (code ${code}) before it was ready`));
         rejectSummary(new Error(`ringtrace: drain worker exited (code ${code}) without a summary`));
       });
@@ -293,6 +298,7 @@ export class Tracer {
     const tid = w.threadId;
     w.once('exit', () => {
       if (orphanThreadSlots(this.views, tid) > 0) this.wakeDrain();
+      reconcileThreadSlots(this.views, tid);
     });
   }
 

@@ -521,12 +521,14 @@ export class Writer {
   }
 
   /** The attempted count the drain accounted for when it seized this slot: waits (bounded) for
-   * RETIRED, whose Atomics.load acquires the count stored before it. */
+   * RETIRED, whose load (in the exchange) acquires the count stored before it. The exchange to
+   * RECONCILED claims the counting of the rest (see reconcileThreadSlots). */
   private accountedByRetirement(stateIdx: number, inFlight: 0 | 1): number {
     const deadline = performance.now() + RETIRE_WAIT_MS;
     for (;;) {
-      const st = Atomics.load(this.i32, stateIdx);
+      const st = Atomics.compareExchange(this.i32, stateIdx, SlotState.RETIRED, SlotState.RECONCILED);
       if (st === SlotState.RETIRED) return this.ctx.views.f64[this.ctx.views.layout.slotF64(this.slot, SlotF64.RETIRED_ATTEMPTED)];
+      if (st === SlotState.RECONCILED) return this.attempted; // counted already
       const left = deadline - performance.now();
       if (st !== SlotState.RETIRING || left <= 0) break;
       Atomics.wait(this.i32, stateIdx, SlotState.RETIRING, left);

@@ -10,7 +10,8 @@ import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { Drain } from '../src/drain.js';
 import { FileSink, headerRecord, preamble, type TraceSink } from '../src/format.js';
-import { Ctl, ControlFlag, Layout, SharedViews, Slot, TLOG_CURSOR_MASK, initControl } from '../src/layout.js';
+import { Ctl, ControlFlag, Layout, SharedViews, Slot, SlotState, TLOG_CURSOR_MASK, initControl } from '../src/layout.js';
+import { collectMetrics } from '../src/metrics.js';
 import { Tracer, openTrace, type TracerHandle } from '../src/index.js';
 import { readBack, startScenario, tempTrace } from './helpers/scenario.js';
 
@@ -186,6 +187,28 @@ describe('in-process drain edge cases', () => {
     assert.equal(r.lastChunk?.balanced, true);
   });
 
+  it('metrics() counts each registration once: a seized slot without its summary yet, from the slot; with it, from the summary', () => {
+    const { v, drain, tracer } = inProcess((b, file) => file.write(b));
+    const w = tracer.register('busy');
+    const id = tracer.define('seq');
+    for (let seq = 0; seq < 300; seq++) w.record(id, seq); // > 1 ring of 4 KiB: some handed over
+    const summary = drain.finish(); // seizes the live writer: RETIRED, its count published
+    assert.equal(Atomics.load(v.i32, v.layout.slotI32(w.slot, Slot.STATE)), SlotState.RETIRED);
+    for (let seq = 300; seq < 400; seq++) w.record(id, seq); // it goes on, not knowing
+    const before = collectMetrics(v, 0, []); // the 'retired' message has not arrived
+    assert.equal(before.threads.length, 1);
+    const t = before.threads[0];
+    assert.equal(t.eventsAttempted, 300, "the drain's count, not the writer's running one");
+    assert.equal(t.eventsAttempted, t.eventsWritten + t.eventsDropped, 'unflushed included: it adds up');
+    const after = collectMetrics(v, 0, summary.threads);
+    assert.equal(after.threads.length, 0, 'not counted twice');
+    assert.equal(after.totals.eventsAttempted, 300);
+    w.close(); // notices: counts the 100 after the drain's count as closed
+    assert.equal(w.droppedAfterClose, 100);
+    assert.equal(Atomics.load(v.i32, v.layout.slotI32(w.slot, Slot.STATE)), SlotState.RECONCILED);
+    void tracer.close();
+  });
+
   it('transition-log cursors wrap without overflowing (long-lived registrations)', () => {
     const { path, v, drain, tracer } = inProcess((b, file) => file.write(b));
     const w = tracer.register('osc');
@@ -246,6 +269,8 @@ describe('drain death', () => {
     await (tracer as unknown as { drainWorker: { terminate(): Promise<number> } }).drainWorker.terminate();
     const summary = await tracer.close(); // the fallback summary: no drain
     assert.equal(summary?.complete, false);
+    assert.equal(tracer.metrics().drain.state, 'failed', 'a terminated drain does not look running');
+    await tracer.pauseDrain(); // settles: there is no drain to wait for
     const t = summary!.threads.find((x) => x.name === 'busy')!;
     assert.equal(t.attempted, t.events + t.dropped, 'the fallback summary adds up for the thread');
     const done = (await run.done) as { metrics: { attempted: number; droppedAfterClose: number } };

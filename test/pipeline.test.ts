@@ -265,6 +265,27 @@ describe('closing around a busy thread', () => {
     assert.ok(outcomes.closed + outcomes.seized === 32, JSON.stringify(outcomes));
   });
 
+  it('a thread seized at the close that then exits without noticing: its later events are counted when it exits', async () => {
+    const path = tempTrace('seized-exit');
+    const tracer = await Tracer.open({ path, ringSize: '1MiB', ringsPerThread: 4, maxThreads: 4, closeTimeoutMs: 20, ...quiet });
+    const control = new SharedArrayBuffer(8);
+    const c = new Int32Array(control);
+    const run = startScenario({ trace: tracer.handle, name: 'slow', mode: 'slow-exit', events: 2000, control });
+    await run.registered;
+    while (Atomics.load(c, 1) === 0) await new Promise((r) => setTimeout(r, 1));
+    const summary = await tracer.close();
+    const t = summary!.threads.find((x) => x.name === 'slow')!;
+    assert.equal(t.endReason, 'tracer_closed');
+    Atomics.store(c, 0, 1); // records 2000 more, never reaching the slow path, then ends
+    const done = (await run.done) as { metrics: { attempted: number; droppedAfterClose: number; closed: boolean } };
+    await run.exited;
+    await new Promise((r) => setImmediate(r));
+    assert.equal(done.metrics.closed, false, 'the writer never noticed');
+    const late = tracer.metrics().totals.droppedAfterClose;
+    assert.ok(late >= 2000, `its events after the close are counted (${late})`);
+    assert.equal(done.metrics.attempted, t.attempted + late, 'record() calls = accounted at close + counted when it exited');
+  });
+
   it('await pauseDrain(): from then on the drain takes no ring, even from a thread flooding it', async () => {
     const path = tempTrace('pause-ack');
     const tracer = await Tracer.open({ path, ringSize: '4KiB', ringsPerThread: 4, ...quiet });

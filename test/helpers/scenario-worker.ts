@@ -10,7 +10,7 @@ import { payloadFor, paceUntilSpare } from './scenario.js';
 export interface ScenarioData {
   trace: TracerHandle;
   name: string;
-  mode: 'exact' | 'flood' | 'steady' | 'forever' | 'until-closed' | 'close-race' | 'register-only' | 'register-retry';
+  mode: 'exact' | 'flood' | 'steady' | 'forever' | 'until-closed' | 'close-race' | 'slow-exit' | 'register-only' | 'register-retry';
   events: number;
   /** Probability that an event carries a byte payload (exact mode). */
   bytesRatio?: number;
@@ -121,6 +121,29 @@ function run(): void {
       if (d.close) void tracer.close();
       else w.close();
       post({ type: 'done', kept: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose } });
+      return;
+    }
+    case 'slow-exit': {
+      // Busy with its own work (the event loop never turns), recording now and then, so no ring
+      // fills and the slow path never runs: it cannot notice the close. After control[0], `events`
+      // more, then it ends without closing its writer.
+      const c = control!;
+      const spin = (n: number) => {
+        let x = 0;
+        for (let i = 0; i < n; i++) x += i;
+        return x;
+      };
+      let seq = 0;
+      while (Atomics.load(c, 0) === 0) {
+        w.record(id, seq++);
+        spin(200);
+        if (seq === 100) Atomics.store(c, 1, 1);
+      }
+      for (let i = 0; i < d.events; i++) {
+        w.record(id, seq++);
+        spin(200);
+      }
+      post({ type: 'done', kept: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose, closed: w.isClosed } });
       return;
     }
     case 'forever':
