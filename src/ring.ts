@@ -89,6 +89,11 @@ export interface ScanResult {
  * Walks the records of `u8.subarray(start, end)` (start 8-aligned): counts them and takes the
  * time range. Stops at the first malformed record, so a damaged run is reported, never trusted.
  */
+/** recordBytes() with the fixed-size kinds tested first: the common case in loops over records. */
+function sizeOf(word0: number): number {
+  return word0 === INSTANT_WORD ? RECORD_HEADER_BYTES : word0 === VALUE_WORD ? VALUE_RECORD_BYTES : recordBytes(word0);
+}
+
 export function scanRecords(u32: Uint32Array, f64: Float64Array, start: number, end: number, into?: ScanResult): ScanResult {
   const r = into ?? { events: 0, bytes: 0, firstTs: NaN, lastTs: NaN, badOffset: -1 };
   // Locals, not the result object, in the loop: the drain runs this over every record it writes.
@@ -101,8 +106,7 @@ export function scanRecords(u32: Uint32Array, f64: Float64Array, start: number, 
       r.badOffset = p - start;
       break;
     }
-    const word0 = u32[p >> 2];
-    const size = word0 === INSTANT_WORD ? RECORD_HEADER_BYTES : word0 === VALUE_WORD ? VALUE_RECORD_BYTES : recordBytes(word0);
+    const size = sizeOf(u32[p >> 2]);
     if (size < 0 || p + size > end) {
       r.badOffset = p - start;
       break;
@@ -144,6 +148,23 @@ export type EvictFn = (bytes: number, ts: number) => void;
 export const PUBLISHED_TAIL = 0;
 export const PUBLISHED_HEAD = 1;
 export const PUBLISHED_WRAP_END = 2;
+
+/**
+ * drop-oldest's steady state, small enough for V8 to inline into the writer's slow path: a
+ * wrapped ring where evicting the one oldest record makes room for the new one (events of one
+ * size). Does exactly makeRoomEvictingOldest's step for that record and returns `c.tail`, or -1
+ * (nothing changed) when the general case applies.
+ */
+export function evictOneForOne(c: CircularCursor, need: number, u32: Uint32Array, f64: Float64Array, i32: Int32Array, publishIdx: number, evict: EvictFn): number {
+  const h = c.head;
+  if (c.wrapEnd < 0 || c.tail + need <= h) return -1;
+  const size = sizeOf(u32[h >> 2]);
+  if (c.tail + need > h + size || h + size >= c.wrapEnd) return -1; // size < 0 lands here too
+  evict(size, f64[(h >> 3) + 1]);
+  c.head = h + size;
+  i32[publishIdx + PUBLISHED_HEAD] = c.head - c.base;
+  return c.tail;
+}
 
 /**
  * Makes room for a record of `need` bytes (need <= size) at `c.tail` by evicting the oldest whole

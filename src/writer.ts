@@ -37,8 +37,8 @@ import {
   VALUE_RECORD_BYTES,
   VALUE_WORD,
   bytesRecordSize,
+  evictOneForOne,
   makeRoomEvictingOldest,
-  recordBytes,
   type CircularCursor,
   PUBLISHED_HEAD,
   PUBLISHED_WRAP_END,
@@ -283,20 +283,8 @@ export class Writer {
     }
     // drop-oldest: make room in the active ring by evicting its oldest whole records.
     const c = this.circ;
-    const h = c.head;
-    const w0 = this.u32[h >> 2];
-    const evicted = w0 === INSTANT_WORD ? RECORD_HEADER_BYTES : w0 === VALUE_WORD ? VALUE_RECORD_BYTES : recordBytes(w0);
-    let at: number;
-    if (c.wrapEnd >= 0 && c.tail + size > h && c.tail + size <= h + evicted && h + evicted < c.wrapEnd) {
-      // The steady state (a wrapped ring, one record out for one in): makeRoomEvictingOldest's
-      // step for exactly one record, inline: count it, then publish the head past it.
-      this.evict(evicted, this.f64[(h >> 3) + 1]);
-      c.head = h + evicted;
-      this.i32[this.tailIdx + PUBLISHED_HEAD] = c.head - c.base;
-      at = c.tail;
-    } else {
-      at = makeRoomEvictingOldest(c, size, this.u32, this.f64, this.i32, this.tailIdx, this.evict);
-    }
+    let at = evictOneForOne(c, size, this.u32, this.f64, this.i32, this.tailIdx, this.evict);
+    if (at < 0) at = makeRoomEvictingOldest(c, size, this.u32, this.f64, this.i32, this.tailIdx, this.evict);
     this.writeRecord(at, word0, id, ts, value, payload);
     c.tail = this.pos;
     this.limit = this.pos;

@@ -19,6 +19,7 @@ import {
   align8,
   bytesRecordSize,
   extentRuns,
+  evictOneForOne,
   makeRoomEvictingOldest,
   recordBytes,
   scanRecords,
@@ -168,6 +169,8 @@ interface Model {
   sizes: number[]; // size of record seq i
   evicted: Array<{ bytes: number; ts: number }>;
   written: number;
+  /** Writes whose room the inline one-for-one step made. */
+  oneForOne: number;
 }
 
 function newModel(size: number): Model {
@@ -175,7 +178,7 @@ function newModel(size: number): Model {
   s.i32[PUB + PUBLISHED_TAIL] = 0;
   s.i32[PUB + PUBLISHED_HEAD] = 0;
   s.i32[PUB + PUBLISHED_WRAP_END] = -1;
-  return { s, c: { base: BASE, size, head: BASE, tail: BASE, wrapEnd: -1 }, sizes: [], evicted: [], written: 0 };
+  return { s, c: { base: BASE, size, head: BASE, tail: BASE, wrapEnd: -1 }, sizes: [], evicted: [], written: 0, oneForOne: 0 };
 }
 
 /** A record of exactly `size` bytes (16, 24 or a BYTES record) whose id and ts are its sequence. */
@@ -187,11 +190,15 @@ function recordOfSize(seq: number, size: number): Rec {
   return { kind: 'bytes', id: seq, ts: seq, payload: new Uint8Array(payloadLen).fill(seq & 255) };
 }
 
-/** One write as the writer does it: make room, write at the returned offset, publish the tail. */
-function write(m: Model, size: number): number {
+/** One write as the writer does it: make room, write at the returned offset, publish the tail.
+ * With `oneForOne`, the writer's composition: its inline steady-state step first. */
+function write(m: Model, size: number, oneForOne = false): number {
   const seq = m.written;
   const rec = recordOfSize(seq, size);
-  const at = makeRoomEvictingOldest(m.c, size, m.s.u32, m.s.f64, m.s.i32, PUB, (bytes, ts) => m.evicted.push({ bytes, ts }));
+  const evict = (bytes: number, ts: number) => void m.evicted.push({ bytes, ts });
+  let at = oneForOne ? evictOneForOne(m.c, size, m.s.u32, m.s.f64, m.s.i32, PUB, evict) : -1;
+  if (at >= 0) m.oneForOne++;
+  else at = makeRoomEvictingOldest(m.c, size, m.s.u32, m.s.f64, m.s.i32, PUB, evict);
   assert.equal(at, m.c.tail, 'writes go at the tail');
   const end = putRecord(m.s.u8, at, rec);
   assert.equal(end - at, size);
@@ -333,6 +340,45 @@ describe('makeRoomEvictingOldest', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('evictOneForOne: the writer\'s inline steady-state step', () => {
+  it('property: with it first, every write leaves exactly the state makeRoomEvictingOldest alone leaves', () => {
+    const ringSize = 256;
+    // Runs of one size (the steady state it is for), with changes of size in between.
+    const runArb = fc.tuple(fc.oneof(fc.constant(16), fc.constant(24), fc.integer({ min: 2, max: 12 }).map((n) => n * 8)), fc.integer({ min: 1, max: 40 }));
+    let taken = 0;
+    fc.assert(
+      fc.property(fc.array(runArb, { minLength: 1, maxLength: 12 }), (runs) => {
+        const plain = newModel(ringSize);
+        const fast = newModel(ringSize);
+        for (const [size, n] of runs) {
+          for (let i = 0; i < n; i++) {
+            assert.equal(write(fast, size, true), write(plain, size));
+            assert.deepEqual(fast.c, plain.c, 'same cursor');
+            assert.deepEqual(published(fast), published(plain), 'same published extent');
+            assert.deepEqual(fast.evicted, plain.evicted, 'same evictions, same order and counts');
+            checkInvariants(fast);
+          }
+        }
+        taken += fast.oneForOne;
+      }),
+      { numRuns: 200 },
+    );
+    assert.ok(taken > 1000, `the inline step was taken (${taken} times)`);
+  });
+
+  it('declines (returns -1, changes nothing) when one eviction is not enough or the ring is linear', () => {
+    const m = newModel(256);
+    for (let i = 0; i < 16; i++) write(m, 16); // full and linear
+    const before = structuredClone(m.c);
+    assert.equal(evictOneForOne(m.c, 16, m.s.u32, m.s.f64, m.s.i32, PUB, () => assert.fail('no eviction')), -1, 'linear');
+    write(m, 16); // wraps
+    assert.notDeepEqual(m.c, before);
+    const wrapped = structuredClone(m.c);
+    assert.equal(evictOneForOne(m.c, 32, m.s.u32, m.s.f64, m.s.i32, PUB, () => assert.fail('no eviction')), -1, 'needs two');
+    assert.deepEqual(m.c, wrapped);
   });
 });
 
