@@ -142,7 +142,7 @@ function buildProgram(): Command {
     .action((trace: string, opts: { json?: boolean }) => {
       const reader = loadTrace(trace);
       const report = collectReport(reader);
-      console.log(opts.json ? reportJson(report) : formatReport(report));
+      console.log(opts.json ? reportJson(report) : formatReport(report, { maxDamage: 20 }));
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
     });

@@ -66,8 +66,9 @@ export function preamble(): Buffer {
   return b;
 }
 
-/** Continues a CRC32 over `data`. Node's zlib.crc32 returns 0 for an empty buffer whatever the
- * running value, which would make every empty-bodied record's CRC 0: skip empty data instead. */
+/** Continues a CRC32 over `data`. Node's zlib.crc32 returns 0, whatever the running value, for
+ * some empty views (a zero-length subarray of an empty Buffer: no data pointer), which would make
+ * an empty-bodied record's CRC 0 on one side only: skip empty data instead. */
 export function crcUpdate(data: Uint8Array, crc: number): number {
   return data.length === 0 ? crc : crc32(data, crc);
 }

@@ -53,6 +53,8 @@ function balancedMark(s: TraceSummary): string {
 export interface FormatOptions {
   /** Show at most this many entries of the loss list (the rest are counted); default all. */
   maxDrops?: number;
+  /** Show at most this many damaged regions (the rest are counted); default all. */
+  maxDamage?: number;
 }
 
 export function formatReport(report: InspectReport, options: FormatOptions = {}): string {
@@ -62,12 +64,14 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
   out.push(`trace    ${s.path}`);
   out.push(`format   version ${s.version}, session started ${started}; times are ms since the tracer opened`);
   out.push(`file     ${s.complete ? 'complete (footer present)' : 'INCOMPLETE: no footer (the tracer did not close the file)'}`);
-  for (const d of s.damaged) {
+  const shownDamage = options.maxDamage === undefined ? s.damaged : s.damaged.slice(0, options.maxDamage);
+  for (const d of shownDamage) {
     out.push(
       `damage   at byte offset ${d.offset}: ${d.reason}; ${d.skippedBytes} bytes not read, ` +
         (d.resumedAt === undefined ? 'nothing intact after it' : `reading resumed at byte ${d.resumedAt}`),
     );
   }
+  if (shownDamage.length < s.damaged.length) out.push(`damage   ... ${s.damaged.length - shownDamage.length} more damaged regions (ringtrace inspect --json lists them all)`);
   for (const t of s.threads) {
     if (!t.unreadable) continue;
     const ev = t.unreadable.events === undefined ? 'an unknown number of' : String(t.unreadable.events);

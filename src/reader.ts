@@ -1,9 +1,11 @@
 /**
  * Reads a trace file (format.ts). `openTrace` indexes the file in one streaming pass, checking
- * every record's framing and CRC. At a damaged record it says where and why, then looks for the
- * next intact record (8-byte aligned, a known type, a plausible length and a matching CRC) and
- * goes on from there, so one flipped bit costs the records it hit, not the rest of the file. A
- * cut file ends in damage. `events()` then streams chunk payloads.
+ * every record's framing and CRC. At a damaged record it says where and why and goes on at the
+ * next intact record: where the frame's length points if a record is intact there (a flipped bit
+ * in a body), else the next 8-aligned offset that holds a plausible frame followed by another
+ * and whose CRC matches. An intact record whose contents are unusable is skipped whole. So one
+ * flipped bit costs the record it hit, not the rest of the file. A cut file ends in damage.
+ * `events()` then streams chunk payloads.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
@@ -153,8 +155,27 @@ interface ChunkIndex {
 }
 
 const decoder = new TextDecoder();
-/** Resync reads the file in windows of this size while it looks for the next intact record. */
+/** Resync reads the file in windows of this size while it looks for the next intact record,
+ * starting with a smaller read. */
 const RESYNC_WINDOW_BYTES = 1024 * 1024;
+const RESYNC_FIRST_BYTES = 64 * 1024;
+/** How many records afterDamagedRecord follows to tell a damaged length from a damaged body. */
+const RESYNC_CHAIN_STEPS = 4096;
+
+interface ResyncState {
+  /** CRC bytes the resyncs of this file may still check. */
+  crcBudget: number;
+  window: Buffer | undefined;
+}
+
+/** The body length of a plausible frame at `buf[p]` (file offset `at`), or -1. */
+function plausibleFrame(buf: Buffer, p: number, at: number, size: number): number {
+  const type = buf.readUInt32LE(p);
+  const len = buf.readUInt32LE(p + 4);
+  if (type === 0 || type > MAX_RECORD_TYPE || buf.readUInt32LE(p + 12) !== 0) return -1;
+  if (len % 8 !== 0 || len > MAX_BODY_BYTES || at + FRAME_BYTES + len > size) return -1;
+  return len;
+}
 /** CRC bytes a resync may check at least (else twice the file size): bounds crafted files. */
 const RESYNC_MIN_CRC_BYTES = 64 * 1024 * 1024;
 /** Record types a resync accepts: the known ones and room for later revisions' (never 0). */
@@ -235,23 +256,23 @@ export class TraceReader {
     let sessionStartEpochMs = NaN;
     let config: Record<string, unknown> = {};
     let droppedAfterClose = 0;
-    const resync = { crcBudget: Math.max(RESYNC_MIN_CRC_BYTES, 2 * size) };
-    /** Notes the damage at `at`; true if an intact record was found after it (offset moved there). */
-    const recover = (at: number, reason: string): boolean => {
-      const next = this.findRecord(fd, at + 8, size, resync);
-      damaged.push({ offset: at, reason, skippedBytes: (next < 0 ? size : next) - at, resumedAt: next < 0 ? undefined : next });
-      if (next < 0) return false;
+    const resync: ResyncState = { crcBudget: Math.max(RESYNC_MIN_CRC_BYTES, 2 * size), window: undefined };
+    const note = (at: number, reason: string, next: number) => {
+      const resumed = next < size ? next : undefined;
+      damaged.push({ offset: at, reason, skippedBytes: (resumed ?? size) - at, resumedAt: resumed });
       offset = next;
-      return true;
     };
-    const end = (at: number, reason: string) => void damaged.push({ offset: at, reason, skippedBytes: size - at, resumedAt: undefined });
+    /** A damaged frame: search for the next intact record (none: the rest is skipped). */
+    const search = (at: number, reason: string) => note(at, reason, this.findRecord(fd, at + 8, size, resync));
+    /** An intact record with unusable contents: skip exactly it. */
+    const skip = (at: number, reason: string, bodyLength: number) => note(at, reason, at + FRAME_BYTES + bodyLength);
     while (offset < size) {
       if (complete) {
-        end(offset, 'data after the footer');
+        note(offset, 'data after the footer', size);
         break;
       }
       if (size - offset < FRAME_BYTES) {
-        end(offset, `file cut short inside a record frame (${size - offset} of ${FRAME_BYTES} bytes)`);
+        note(offset, `file cut short inside a record frame (${size - offset} of ${FRAME_BYTES} bytes)`, size);
         break;
       }
       readSync(fd, frameBuf, 0, FRAME_BYTES, offset);
@@ -259,35 +280,36 @@ export class TraceReader {
       const bodyLength = frameBuf.readUInt32LE(4);
       const crc = frameBuf.readUInt32LE(8);
       if (bodyLength % 8 !== 0 || bodyLength > MAX_BODY_BYTES) {
-        if (recover(offset, `corrupt record frame (body length ${bodyLength})`)) continue;
-        break;
+        search(offset, `corrupt record frame (body length ${bodyLength})`);
+        continue;
       }
       if (offset + FRAME_BYTES + bodyLength > size) {
-        if (recover(offset, `file cut short: record of ${FRAME_BYTES + bodyLength} bytes, ${size - offset} left`)) continue;
-        break;
+        search(offset, `file cut short: record of ${FRAME_BYTES + bodyLength} bytes, ${size - offset} left`);
+        continue;
       }
       if (body.length < bodyLength) body = Buffer.alloc(bodyLength);
       readSync(fd, body, 0, bodyLength, offset + FRAME_BYTES);
       const b = body.subarray(0, bodyLength);
       if (crcUpdate(b, crc32(frameBuf.subarray(0, 8))) !== crc) {
-        if (recover(offset, 'CRC mismatch (damaged record)')) continue;
-        break;
+        note(offset, 'CRC mismatch (damaged record)', this.afterDamagedRecord(fd, offset, offset + FRAME_BYTES + bodyLength, size, resync));
+        continue;
       }
+      // From here the record is intact: if its contents are unusable, skip exactly it (never
+      // look inside it for records: its body is data, and may hold anything).
       if (offset === PREAMBLE_BYTES && type !== RecordType.HEADER) {
-        if (recover(offset, 'first record is not a header')) continue;
-        break;
+        damaged.push({ offset, reason: 'first record is not a header (the header is missing)', skippedBytes: 0, resumedAt: offset });
       }
       const problem = this.take(type, b, offset);
       if (typeof problem === 'string') {
-        if (recover(offset, problem)) continue;
-        break;
+        skip(offset, problem, bodyLength);
+        continue;
       }
       if (type === RecordType.HEADER) {
         try {
           config = JSON.parse(decoder.decode(b.subarray(16, 16 + b.readUInt32LE(4)))) as Record<string, unknown>;
         } catch {
-          if (recover(offset, 'header configuration is not valid JSON')) continue;
-          break;
+          skip(offset, 'header configuration is not valid JSON', bodyLength);
+          continue;
         }
         sawHeader = true;
         sessionStartEpochMs = b.readDoubleLE(8);
@@ -297,34 +319,79 @@ export class TraceReader {
       }
       offset += FRAME_BYTES + bodyLength;
     }
-    if (!sawHeader && damaged.length === 0) end(offset, 'file has no header record');
+    if (!sawHeader && damaged.length === 0) note(offset, 'file has no header record', size);
     return { damaged, complete, sessionStartEpochMs, config, droppedAfterClose };
   }
 
   /**
-   * The offset of the next intact record at or after `from` (8-aligned, as every record is), or
-   * -1. A candidate needs a type in 1..MAX_RECORD_TYPE (later revisions may add types), a zero reserved word, a body length that fits, and a CRC
-   * that matches: a false match inside damaged bytes is a 1 in 2^32 event per plausible frame.
-   * CRC work is bounded (`budget`), so a file crafted to be all near-misses cannot make this slow.
+   * Where reading goes on after a record whose CRC does not match: either its body is damaged (the
+   * length is right, the next record is at `byLength`) or its length is (the next record is
+   * somewhere else, usually earlier). The first intact record after it decides, unless it lies
+   * before `byLength` while an intact record is at `byLength` too: then it is taken only if intact
+   * records lead from it to `byLength` exactly (a damaged length), not if it is a record-like
+   * piece of the damaged body's data.
    */
-  private findRecord(fd: number, from: number, size: number, budget: { crcBudget: number }): number {
-    const win = Buffer.alloc(RESYNC_WINDOW_BYTES);
-    let body = Buffer.alloc(0);
-    for (let base = from; base + FRAME_BYTES <= size; base += RESYNC_WINDOW_BYTES - FRAME_BYTES) {
-      const got = readSync(fd, win, 0, Math.min(RESYNC_WINDOW_BYTES, size - base), base);
-      for (let p = 0; p + FRAME_BYTES <= got; p += 8) {
-        const type = win.readUInt32LE(p);
-        const bodyLength = win.readUInt32LE(p + 4);
-        if (type === 0 || type > MAX_RECORD_TYPE || win.readUInt32LE(p + 12) !== 0) continue;
-        if (bodyLength % 8 !== 0 || bodyLength > MAX_BODY_BYTES || base + p + FRAME_BYTES + bodyLength > size) continue;
-        budget.crcBudget -= bodyLength + 8;
-        if (budget.crcBudget < 0) return -1;
-        if (body.length < bodyLength) body = Buffer.alloc(bodyLength);
-        readSync(fd, body, 0, bodyLength, base + p + FRAME_BYTES);
-        if (crcUpdate(body.subarray(0, bodyLength), crc32(win.subarray(p, p + 8))) === win.readUInt32LE(p + 8)) return base + p;
-      }
+  private afterDamagedRecord(fd: number, at: number, byLength: number, size: number, budget: ResyncState): number {
+    const first = this.findRecord(fd, at + 8, size, budget);
+    if (first >= byLength || !this.intactAt(fd, byLength, size, budget)) return first;
+    const frame = Buffer.alloc(FRAME_BYTES);
+    let p = first;
+    for (let steps = 0; p < byLength && steps < RESYNC_CHAIN_STEPS; steps++) {
+      if (!this.intactAt(fd, p, size, budget)) break;
+      p += FRAME_BYTES + this.frameAt(fd, p, size, frame);
     }
-    return -1;
+    return p === byLength ? first : byLength;
+  }
+
+  /** A plausible frame at `at`: a type in 1..MAX_RECORD_TYPE, a zero reserved word, a body
+   * length that is 8-aligned and fits in the file. Returns the body length, or -1. */
+  private frameAt(fd: number, at: number, size: number, frame: Buffer): number {
+    if (size - at < FRAME_BYTES) return -1;
+    readSync(fd, frame, 0, FRAME_BYTES, at);
+    return plausibleFrame(frame, 0, at, size);
+  }
+
+  /** True if an intact record (CRC checked) or the end of the file is at `at`. */
+  private intactAt(fd: number, at: number, size: number, budget: ResyncState): boolean {
+    if (at === size) return true;
+    const frame = Buffer.alloc(FRAME_BYTES);
+    const len = this.frameAt(fd, at, size, frame);
+    if (len < 0) return false;
+    budget.crcBudget -= len + 8;
+    if (budget.crcBudget < 0) return false;
+    const body = Buffer.alloc(len);
+    readSync(fd, body, 0, len, at + FRAME_BYTES);
+    return crcUpdate(body, crc32(frame.subarray(0, 8))) === frame.readUInt32LE(8);
+  }
+
+  /**
+   * The offset of the next intact record at or after `from` (8-aligned, as every record is), or
+   * the file size if there is none. A candidate needs a plausible frame, a plausible frame (or the
+   * end of the file) right after it, and a matching CRC: a false match inside damaged bytes is a
+   * 1 in 2^32 event per candidate that gets that far. CRC work is bounded (`budget`), so a file
+   * crafted to be all near-misses cannot make this slow.
+   */
+  private findRecord(fd: number, from: number, size: number, budget: ResyncState): number {
+    // The first look is small (the next record is usually near), later ones a whole window.
+    let want = RESYNC_FIRST_BYTES;
+    budget.window ??= Buffer.alloc(RESYNC_WINDOW_BYTES);
+    const win = budget.window;
+    const follow = Buffer.alloc(FRAME_BYTES);
+    for (let base = from; base + FRAME_BYTES <= size; ) {
+      const got = readSync(fd, win, 0, Math.min(want, size - base), base);
+      for (let p = 0; p + FRAME_BYTES <= got; p += 8) {
+        const at = base + p;
+        const len = plausibleFrame(win, p, at, size);
+        if (len < 0) continue;
+        const next = at + FRAME_BYTES + len;
+        if (next !== size && this.frameAt(fd, next, size, follow) < 0) continue;
+        if (this.intactAt(fd, at, size, budget)) return at;
+        if (budget.crcBudget < 0) return size;
+      }
+      base += got - FRAME_BYTES + 8; // frames that straddle the window end are looked at again
+      want = RESYNC_WINDOW_BYTES;
+    }
+    return size;
   }
 
   /** Applies one verified record to the index; returns a message if its contents are invalid. */
@@ -372,6 +439,7 @@ export class TraceReader {
         if (CHUNK_FIXED_BYTES + payloadBytes !== b.length) return 'chunk payload length does not match the record';
         const events = b.readUInt32LE(8);
         const seq = b.readUInt32LE(4);
+        if (seq < this.nextSeq[t.index]) return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
         const bad = checkPayload(b, CHUNK_FIXED_BYTES, b.length, events);
         if (bad !== undefined) return bad;
         if (events > 0) {

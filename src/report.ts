@@ -197,11 +197,16 @@ function totalsTable(d: ReportData): string {
 <tfoot><tr><td>total</td><td></td><td>${fmt(T.attempted)}</td><td>${fmt(T.events)}</td><td>${fmt(T.dropped)}</td><td>${esc(Object.entries(T.droppedByReason).map(([r, n]) => `${r} ${fmt(n)}`).join(', ') || '–')}</td><td>${fmt(T.bytesDropped)}</td><td></td><td></td><td class="${T.balanced ? 'ok' : 'bad'}">${T.balanced ? '✓' : '✗'}</td></tr></tfoot></table>`;
 }
 
+/** Damaged regions listed one by one in the report; the rest are counted. */
+const MAX_DAMAGE_SHOWN = 20;
+
 export function renderReport(d: ReportData): string {
   const s = d.summary;
   const status = s.damage
     ? s.damaged
+        .slice(0, MAX_DAMAGE_SHOWN)
         .map((d) => `<p class="bad">The file is damaged at byte ${d.offset} (${esc(d.reason)}); ${fmt(d.skippedBytes)} bytes were not read${d.resumedAt === undefined ? '' : `, reading resumed at byte ${d.resumedAt}`}.</p>`)
+        .concat(s.damaged.length > MAX_DAMAGE_SHOWN ? [`<p class="bad">... and ${fmt(s.damaged.length - MAX_DAMAGE_SHOWN)} more damaged regions.</p>`] : [])
         .join('\n')
     : s.complete
       ? '<p>The file is complete.</p>'

@@ -33,6 +33,7 @@ import {
 } from '../src/format.js';
 import { LOSS_BLOCK_WORDS, Loss, Reason, REASON_COUNT } from '../src/layout.js';
 import { TraceFormatError, openTrace, type TraceEvent, type TraceReader } from '../src/reader.js';
+import { collectReport, formatReport } from '../src/inspect.js';
 import { BpState } from '../src/backpressure.js';
 import { concat, encodeRecords, rawRecord, tempDir, type Rec } from './helpers/unit-records.js';
 
@@ -582,9 +583,46 @@ describe('reader: damage is reported at the record where it starts, the prefix s
     }
   });
 
-  it('first record is not a header', () => {
-    const r = openTrace(fileOf('nohdr', nameRecord(1, 'x'), header()));
-    assertDamage(r, PREAMBLE_BYTES, /first record is not a header/, false, PREAMBLE_BYTES + concat([nameRecord(1, 'x')]).length);
+  it('first record is not a header: noted (nothing skipped), and the intact records are still read', () => {
+    const r = openTrace(fileOf('nohdr', nameRecord(1, 'x'), start(2), header()));
+    assertDamage(r, PREAMBLE_BYTES, /first record is not a header/, false, PREAMBLE_BYTES);
+    assert.equal(r.names.get(1), 'x');
+    assert.equal(r.threads.length, 1);
+  });
+
+  it('an intact record with unusable contents is skipped whole: nothing inside its body is taken for a record', () => {
+    // A chunk of an unknown thread whose event payload holds a well-formed FOOTER record.
+    const footerBytes = concat([footerRecord({ threads: 0, events: 0, dropped: 0, droppedAfterClose: 0, ts: 1 })]);
+    const payload = encodeRecords([{ kind: 'bytes', id: 1, ts: 1, payload: new Uint8Array(footerBytes) }]);
+    const bogus = chunkRecord({ thread: 42, seq: 0, events: 1, firstTs: 1, lastTs: 1 }, newLossBlock(), [payload]);
+    const after = nameRecord(3, 'after');
+    const before = concat([header(), start(1)]);
+    const at = PREAMBLE_BYTES + before.length;
+    const r = openTrace(fileOf('embedded', before, bogus, after));
+    assertDamage(r, at, /chunk of unknown thread 42/, false, at + concat([bogus]).length);
+    assert.equal(r.damaged.length, 1, 'the embedded footer was not read');
+    assert.equal(r.names.get(3), 'after');
+  });
+
+  it('many damaged records (chunks of a thread whose start was lost) are each noted, cheaply; inspect counts past 20', () => {
+    const orphans = Array.from({ length: 30 }, (_, seq) => chunkRecord({ thread: 9, seq, events: 0, firstTs: NaN, lastTs: NaN }, newLossBlock(), []));
+    const r = openTrace(fileOf('orphans', header(), ...orphans, nameRecord(4, 'end')));
+    assert.equal(r.damaged.length, 30);
+    assert.ok(r.damaged.every((d) => /chunk of unknown thread 9/.test(d.reason) && d.resumedAt === d.offset + d.skippedBytes));
+    assert.equal(r.names.get(4), 'end');
+    const text = formatReport(collectReport(r), { maxDamage: 20 });
+    assert.equal(text.match(/^damage {3}at byte offset/gm)?.length, 20);
+    assert.match(text, /damage {3}\.\.\. 10 more damaged regions/);
+  });
+
+  it('a chunk that repeats or goes back in its thread\'s sequence is damage, not a negative gap', () => {
+    const c0 = chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: NaN, lastTs: NaN }, newLossBlock(), []);
+    const c1 = chunkRecord({ thread: 1, seq: 1, events: 0, firstTs: NaN, lastTs: NaN }, newLossBlock(), []);
+    const c3 = chunkRecord({ thread: 1, seq: 3, events: 0, firstTs: NaN, lastTs: NaN }, newLossBlock(), []);
+    const r = openTrace(fileOf('dup', header(), start(1), c0, c1, c1, c3));
+    assert.match(r.damage!.reason, /chunk 1 of thread 1 out of order \(the next expected is 2\)/);
+    assert.deepEqual(r.gaps.map((g) => [g.fromSeq, g.toSeq]), [[2, 2]]);
+    assert.deepEqual(r.summary().threads[0].unreadable, { chunks: 1, events: undefined });
   });
 
   it('resync skips near-misses: plausible frames whose CRC does not match, inside garbage', () => {
