@@ -139,6 +139,14 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
     }
   }
 
+  // Damage: what a damaged file lost of a thread, as a slice over the time it covers.
+  for (const g of reader.gaps) {
+    const from = Number.isFinite(g.fromTs) ? g.fromTs : Number.isFinite(g.toTs) ? g.toTs : threads[g.thread].registeredTs;
+    const to = Number.isFinite(g.toTs) ? g.toTs : from;
+    const args = { chunks: `${g.fromSeq}..${g.toSeq}`, fileOffset: g.offset };
+    await emit({ name: 'ringtrace.gap (damaged file)', ph: 'X', pid: PID, tid: tid(g.thread), ts: us(from), dur: us(to) - us(from), args });
+  }
+
   const summary = reader.summary();
   const metadata = {
     source: 'ringtrace',
@@ -172,5 +180,7 @@ async function writeJsonl(reader: TraceReader, o: BatchedOutput): Promise<Export
   for (const d of drops) await o.push(JSON.stringify({ type: 'drop', threadName: threadName(d.thread), ...d }) + '\n');
   const states = reader.states();
   for (const s of states) await o.push(JSON.stringify({ type: 'state', threadName: threadName(s.thread), ...s }) + '\n');
+  for (const g of reader.gaps) await o.push(JSON.stringify({ type: 'gap', threadName: threadName(g.thread), ...g }) + '\n');
+  for (const d of reader.damaged) await o.push(JSON.stringify({ type: 'damage', ...d }) + '\n');
   return { events, drops: drops.length, states: states.length };
 }

@@ -144,6 +144,10 @@ export interface ChunkGap {
   toSeq: number;
   /** Offset of the first chunk read after the gap. */
   offset: number;
+  /** The gap in time: the thread's last event before it and the first after it (ns; NaN when
+   * there is none on that side). What the missing chunks held lies in between. */
+  fromTs: number;
+  toTs: number;
 }
 
 interface ChunkIndex {
@@ -442,6 +446,10 @@ export class TraceReader {
         if (seq < this.nextSeq[t.index]) return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
         const bad = checkPayload(b, CHUNK_FIXED_BYTES, b.length, events);
         if (bad !== undefined) return bad;
+        if (seq !== this.nextSeq[t.index]) {
+          const toTs = events > 0 ? b.readDoubleLE(16) : NaN;
+          this.gapList.push({ thread: t.index, fromSeq: this.nextSeq[t.index], toSeq: seq - 1, offset, fromTs: t.lastTs, toTs });
+        }
         if (events > 0) {
           if (Number.isNaN(t.firstTs)) t.firstTs = b.readDoubleLE(16);
           t.lastTs = b.readDoubleLE(24);
@@ -450,7 +458,6 @@ export class TraceReader {
         this.payloadByThread[t.index] += payloadBytes;
         this.chunksByThread[t.index]++;
         this.chunks.push({ offset, thread: t.index, seq, events, payloadBytes });
-        if (seq !== this.nextSeq[t.index]) this.gapList.push({ thread: t.index, fromSeq: this.nextSeq[t.index], toSeq: seq - 1, offset });
         this.nextSeq[t.index] = seq + 1;
         this.runningDrops[t.index] += this.takeLoss(b, 48, t.index, offset, seq);
         const attempted = b.readDoubleLE(32);

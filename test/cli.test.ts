@@ -168,6 +168,16 @@ describe('ringtrace CLI', () => {
       assert.match(r.stdout, /gap\s+thread \d+ \(.+\): 1 chunk\(s\) missing; \d+ events/);
       assert.match(r.stdout, /file\s+complete \(footer present\)/, 'the records after the damage, footer included, were read');
       assert.match(r.stderr, /before and after each damaged region/);
+      // The export shows the gap on the thread's track, over the time it covers.
+      const out = join(dir, 'flip-mid.json');
+      const x = cli(['export', f, '--format', 'chrome', '-o', out]);
+      assert.equal(x.status, 4, show(x));
+      const j = JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: Array<{ name: string; ph: string; dur?: number }>; metadata: { damaged: unknown[] } };
+      const gaps = j.traceEvents.filter((e) => e.name === 'ringtrace.gap (damaged file)');
+      assert.equal(gaps.length, 1);
+      assert.equal(gaps[0].ph, 'X');
+      assert.ok(gaps[0].dur! >= 0);
+      assert.equal(j.metadata.damaged.length, 1);
     });
 
     it('every reading command refuses a wrong magic, a future version, and a flipped bit, with the offset', () => {

@@ -561,7 +561,8 @@ describe('reader: damage is reported at the record where it starts, the prefix s
     assertDamage(r, c.offset, /CRC mismatch/, true, c.end);
     assert.equal(r.damaged.length, 1);
     assert.deepEqual(allEvents(r), [...expect(0, NAMES, MAIN_A), ...expect(0, NAMES, MAIN_B)], 'everything but the damaged chunk');
-    assert.deepEqual(r.gaps, [{ thread: 1, fromSeq: 0, toSeq: 0, offset: t.at('chunk6.1').offset }]);
+    // No event of the worker on either side of the gap (chunk 6.1 carries only losses): no times.
+    assert.deepEqual(r.gaps, [{ thread: 1, fromSeq: 0, toSeq: 0, offset: t.at('chunk6.1').offset, fromTs: NaN, toTs: NaN }]);
     const w = r.summary().threads[1];
     assert.equal(w.events, 0);
     // attempted 8 = 0 read + 4 dropped (thread_exit 3 + unflushed 1) + what the damage took (the
@@ -622,6 +623,11 @@ describe('reader: damage is reported at the record where it starts, the prefix s
     const r = openTrace(fileOf('dup', header(), start(1), c0, c1, c1, c3));
     assert.match(r.damage!.reason, /chunk 1 of thread 1 out of order \(the next expected is 2\)/);
     assert.deepEqual(r.gaps.map((g) => [g.fromSeq, g.toSeq]), [[2, 2]]);
+    // A gap between chunks with events has its time span: last event before, first after.
+    const e1 = chunkRecord({ thread: 1, seq: 0, events: 1, firstTs: 5, lastTs: 5 }, newLossBlock(), [encodeRecords([{ kind: 'instant', id: 1, ts: 5 }])]);
+    const e3 = chunkRecord({ thread: 1, seq: 2, events: 1, firstTs: 9, lastTs: 9 }, newLossBlock(), [encodeRecords([{ kind: 'instant', id: 1, ts: 9 }])]);
+    const timed = openTrace(fileOf('timed-gap', header(), start(1), e1, e3));
+    assert.deepEqual(timed.gaps.map((g) => [g.fromSeq, g.toSeq, g.fromTs, g.toTs]), [[1, 1, 5, 9]]);
     assert.deepEqual(r.summary().threads[0].unreadable, { chunks: 1, events: undefined });
   });
 
