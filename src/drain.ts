@@ -40,7 +40,7 @@ import {
 } from './format.js';
 import { NameTable } from './names.js';
 import { poolQueues, type PoolQueues } from './pool.js';
-import { readThreadName, releaseSlot } from './registry.js';
+import { publishRetired, readThreadName, releaseSlot } from './registry.js';
 import { extentRuns, scanRecords, type RingExtent, type ScanResult } from './ring.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -454,7 +454,7 @@ export class Drain {
    * `thread_exit` (a dead thread) or `unflushed` (a live one the close could not reach), the end
    * record is written, and (unless the thread still lives: `seized`) the slot is released. */
   private retire(reg: Registration, endReason: number, seized: boolean): void {
-    const { i32, f64, layout } = this.v;
+    const { f64, layout } = this.v;
     for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeRing(reg, ring);
     this.flushBatch();
     // Writer loss before attempted: the writer counts an event as attempted before it counts its
@@ -470,14 +470,9 @@ export class Drain {
     } else if (unaccounted < 0) {
       this.opts.log('error', 'accounting mismatch: more events written and dropped than attempted', { thread: reg.registration, attempted, excess: -unaccounted });
     }
-    if (seized) {
-      // The live writer learns from this word how many of its events were accounted here and
-      // counts the rest as `closed`. Release: the store of RETIRED publishes it, with the drain
-      // loss block above (what metrics() and a dead-drain summary read for this slot).
-      f64[layout.slotF64(reg.slot, SlotF64.RETIRED_ATTEMPTED)] = attempted;
-      Atomics.store(i32, layout.slotI32(reg.slot, Slot.STATE), SlotState.RETIRED);
-      Atomics.notify(i32, layout.slotI32(reg.slot, Slot.STATE));
-    }
+    // The live writer learns how many of its events were accounted here and counts the rest as
+    // `closed`; metrics() and a dead-drain summary read the loss block above for this slot.
+    if (seized) publishRetired(this.v, reg.slot, attempted);
     const end = threadEndRecord({ thread: reg.registration, endReason, ts: this.opts.now(), attempted, eventsWritten: reg.eventsWritten }, reg.pending);
     this.emit(end);
     this.flushOut();

@@ -128,6 +128,19 @@ export function orphanThreadSlots(v: SharedViews, threadId: number): number {
 }
 
 /**
+ * Ends a seizure (RETIRING -> RETIRED): `attempted` is the count that was accounted for the
+ * thread. Release: the store of RETIRED publishes it, and the drain loss block written before it;
+ * the writer (or reconcileThreadSlots) acquires them by its exchange on RETIRED.
+ */
+export function publishRetired(v: SharedViews, slot: number, attempted: number): void {
+  const { i32, f64, layout } = v;
+  f64[layout.slotF64(slot, SlotF64.RETIRED_ATTEMPTED)] = attempted;
+  const st = layout.slotI32(slot, Slot.STATE);
+  Atomics.store(i32, st, SlotState.RETIRED);
+  Atomics.notify(i32, st);
+}
+
+/**
  * A thread that exited after the tracer's close seized its slot never reconciled it: the events
  * it recorded after the drain's count (RETIRED_ATTEMPTED) are counted as `closed` here, from the
  * attempted count it left (complete now: its exit orders its plain stores before this). The

@@ -12,11 +12,11 @@ import type { Thresholds } from './backpressure.js';
 import { resolveConfig, type DropPolicy, type ResolvedConfig, type TracerConfig } from './config.js';
 import type { DrainSummary, RegistrationSummary } from './drain.js';
 import type { DrainMessage, DrainWorkerData } from './drain-worker.js';
-import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotF64, SlotState, checkControl, initControl, type Geometry } from './layout.js';
+import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotState, checkControl, initControl, type Geometry } from './layout.js';
 import { jsonStderrLogger, leveled, type Logger } from './logger.js';
 import { collectMetrics, type MetricsSnapshot } from './metrics.js';
 import { NameTable } from './names.js';
-import { claimSlot, encodeThreadName, orphanThreadSlots, reconcileThreadSlots } from './registry.js';
+import { claimSlot, encodeThreadName, orphanThreadSlots, publishRetired, reconcileThreadSlots } from './registry.js';
 import { POLICY_CODES, Writer } from './writer.js';
 
 export type TracerOptions = { [K in keyof TracerConfig]?: TracerConfig[K] | string } & {
@@ -364,7 +364,7 @@ export class Tracer {
     // that each learns below which of its events this summary accounts for (a writer that
     // already closed handed over its final count with CLOSING). A slot the dead drain had seized
     // is in RETIRING already.
-    const { i32, f64, layout } = this.views;
+    const { i32, layout } = this.views;
     for (let slot = 0; slot < layout.maxThreads; slot++) Atomics.compareExchange(i32, layout.slotI32(slot, Slot.STATE), SlotState.LIVE, SlotState.RETIRING);
     const m = this.metrics();
     // What no drain will write any more (queued rings, active rings) is counted as unflushed, so
@@ -390,13 +390,9 @@ export class Tracer {
         };
       }),
     ];
+    // The count this summary used; the writer counts the rest as closed.
     for (const t of m.threads) {
-      const stateIdx = layout.slotI32(t.slot, Slot.STATE);
-      if (Atomics.load(i32, stateIdx) !== SlotState.RETIRING) continue;
-      // Release: RETIRED publishes the count this summary used; the writer counts the rest as closed.
-      f64[layout.slotF64(t.slot, SlotF64.RETIRED_ATTEMPTED)] = t.eventsAttempted;
-      Atomics.store(i32, stateIdx, SlotState.RETIRED);
-      Atomics.notify(i32, stateIdx);
+      if (Atomics.load(i32, layout.slotI32(t.slot, Slot.STATE)) === SlotState.RETIRING) publishRetired(this.views, t.slot, t.eventsAttempted);
     }
     return {
       threads,
