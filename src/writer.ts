@@ -453,10 +453,13 @@ export class Writer {
     const L = this.ctx.views.layout;
     Atomics.add(this.i32, L.slotI32(this.slot, Slot.FLUSHES), 1); // publishes the plain counters too
     if (this.exhausted) {
-      // drop-newest holds no ring: nothing is buffered. drop-oldest: only with a spare to move to.
-      if (this.dropNewest || !this.freeQ.hintNonEmpty()) return this.dropNewest;
+      // No spare back: drop-newest holds no ring (nothing is buffered, its losses wait in the loss
+      // block); drop-oldest keeps its records in the active ring until a spare returns.
+      if (!this.freeQ.hintNonEmpty()) return this.dropNewest;
       this.leaveExhausted(ts, 0);
-      return !this.exhausted;
+      if (this.exhausted) return this.dropNewest;
+      // drop-oldest: the old active ring went to the drain with the losses. drop-newest: it now
+      // holds an empty ring and its losses still need one to ride on to the file (below).
     }
     if (this.pos === this.ringBase && !this.lossPending()) return true;
     return this.swap(ts, 0);
