@@ -28,6 +28,7 @@ import {
 } from './layout.js';
 import {
   EndReason,
+  chunkIdentity,
   chunkRecord,
   footerRecord,
   nameRecord,
@@ -35,6 +36,7 @@ import {
   stateRecord,
   threadEndRecord,
   threadStartRecord,
+  type ChunkIdentity,
   type LossBlock,
   type TraceSink,
 } from './format.js';
@@ -89,6 +91,8 @@ interface Registration {
   eventsWritten: number;
   bytesWritten: number;
   tlogHead: number;
+  /** Repeated in each of its chunks, so a damaged THREAD_START does not orphan them. */
+  identity: ChunkIdentity;
 }
 
 export interface RegistrationSummary {
@@ -196,6 +200,8 @@ export class Drain {
     const known = this.regs[slot];
     if (known && known.registration === registration) return known;
     const name = readThreadName(this.v, slot);
+    const nodeThreadId = i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)];
+    const policy = i32[layout.slotI32(slot, Slot.POLICY)];
     const reg: Registration = {
       registration,
       slot,
@@ -212,16 +218,17 @@ export class Drain {
       eventsWritten: 0,
       bytesWritten: 0,
       tlogHead: Atomics.load(i32, layout.slotI32(slot, Slot.TLOG_HEAD)),
+      identity: chunkIdentity(slot, nodeThreadId, policy, name),
     };
     this.regs[slot] = reg;
     this.emit(
       threadStartRecord({
         thread: registration,
         slot,
-        nodeThreadId: i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)],
+        nodeThreadId,
         name,
         ts: this.v.f64[layout.slotF64(slot, SlotF64.REGISTERED_AT)],
-        policy: i32[layout.slotI32(slot, Slot.POLICY)],
+        policy,
       }),
     );
     this.opts.log('debug', 'thread registered', { thread: registration, slot, name });
@@ -326,7 +333,7 @@ export class Drain {
     if (s.events === 0 && !lossPending(reg.pending)) return; // nothing to say: just return the ring
     entry.written = true;
     const head = { thread: reg.registration, seq: reg.seq, events: s.events, firstTs: s.firstTs, lastTs: s.lastTs, attempted, dropped: this.droppedOf(reg) };
-    for (const b of chunkRecord(head, reg.pending, payload)) {
+    for (const b of chunkRecord(head, reg.identity, reg.pending, payload)) {
       this.batchBuffers.push(b);
     }
     // Optimistic: undone by flushBatch() if the write fails.

@@ -1,5 +1,5 @@
 /**
- * The trace file format, version 1 (docs/design/file-format.md). Little-endian throughout.
+ * The trace file format, version 2 (docs/design/file-format.md). Little-endian throughout.
  *
  * ```
  *  file    := preamble record*
@@ -14,8 +14,11 @@
  *  THREAD_START  0 u32 thread | 4 u32 slot | 8 i32 nodeThreadId | 12 u32 nameBytes | 16 f64 ts
  *                24 u32 policy | 28 u32 0 | 32 utf8 name
  *  CHUNK         0 u32 thread | 4 u32 seq | 8 u32 events | 12 u32 payloadBytes | 16 f64 firstTs
- *                24 f64 lastTs | 32 f64 attempted | 40 f64 dropped | 48 loss block
- *                48+LOSS payload (ring records, see ring.ts)
+ *                24 f64 lastTs | 32 f64 attempted | 40 f64 dropped | 48 u32 slot
+ *                52 i32 nodeThreadId | 56 u32 nameBytes | 60 u32 policy | 64 loss block
+ *                64+LOSS utf8 name (padded to 8) | then payload (ring records, see ring.ts)
+ *                slot, nodeThreadId, name and policy repeat the THREAD_START's, so a thread whose
+ *                start record is damaged is still known by its chunks
  *                attempted, dropped: the thread's running totals as of this chunk (NaN if unknown):
  *                attempted = events in this and earlier chunks + dropped, which lets a reader
  *                check a file that ends before the thread's end record
@@ -33,7 +36,9 @@ import { crc32 } from 'node:zlib';
 import { LOSS_BLOCK_WORDS, REASON_COUNT } from './layout.js';
 
 export const FILE_MAGIC = 'RNGTRACE';
-export const FORMAT_VERSION = 1;
+/** 2: chunks carry their thread's identity (slot, threadId, name, policy). Bump on any change of
+ * a record's layout; test/fixtures/golden-v*.rtrace pins what each version reads as. */
+export const FORMAT_VERSION = 2;
 export const PREAMBLE_BYTES = 16;
 export const FRAME_BYTES = 16;
 /** Largest body the reader accepts: a chunk is at most a ring (16 MiB) plus its header. */
@@ -50,7 +55,9 @@ export const RecordType = {
 } as const;
 
 export const LOSS_BLOCK_BYTES = LOSS_BLOCK_WORDS * 8;
-export const CHUNK_FIXED_BYTES = 48 + LOSS_BLOCK_BYTES;
+export const CHUNK_LOSS_AT = 64;
+/** A chunk body's fixed part; the thread name (padded to 8) and then the payload follow it. */
+export const CHUNK_FIXED_BYTES = CHUNK_LOSS_AT + LOSS_BLOCK_BYTES;
 export const THREAD_END_BYTES = 32 + LOSS_BLOCK_BYTES;
 
 export const EndReason = { CLOSED: 1, EXITED: 2, TRACER_CLOSED: 3 } as const;
@@ -161,11 +168,27 @@ export interface ChunkHead {
   dropped?: number;
 }
 
+/** Who a chunk belongs to, repeated in every chunk of the registration (see THREAD_START). */
+export interface ChunkIdentity {
+  slot: number;
+  nodeThreadId: number;
+  policy: number;
+  /** The thread name, UTF-8. */
+  name: Uint8Array;
+}
+
+export function chunkIdentity(slot: number, nodeThreadId: number, policy: number, name: string): ChunkIdentity {
+  return { slot, nodeThreadId, policy, name: encoder.encode(name) };
+}
+
+/** Where a chunk body's payload starts, given the name length at byte 56. */
+export const chunkPayloadAt = (nameBytes: number): number => CHUNK_FIXED_BYTES + pad8(nameBytes);
+
 /** A chunk record whose payload is the given runs of ring bytes (views into shared memory). */
-export function chunkRecord(h: ChunkHead, loss: LossBlock, payload: readonly Uint8Array[]): Uint8Array[] {
+export function chunkRecord(h: ChunkHead, id: ChunkIdentity, loss: LossBlock, payload: readonly Uint8Array[]): Uint8Array[] {
   let payloadBytes = 0;
   for (const p of payload) payloadBytes += p.length;
-  const b = Buffer.alloc(CHUNK_FIXED_BYTES);
+  const b = Buffer.alloc(chunkPayloadAt(id.name.length));
   b.writeUInt32LE(h.thread, 0);
   b.writeUInt32LE(h.seq >>> 0, 4); // wraps after 2^32 chunks of one thread; the reader only orders by position
   b.writeUInt32LE(h.events, 8);
@@ -174,7 +197,12 @@ export function chunkRecord(h: ChunkHead, loss: LossBlock, payload: readonly Uin
   b.writeDoubleLE(h.lastTs, 24);
   b.writeDoubleLE(h.attempted ?? NaN, 32);
   b.writeDoubleLE(h.dropped ?? NaN, 40);
-  writeLoss(b, 48, loss);
+  b.writeUInt32LE(id.slot, 48);
+  b.writeInt32LE(id.nodeThreadId, 52);
+  b.writeUInt32LE(id.name.length, 56);
+  b.writeUInt32LE(id.policy, 60);
+  writeLoss(b, CHUNK_LOSS_AT, loss);
+  b.set(id.name, CHUNK_FIXED_BYTES);
   return frame(RecordType.CHUNK, b, payload);
 }
 

@@ -13,6 +13,9 @@ import { BpState, STATE_NAMES, type StateName } from './backpressure.js';
 import { REASONS, REASON_COUNT, type DropReason } from './layout.js';
 import {
   CHUNK_FIXED_BYTES,
+  CHUNK_LOSS_AT,
+  LOSS_BLOCK_BYTES,
+  chunkPayloadAt,
   END_REASON_NAMES,
   FILE_MAGIC,
   FORMAT_VERSION,
@@ -40,6 +43,8 @@ export interface TraceThread {
   slot: number;
   nodeThreadId: number;
   policy: 'drop-oldest' | 'drop-newest';
+  /** When it registered (ns); for a thread known only from its chunks, its first chunk's first
+   * event (0 if that chunk had none). */
   registeredTs: number;
   /** First and last event timestamps in the file (NaN if none). */
   firstTs: number;
@@ -155,10 +160,14 @@ interface ChunkIndex {
   thread: number;
   seq: number;
   events: number;
+  /** Where the payload starts in the record's body. */
+  payloadAt: number;
   payloadBytes: number;
 }
 
 const decoder = new TextDecoder();
+/** Format version 1 (files of ringtrace 0.1): where a chunk's loss block starts. */
+const V1_CHUNK_LOSS_AT = 48;
 /** Resync reads the file in windows of this size while it looks for the next intact record,
  * starting with a smaller read. */
 const RESYNC_WINDOW_BYTES = 1024 * 1024;
@@ -211,6 +220,8 @@ export class TraceReader {
   private readonly dropList: TraceDrop[] = [];
   private readonly stateList: TraceStateChange[] = [];
   private readonly byRegistration = new Map<number, TraceThread>();
+  /** A remark on the record just taken (not damage to it), listed with the damaged regions. */
+  private readNote: string | undefined;
   private readonly eventsByThread: number[] = [];
   private readonly payloadByThread: number[] = [];
   private readonly chunksByThread: number[] = [];
@@ -308,6 +319,10 @@ export class TraceReader {
         skip(offset, problem, bodyLength);
         continue;
       }
+      if (this.readNote !== undefined) {
+        damaged.push({ offset, reason: this.readNote, skippedBytes: 0, resumedAt: offset });
+        this.readNote = undefined;
+      }
       if (type === RecordType.HEADER) {
         try {
           config = JSON.parse(decoder.decode(b.subarray(16, 16 + b.readUInt32LE(4)))) as Record<string, unknown>;
@@ -398,6 +413,31 @@ export class TraceReader {
     return size;
   }
 
+  private addThread(registration: number, slot: number, nodeThreadId: number, name: string, policy: number, registeredTs: number): TraceThread {
+    const t: TraceThread = {
+      index: this.threads.length,
+      registration,
+      slot,
+      nodeThreadId,
+      name,
+      registeredTs,
+      policy: policy === 1 ? 'drop-newest' : 'drop-oldest',
+      firstTs: NaN,
+      lastTs: NaN,
+      endReason: undefined,
+      attempted: undefined,
+    };
+    this.threads.push(t);
+    this.byRegistration.set(registration, t);
+    this.eventsByThread.push(0);
+    this.payloadByThread.push(0);
+    this.chunksByThread.push(0);
+    this.runningDrops.push(0);
+    this.lastChunk.push(undefined);
+    this.nextSeq.push(0);
+    return t;
+  }
+
   /** Applies one verified record to the index; returns a message if its contents are invalid. */
   private take(type: number, b: Buffer, offset: number): string | undefined {
     switch (type) {
@@ -412,39 +452,34 @@ export class TraceReader {
         if (b.length < 32 || 32 + b.readUInt32LE(12) > b.length) return 'thread record too short';
         const registration = b.readUInt32LE(0);
         if (this.byRegistration.has(registration)) return `thread ${registration} started twice`;
-        const t: TraceThread = {
-          index: this.threads.length,
-          registration,
-          slot: b.readUInt32LE(4),
-          nodeThreadId: b.readInt32LE(8),
-          name: decoder.decode(b.subarray(32, 32 + b.readUInt32LE(12))),
-          registeredTs: b.readDoubleLE(16),
-          policy: b.readUInt32LE(24) === 1 ? 'drop-newest' : 'drop-oldest',
-          firstTs: NaN,
-          lastTs: NaN,
-          endReason: undefined,
-          attempted: undefined,
-        };
-        this.threads.push(t);
-        this.byRegistration.set(registration, t);
-        this.eventsByThread.push(0);
-        this.payloadByThread.push(0);
-        this.chunksByThread.push(0);
-        this.runningDrops.push(0);
-        this.lastChunk.push(undefined);
-        this.nextSeq.push(0);
+        this.addThread(registration, b.readUInt32LE(4), b.readInt32LE(8), decoder.decode(b.subarray(32, 32 + b.readUInt32LE(12))), b.readUInt32LE(24), b.readDoubleLE(16));
         return undefined;
       }
       case RecordType.CHUNK: {
-        if (b.length < CHUNK_FIXED_BYTES) return 'chunk record too short';
-        const t = this.byRegistration.get(b.readUInt32LE(0));
-        if (!t) return `chunk of unknown thread ${b.readUInt32LE(0)}`;
+        // Version 1 chunks have no identity: the loss block follows the running totals at 48.
+        const v1 = this.version === 1;
+        const lossAt = v1 ? V1_CHUNK_LOSS_AT : CHUNK_LOSS_AT;
+        if (b.length < lossAt + LOSS_BLOCK_BYTES) return 'chunk record too short';
+        const nameBytes = v1 ? 0 : b.readUInt32LE(56);
+        if (nameBytes > b.length - CHUNK_FIXED_BYTES) return 'chunk thread name longer than the record';
+        const payloadAt = v1 ? V1_CHUNK_LOSS_AT + LOSS_BLOCK_BYTES : chunkPayloadAt(nameBytes);
         const payloadBytes = b.readUInt32LE(12);
-        if (CHUNK_FIXED_BYTES + payloadBytes !== b.length) return 'chunk payload length does not match the record';
+        if (payloadAt + payloadBytes !== b.length) return 'chunk payload length does not match the record';
         const events = b.readUInt32LE(8);
+        const bad = checkPayload(b, payloadAt, b.length, events);
+        if (bad !== undefined) return bad;
+        const registration = b.readUInt32LE(0);
+        let t = this.byRegistration.get(registration);
+        if (!t) {
+          if (v1) return `chunk of unknown thread ${registration}`;
+          // Its THREAD_START is damaged or missing: the chunk says who the thread is.
+          const name = decoder.decode(b.subarray(CHUNK_FIXED_BYTES, CHUNK_FIXED_BYTES + nameBytes));
+          const firstTs = b.readDoubleLE(16);
+          t = this.addThread(registration, b.readUInt32LE(48), b.readInt32LE(52), name, b.readUInt32LE(60), Number.isFinite(firstTs) ? firstTs : 0);
+          this.readNote = `thread ${registration} ('${name}') has no start record: known from its chunks`;
+        }
         const seq = b.readUInt32LE(4);
         if (seq < this.nextSeq[t.index]) return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
-        const bad = checkPayload(b, CHUNK_FIXED_BYTES, b.length, events);
         if (bad !== undefined) return bad;
         if (seq !== this.nextSeq[t.index]) {
           const toTs = events > 0 ? b.readDoubleLE(16) : NaN;
@@ -457,9 +492,9 @@ export class TraceReader {
         this.eventsByThread[t.index] += events;
         this.payloadByThread[t.index] += payloadBytes;
         this.chunksByThread[t.index]++;
-        this.chunks.push({ offset, thread: t.index, seq, events, payloadBytes });
+        this.chunks.push({ offset, thread: t.index, seq, events, payloadAt, payloadBytes });
         this.nextSeq[t.index] = seq + 1;
-        this.runningDrops[t.index] += this.takeLoss(b, 48, t.index, offset, seq);
+        this.runningDrops[t.index] += this.takeLoss(b, lossAt, t.index, offset, seq);
         const attempted = b.readDoubleLE(32);
         if (!Number.isNaN(attempted)) {
           this.lastChunk[t.index] = { attempted, balanced: attempted === this.eventsByThread[t.index] + this.runningDrops[t.index] };
@@ -521,7 +556,7 @@ export class TraceReader {
       let buf = Buffer.alloc(64 * 1024);
       for (const c of this.chunks) {
         if (buf.length < c.payloadBytes) buf = Buffer.alloc(c.payloadBytes);
-        readSync(fd, buf, 0, c.payloadBytes, c.offset + FRAME_BYTES + CHUNK_FIXED_BYTES);
+        readSync(fd, buf, 0, c.payloadBytes, c.offset + FRAME_BYTES + c.payloadAt);
         let p = 0;
         while (p < c.payloadBytes) {
           const word0 = buf.readUInt32LE(p);

@@ -1,0 +1,44 @@
+// Writes a small trace with every record kind (names, two threads, instants, values, byte
+// payloads, slices, a drop-newest exhaustion with its drops and state changes) using the build
+// in <dist>, for test/fixtures/golden-v<N>.rtrace. The reader's view of it is pinned in the
+// matching .json by test/golden.test.ts: a layout change that forgets to bump FORMAT_VERSION, or
+// a reader that stops reading an older version, fails there.
+//   node scripts/make-golden.mjs dist test/fixtures/golden-v2.rtrace
+import { Worker, isMainThread, workerData } from 'node:worker_threads';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [distArg, outArg] = isMainThread ? process.argv.slice(2) : [workerData.dist, undefined];
+const { Tracer } = await import(pathToFileURL(resolve(distArg, 'src/index.js')).href);
+
+if (isMainThread) {
+  if (!outArg) throw new Error('usage: make-golden.mjs <dist> <out.rtrace>');
+  const tracer = await Tracer.open({ path: resolve(outArg), ringSize: 4096, ringsPerThread: 4, maxThreads: 4, policy: 'drop-newest', flushIntervalMs: 0, exitHooks: false });
+  const main = tracer.register('main');
+  const tick = tracer.define('tick');
+  const depth = tracer.define('queue.depth');
+  const blob = tracer.define('blob');
+  const span = tracer.define('request');
+  for (let i = 0; i < 20; i++) {
+    main.begin(span);
+    main.record(tick);
+    main.record(depth, i * 1.5);
+    main.recordBytes(blob, Uint8Array.from({ length: i % 11 }, (_, k) => (i * 7 + k) & 255));
+    main.end(span);
+  }
+  main.flush();
+  const w = new Worker(new URL(import.meta.url), { workerData: { dist: resolve(distArg), trace: tracer.handle } });
+  await new Promise((ok, fail) => { w.once('exit', ok); w.once('error', fail); });
+  await tracer.pauseDrain();
+  // Exhaust main's pool: 4 rings of 4 KiB hold ~680 instants; the rest are dropped and counted.
+  for (let i = 0; i < 3000; i++) main.record(tick);
+  tracer.resumeDrain();
+  const summary = await tracer.close();
+  console.log(JSON.stringify({ events: summary.events, dropped: summary.dropped }));
+} else {
+  const tracer = Tracer.attach(workerData.trace);
+  const w = tracer.register('worker-1');
+  const id = tracer.define('worker.step');
+  for (let i = 0; i < 50; i++) w.record(id, i);
+  w.close();
+}

@@ -1,0 +1,58 @@
+/**
+ * Committed traces of every format version this reader reads (written by
+ * scripts/make-golden.mjs with the ringtrace of that version) must read back exactly as pinned in
+ * the .json next to them. A record layout change that forgets to bump FORMAT_VERSION, or a
+ * reader that stops reading an older version, fails here.
+ * Refresh a pin only for a new version: RINGTRACE_WRITE_GOLDEN=1 node --test dist/test/golden.test.js
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { FORMAT_VERSION } from '../src/format.js';
+import { openTrace } from '../src/reader.js';
+
+const fixture = (name: string): string => fileURLToPath(new URL(`../../test/fixtures/${name}`, import.meta.url));
+
+/** Everything the reader says about a file, in JSON-comparable form. */
+function view(path: string): unknown {
+  const r = openTrace(path);
+  const events = [...r.events()].map((e) => ({ ...e, payload: e.payload ? [...e.payload] : undefined }));
+  return JSON.parse(
+    JSON.stringify({
+      version: r.version,
+      complete: r.complete,
+      damaged: r.damaged,
+      config: r.config,
+      names: [...r.names],
+      threads: r.threads,
+      events,
+      drops: r.drops(),
+      states: r.states(),
+      summary: { ...r.summary(), path: undefined }, // where the checkout is does not matter
+    }),
+  );
+}
+
+describe('golden traces: every format version reads back as pinned', () => {
+  for (let version = 1; version <= FORMAT_VERSION; version++) {
+    it(`format version ${version}`, () => {
+      const trace = fixture(`golden-v${version}.rtrace`);
+      const pin = fixture(`golden-v${version}.json`);
+      const got = view(trace);
+      if (process.env.RINGTRACE_WRITE_GOLDEN === '1' && !existsSync(pin)) writeFileSync(pin, JSON.stringify(got, null, 1) + '\n');
+      assert.deepEqual(got, JSON.parse(readFileSync(pin, 'utf8')));
+      // Facts of the generator, independent of the pin: two threads, 1174 events written, 1976
+      // dropped by main's exhausted drop-newest pool, every count balanced.
+      const r = openTrace(trace);
+      assert.equal(r.version, version);
+      assert.deepEqual(r.threads.map((t) => [t.name, t.slot, t.policy]), [['main', 0, 'drop-newest'], ['worker-1', 1, 'drop-newest']]);
+      const s = r.summary();
+      assert.equal(s.totals.events, 1174);
+      assert.equal(s.totals.dropped, 1976);
+      assert.ok(s.totals.balanced);
+      assert.equal(r.damage, undefined);
+      assert.equal([...r.events()].filter((e) => e.kind === 'bytes').length, 20);
+    });
+  }
+});
