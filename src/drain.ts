@@ -8,7 +8,7 @@
  * The drain never blocks a writer: it only takes rings already handed over, and a failing sink
  * costs the chunk (counted as `sink_error`), never the ring.
  */
-import { BackpressureState, BpState, STATE_NAMES, edgeIndex, type BpStateValue, type Thresholds } from './backpressure.js';
+import { BackpressureState, BpState, STATE_NAMES, edgeIndex, type BpStateValue, type StateName, type Thresholds } from './backpressure.js';
 import {
   Ctl,
   ControlFlag,
@@ -42,7 +42,8 @@ import {
 } from './format.js';
 import { NameTable } from './names.js';
 import { poolQueues, type PoolQueues } from './pool.js';
-import { publishRetired, readThreadName, releaseSlot } from './registry.js';
+import { freeSlot, publishRetired, readThreadName, wipeRings } from './registry.js';
+import { retireIntoLedger, threadFromSlot } from './metrics.js';
 import { extentRuns, scanRecords, type RingExtent, type ScanResult } from './ring.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -104,9 +105,19 @@ export interface RegistrationSummary {
   dropped: number;
   bytesDropped: number;
   droppedByReason: Partial<Record<DropReason, number>>;
+  bytesDroppedByReason: Partial<Record<DropReason, number>>;
   endReason: 'closed' | 'exited' | 'tracer_closed';
   /** attempted === events + dropped */
   balanced: boolean;
+  /** The registration's backpressure history and pool counters, as metrics() showed them. */
+  policy: 'drop-oldest' | 'drop-newest';
+  transitions: Record<string, number>;
+  timeInStateMs: Record<StateName, number>;
+  exhaustions: number;
+  swaps: number;
+  freeSparesMin: number;
+  chunksWritten: number;
+  drainLagMs: { last: number; max: number };
 }
 
 export interface DrainSummary {
@@ -477,17 +488,18 @@ export class Drain {
     } else if (unaccounted < 0) {
       this.opts.log('error', 'accounting mismatch: more events written and dropped than attempted', { thread: reg.registration, attempted, excess: -unaccounted });
     }
-    // The live writer learns how many of its events were accounted here and counts the rest as
-    // `closed`; metrics() and a dead-drain summary read the loss block above for this slot.
-    if (seized) publishRetired(this.v, reg.slot, attempted);
     const end = threadEndRecord({ thread: reg.registration, endReason, ts: this.opts.now(), attempted, eventsWritten: reg.eventsWritten }, reg.pending);
     this.emit(end);
     this.flushOut();
     const summary = this.summarize(reg, attempted, endReason);
     this.finished.push(summary);
-    this.opts.onRetired?.(summary);
     this.regs[reg.slot] = undefined;
-    if (!seized) releaseSlot(this.v, reg.slot);
+    if (!seized) wipeRings(this.v, reg.slot);
+    // The registration leaves its slot and enters the ledger in one step, so metrics() counts
+    // it once. A seized writer learns how many of its events were accounted here (RETIRED) and
+    // counts the rest as `closed`.
+    retireIntoLedger(this.v, summary, () => (seized ? publishRetired(this.v, reg.slot, attempted) : freeSlot(this.v, reg.slot)));
+    this.opts.onRetired?.(summary);
   }
 
   private droppedOf(reg: Registration): number {
@@ -498,13 +510,18 @@ export class Drain {
 
   private summarize(reg: Registration, attempted: number, endReason: number): RegistrationSummary {
     const byReason: Partial<Record<DropReason, number>> = {};
+    const bytesByReason: Partial<Record<DropReason, number>> = {};
     let bytesDropped = 0;
     for (let r = 0; r < REASON_COUNT; r++) {
       const n = reg.writerCum[r * 2] + reg.drainCum[r * 2];
+      const bytes = reg.writerCum[r * 2 + 1] + reg.drainCum[r * 2 + 1];
       if (n > 0) byReason[REASONS[r]] = n;
-      bytesDropped += reg.writerCum[r * 2 + 1] + reg.drainCum[r * 2 + 1];
+      if (bytes > 0) bytesByReason[REASONS[r]] = bytes;
+      bytesDropped += bytes;
     }
     const dropped = this.droppedOf(reg);
+    // The slot's counters, read before it is wiped or handed back.
+    const slotView = threadFromSlot(this.v, reg.slot, this.opts.now() / 1000);
     return {
       thread: reg.registration,
       name: reg.name,
@@ -514,8 +531,17 @@ export class Drain {
       dropped,
       bytesDropped,
       droppedByReason: byReason,
+      bytesDroppedByReason: bytesByReason,
       endReason: endReason === EndReason.CLOSED ? 'closed' : endReason === EndReason.EXITED ? 'exited' : 'tracer_closed',
       balanced: attempted === reg.eventsWritten + dropped,
+      policy: slotView.policy,
+      transitions: slotView.transitions,
+      timeInStateMs: slotView.timeInStateMs,
+      exhaustions: slotView.exhaustions,
+      swaps: slotView.swaps,
+      freeSparesMin: slotView.freeSparesMin,
+      chunksWritten: slotView.chunksWritten,
+      drainLagMs: slotView.drainLagMs,
     };
   }
 

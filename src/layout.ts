@@ -9,6 +9,9 @@
  *  |                        doorbell, registration/name counters, pause handshake,        |
  *  |                        clock zero                                                    |
  *  +--------------------------------------------------------------------------------------+
+ *  | RETIRED LEDGER (256 B)  f64 totals of every registration the drain has retired:       |
+ *  |                        written by the drain only, under the LEDGER_SEQ seqlock         |
+ *  +--------------------------------------------------------------------------------------+
  *  | NAME TABLE  NAME_TABLE_ENTRIES x 128 B, open addressing on a string hash               |
  *  |   entry: state | id | byteLength | hash | utf8 name (<= 112 B)                         |
  *  +--------------------------------------------------------------------------------------+
@@ -44,7 +47,7 @@
  */
 
 export const LAYOUT_MAGIC = 0x52545243; // 'RTRC'
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 /** Control block: Int32 word indices. */
 export const Ctl = {
@@ -76,12 +79,39 @@ export const Ctl = {
   /** The PAUSE_REQUESTS count the drain had read when it last began a pass paused: once it is >=
    * a request's number, no pass that ignores that pause is running (passes do not overlap). */
   PAUSE_ACK: 20,
+  /** Seqlock of the retired ledger: odd while the drain moves a registration from its slot into
+   * the ledger (Atomics.add before and after), so a reader sees each registration exactly once. */
+  LEDGER_SEQ: 21,
   /** Float64 index (byte 64): Date.now() when the tracer opened. */
   F64_SESSION_START_EPOCH_MS: 8,
   /** Float64 index (byte 72): clock zero as an absolute high-resolution time (ms). */
   F64_CLOCK_ZERO_MS: 9,
 } as const;
 export const CONTROL_BYTES = 256;
+
+/**
+ * Retired ledger, Float64 indices from its start: the totals of every registration retired so
+ * far (closed, exited, or accounted at the tracer's close), so that metrics() in any thread is
+ * exact at every moment, not only once a summary message has arrived.
+ */
+export const Ledger = {
+  THREADS: 0,
+  ATTEMPTED: 1,
+  WRITTEN: 2,
+  DROPPED: 3,
+  BYTES_DROPPED: 4,
+  EXHAUSTIONS: 5,
+  SWAPS: 6,
+  CHUNKS: 7,
+  /** REASON_COUNT words each. */
+  REASON_EVENTS: 8,
+  REASON_BYTES: 14,
+  /** EDGE_COUNT words: transitions per edge. */
+  EDGES: 20,
+  /** 4 words: milliseconds in each state. */
+  TIME_IN_STATE_MS: 26,
+} as const;
+export const LEDGER_BYTES = 256;
 
 export const ControlFlag = {
   DRAIN_PAUSED: 1,
@@ -267,7 +297,9 @@ export class Layout implements Geometry {
   readonly maxThreads: number;
   readonly ringsPerThread: number;
   readonly ringSize: number;
-  readonly nameTableOffset = CONTROL_BYTES;
+  /** Float64 index of the retired ledger. */
+  readonly ledgerF64 = CONTROL_BYTES / 8;
+  readonly nameTableOffset = CONTROL_BYTES + LEDGER_BYTES;
   readonly slotsOffset: number;
   readonly slotHeaderBytes: number;
   /** Byte offsets, within a slot header, of the submit queue (the free queue follows it). */

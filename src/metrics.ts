@@ -5,9 +5,12 @@
  * published to other threads at its next hand-off: a ring swap, a flush, or the periodic flush
  * (`flushIntervalMs`). So `metrics()` lags a busy thread by at most one ring and an idle one by
  * at most one flush interval; after `flush()` or `close()` on the writer's thread it is exact.
+ * Totals are exact at every call, in every thread: a retired registration moves from its slot
+ * into a shared ledger in one seqlock write (retireIntoLedger), so it is never counted twice
+ * or missed.
  */
 import { BackpressureState, EDGES, STATE_NAMES, edgeName, type StateName } from './backpressure.js';
-import { Ctl, ControlFlag, Loss, REASONS, REASON_COUNT, Slot, SlotF64, SlotState, type DropReason, type SharedViews } from './layout.js';
+import { Ctl, ControlFlag, Ledger, Loss, REASONS, REASON_COUNT, Slot, SlotF64, SlotState, type DropReason, type SharedViews } from './layout.js';
 import { poolQueues } from './pool.js';
 import { readThreadName } from './registry.js';
 import type { RegistrationSummary } from './drain.js';
@@ -26,6 +29,7 @@ export interface ThreadMetrics {
   eventsDropped: number;
   bytesDropped: number;
   droppedByReason: Partial<Record<DropReason, number>>;
+  bytesDroppedByReason: Partial<Record<DropReason, number>>;
   /** Transitions taken per edge, e.g. { 'normal->pressure': 2 }. */
   transitions: Record<string, number>;
   illegalTransitions: number;
@@ -43,10 +47,32 @@ export interface ThreadMetrics {
   drainLagMs: { last: number; max: number };
 }
 
+/** Totals of the registrations retired so far (closed, exited, accounted at the tracer's close):
+ * kept in shared memory by the drain, so every thread's metrics() sees them at once. */
+export interface RetiredTotals {
+  threads: number;
+  eventsAttempted: number;
+  eventsWritten: number;
+  eventsDropped: number;
+  bytesDropped: number;
+  droppedByReason: Partial<Record<DropReason, number>>;
+  bytesDroppedByReason: Partial<Record<DropReason, number>>;
+  transitions: Record<string, number>;
+  timeInStateMs: Record<StateName, number>;
+  exhaustions: number;
+  swaps: number;
+  chunksWritten: number;
+}
+
 export interface MetricsSnapshot {
+  /** Registrations not yet retired (live, closing, exited but not yet salvaged). */
   threads: ThreadMetrics[];
-  /** Threads that closed or exited during this session, as the drain retired them. */
+  /** Per-registration summaries of retired threads, as this (the owner) thread has received
+   * them from the drain; in other threads, and for a moment after a retirement, it can miss
+   * some. `retiredTotals` and `totals` never do. */
   retired: RegistrationSummary[];
+  retiredTotals: RetiredTotals;
+  /** Live threads + retired ones: exact at every call (each registration counted once). */
   totals: {
     threads: number;
     eventsAttempted: number;
@@ -56,85 +82,229 @@ export interface MetricsSnapshot {
     droppedByReason: Partial<Record<DropReason, number>>;
     /** Events recorded on writers after their tracer closed. */
     droppedAfterClose: number;
+    transitions: Record<string, number>;
+    timeInStateMs: Record<StateName, number>;
+    exhaustions: number;
+    swaps: number;
+    chunksWritten: number;
   };
   drain: { heartbeat: number; paused: boolean; state: 'starting' | 'running' | 'stopped' | 'failed'; sinkErrors: number; throttleKiBps: number };
 }
 
-export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly RegistrationSummary[]): MetricsSnapshot {
+/** A retired registration's numbers, as the ledger adds them up. */
+export type LedgerEntry = Pick<
+  RegistrationSummary,
+  'attempted' | 'events' | 'dropped' | 'bytesDropped' | 'droppedByReason' | 'bytesDroppedByReason' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'chunksWritten'
+>;
+
+/**
+ * Moves a registration from its slot into the retired ledger: the ledger is added to and then
+ * `handOff()` changes the slot (freed, or RETIRED), both inside one seqlock write. Drain only (or
+ * close()'s fallback once the drain has been terminated): the ledger has one writer.
+ * Ordering: the first Atomics.add (odd) comes before every store here and the second (even)
+ * after them (Atomics calls are sequentially consistent, full barriers in V8), so a reader that
+ * loads the same even count before and after its reads saw all of this or none of it.
+ */
+export function retireIntoLedger(v: SharedViews, e: LedgerEntry, handOff: () => void): void {
   const { i32, f64, layout } = v;
-  const threads: ThreadMetrics[] = [];
-  // A registration is counted once: from the drain's summary once that has arrived, else from
-  // its slot (whatever the slot's state says: the summary and the state change race).
-  const summarized = new Set(retired.map((r) => r.thread));
-  for (let slot = 0; slot < layout.maxThreads; slot++) {
-    const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
-    if (st === SlotState.FREE || st === SlotState.CLAIMING) continue;
-    if (summarized.has(i32[layout.slotI32(slot, Slot.REGISTRATION)])) continue;
-    // After the drain's final count, that count is the thread's (later events are `closed`).
-    const accounted = st === SlotState.RETIRED || st === SlotState.RECONCILED;
-    const word = (w: number) => i32[layout.slotI32(slot, w)];
-    const bp = new BackpressureState(i32, v.i64, layout, slot);
-    const byReason: Partial<Record<DropReason, number>> = {};
-    let dropped = 0;
-    let bytesDropped = 0;
-    const wl = layout.slotF64(slot, SlotF64.WRITER_LOSS);
-    const dl = layout.slotF64(slot, SlotF64.DRAIN_LOSS);
-    for (let r = 0; r < REASON_COUNT; r++) {
-      const n = f64[wl + r * 4 + Loss.EVENTS] + f64[dl + r * 4 + Loss.EVENTS];
-      if (n > 0) byReason[REASONS[r]] = n;
-      dropped += n;
-      bytesDropped += f64[wl + r * 4 + Loss.BYTES] + f64[dl + r * 4 + Loss.BYTES];
-    }
-    const edges = bp.edgeCounts();
-    const transitions: Record<string, number> = {};
-    EDGES.forEach((_, e) => (transitions[edgeName(e)] = edges[e]));
-    const tis = bp.timeInStates(nowUs);
-    threads.push({
-      slot,
-      thread: word(Slot.REGISTRATION),
-      name: readThreadName(v, slot),
-      nodeThreadId: word(Slot.NODE_THREAD_ID),
-      status: st === SlotState.CLOSING ? 'closing' : st === SlotState.ORPHANED ? 'exited' : 'live',
-      policy: word(Slot.POLICY) === 1 ? 'drop-newest' : 'drop-oldest',
-      state: STATE_NAMES[bp.state()],
-      eventsAttempted: f64[layout.slotF64(slot, accounted ? SlotF64.RETIRED_ATTEMPTED : SlotF64.ATTEMPTED)],
-      eventsWritten: f64[layout.slotF64(slot, SlotF64.EVENTS_WRITTEN)],
-      eventsDropped: dropped,
-      bytesDropped,
-      droppedByReason: byReason,
-      transitions,
-      illegalTransitions: bp.illegalTransitions(),
-      stateLogOverflows: Atomics.load(i32, layout.slotI32(slot, Slot.TLOG_OVERFLOW)),
-      timeInStateMs: { normal: tis[0] / 1000, pressure: tis[1] / 1000, dropping: tis[2] / 1000, recovery: tis[3] / 1000 },
-      freeSpares: poolQueues(i32, layout, slot).free.size(),
-      freeSparesMin: word(Slot.FREE_MIN),
-      exhaustions: word(Slot.EXHAUSTIONS),
-      swaps: word(Slot.SWAPS),
-      chunksWritten: f64[layout.slotF64(slot, SlotF64.CHUNKS_WRITTEN)],
-      drainLagMs: { last: f64[layout.slotF64(slot, SlotF64.DRAIN_LAG_LAST_MS)], max: f64[layout.slotF64(slot, SlotF64.DRAIN_LAG_MAX_MS)] },
-    });
+  const L = layout.ledgerF64;
+  Atomics.add(i32, Ctl.LEDGER_SEQ, 1);
+  f64[L + Ledger.THREADS] += 1;
+  f64[L + Ledger.ATTEMPTED] += e.attempted;
+  f64[L + Ledger.WRITTEN] += e.events;
+  f64[L + Ledger.DROPPED] += e.dropped;
+  f64[L + Ledger.BYTES_DROPPED] += e.bytesDropped;
+  f64[L + Ledger.EXHAUSTIONS] += e.exhaustions;
+  f64[L + Ledger.SWAPS] += e.swaps;
+  f64[L + Ledger.CHUNKS] += e.chunksWritten;
+  REASONS.forEach((r, i) => {
+    f64[L + Ledger.REASON_EVENTS + i] += e.droppedByReason[r] ?? 0;
+    f64[L + Ledger.REASON_BYTES + i] += e.bytesDroppedByReason[r] ?? 0;
+  });
+  EDGES.forEach((_, i) => (f64[L + Ledger.EDGES + i] += e.transitions[edgeName(i)] ?? 0));
+  STATE_NAMES.forEach((st, i) => (f64[L + Ledger.TIME_IN_STATE_MS + i] += e.timeInStateMs[st]));
+  handOff();
+  Atomics.add(i32, Ctl.LEDGER_SEQ, 1);
+  Atomics.notify(i32, Ctl.LEDGER_SEQ);
+}
+
+/** close()'s fallback, with the drain terminated: a seqlock write it left open is closed (its
+ * half-made update stays; the drain is gone and cannot finish it). */
+export function closeAbandonedLedgerWrite(v: SharedViews): void {
+  if ((Atomics.load(v.i32, Ctl.LEDGER_SEQ) & 1) !== 0) Atomics.add(v.i32, Ctl.LEDGER_SEQ, 1);
+}
+
+function readLedger(v: SharedViews): RetiredTotals {
+  const { f64, layout } = v;
+  const L = layout.ledgerF64;
+  const droppedByReason: Partial<Record<DropReason, number>> = {};
+  const bytesDroppedByReason: Partial<Record<DropReason, number>> = {};
+  REASONS.forEach((r, i) => {
+    if (f64[L + Ledger.REASON_EVENTS + i] > 0) droppedByReason[r] = f64[L + Ledger.REASON_EVENTS + i];
+    if (f64[L + Ledger.REASON_BYTES + i] > 0) bytesDroppedByReason[r] = f64[L + Ledger.REASON_BYTES + i];
+  });
+  const transitions: Record<string, number> = {};
+  EDGES.forEach((_, i) => (transitions[edgeName(i)] = f64[L + Ledger.EDGES + i]));
+  const t = (i: number) => f64[L + Ledger.TIME_IN_STATE_MS + i];
+  return {
+    threads: f64[L + Ledger.THREADS],
+    eventsAttempted: f64[L + Ledger.ATTEMPTED],
+    eventsWritten: f64[L + Ledger.WRITTEN],
+    eventsDropped: f64[L + Ledger.DROPPED],
+    bytesDropped: f64[L + Ledger.BYTES_DROPPED],
+    droppedByReason,
+    bytesDroppedByReason,
+    transitions,
+    timeInStateMs: { normal: t(0), pressure: t(1), dropping: t(2), recovery: t(3) },
+    exhaustions: f64[L + Ledger.EXHAUSTIONS],
+    swaps: f64[L + Ledger.SWAPS],
+    chunksWritten: f64[L + Ledger.CHUNKS],
+  };
+}
+
+/** One slot's counters (any state but FREE and CLAIMING). */
+export function threadFromSlot(v: SharedViews, slot: number, nowUs: number): ThreadMetrics {
+  const { i32, f64, layout } = v;
+  const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
+  // After the drain's final count, that count is the thread's (later events are `closed`).
+  const accounted = st === SlotState.RETIRED || st === SlotState.RECONCILED;
+  const word = (w: number) => i32[layout.slotI32(slot, w)];
+  const bp = new BackpressureState(i32, v.i64, layout, slot);
+  const byReason: Partial<Record<DropReason, number>> = {};
+  const bytesByReason: Partial<Record<DropReason, number>> = {};
+  let dropped = 0;
+  let bytesDropped = 0;
+  const wl = layout.slotF64(slot, SlotF64.WRITER_LOSS);
+  const dl = layout.slotF64(slot, SlotF64.DRAIN_LOSS);
+  for (let r = 0; r < REASON_COUNT; r++) {
+    const n = f64[wl + r * 4 + Loss.EVENTS] + f64[dl + r * 4 + Loss.EVENTS];
+    const bytes = f64[wl + r * 4 + Loss.BYTES] + f64[dl + r * 4 + Loss.BYTES];
+    if (n > 0) byReason[REASONS[r]] = n;
+    if (bytes > 0) bytesByReason[REASONS[r]] = bytes;
+    dropped += n;
+    bytesDropped += bytes;
   }
-  const totals = {
-    threads: threads.length + retired.length,
-    eventsAttempted: 0,
-    eventsWritten: 0,
-    eventsDropped: 0,
-    bytesDropped: 0,
-    droppedByReason: {} as Partial<Record<DropReason, number>>,
+  const edges = bp.edgeCounts();
+  const transitions: Record<string, number> = {};
+  EDGES.forEach((_, e) => (transitions[edgeName(e)] = edges[e]));
+  const tis = bp.timeInStates(nowUs);
+  return {
+    slot,
+    thread: word(Slot.REGISTRATION),
+    name: readThreadName(v, slot),
+    nodeThreadId: word(Slot.NODE_THREAD_ID),
+    status: st === SlotState.CLOSING ? 'closing' : st === SlotState.ORPHANED ? 'exited' : 'live',
+    policy: word(Slot.POLICY) === 1 ? 'drop-newest' : 'drop-oldest',
+    state: STATE_NAMES[bp.state()],
+    eventsAttempted: f64[layout.slotF64(slot, accounted ? SlotF64.RETIRED_ATTEMPTED : SlotF64.ATTEMPTED)],
+    eventsWritten: f64[layout.slotF64(slot, SlotF64.EVENTS_WRITTEN)],
+    eventsDropped: dropped,
+    bytesDropped,
+    droppedByReason: byReason,
+    bytesDroppedByReason: bytesByReason,
+    transitions,
+    illegalTransitions: bp.illegalTransitions(),
+    stateLogOverflows: Atomics.load(i32, layout.slotI32(slot, Slot.TLOG_OVERFLOW)),
+    timeInStateMs: { normal: tis[0] / 1000, pressure: tis[1] / 1000, dropping: tis[2] / 1000, recovery: tis[3] / 1000 },
+    freeSpares: poolQueues(i32, layout, slot).free.size(),
+    freeSparesMin: word(Slot.FREE_MIN),
+    exhaustions: word(Slot.EXHAUSTIONS),
+    swaps: word(Slot.SWAPS),
+    chunksWritten: f64[layout.slotF64(slot, SlotF64.CHUNKS_WRITTEN)],
+    drainLagMs: { last: f64[layout.slotF64(slot, SlotF64.DRAIN_LAG_LAST_MS)], max: f64[layout.slotF64(slot, SlotF64.DRAIN_LAG_MAX_MS)] },
+  };
+}
+
+/** A registration summary made from a slot, when no drain will make one (close()'s fallback):
+ * events attempted but neither written nor counted are `unflushed`. */
+export function summaryFromSlot(t: ThreadMetrics): RegistrationSummary {
+  const unreached = Math.max(0, t.eventsAttempted - t.eventsWritten - t.eventsDropped);
+  const droppedByReason = { ...t.droppedByReason };
+  if (unreached > 0) droppedByReason.unflushed = (droppedByReason.unflushed ?? 0) + unreached;
+  const dropped = t.eventsDropped + unreached;
+  return {
+    thread: t.thread,
+    name: t.name,
+    slot: t.slot,
+    attempted: t.eventsAttempted,
+    events: t.eventsWritten,
+    dropped,
+    bytesDropped: t.bytesDropped,
+    droppedByReason,
+    bytesDroppedByReason: t.bytesDroppedByReason,
+    endReason: 'tracer_closed',
+    balanced: t.eventsAttempted === t.eventsWritten + dropped,
+    policy: t.policy,
+    transitions: t.transitions,
+    timeInStateMs: t.timeInStateMs,
+    exhaustions: t.exhaustions,
+    swaps: t.swaps,
+    freeSparesMin: t.freeSparesMin,
+    chunksWritten: t.chunksWritten,
+    drainLagMs: t.drainLagMs,
+  };
+}
+
+/** How long metrics() waits for a ledger write in progress (the drain descheduled inside it)
+ * before it reads anyway. */
+const LEDGER_WAIT_MS = 50;
+
+/** Slots not yet in the ledger, and the ledger, read as of one moment (see retireIntoLedger). */
+function readConsistent(v: SharedViews, nowUs: number): { threads: ThreadMetrics[]; ledger: RetiredTotals } {
+  const { i32, layout } = v;
+  const deadline = performance.now() + LEDGER_WAIT_MS;
+  for (;;) {
+    const seq = Atomics.load(i32, Ctl.LEDGER_SEQ);
+    const late = performance.now() > deadline;
+    if ((seq & 1) !== 0 && !late) {
+      Atomics.wait(i32, Ctl.LEDGER_SEQ, seq, 1);
+      continue;
+    }
+    const threads: ThreadMetrics[] = [];
+    for (let slot = 0; slot < layout.maxThreads; slot++) {
+      const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
+      // FREE, CLAIMING: nobody's yet. RETIRED, RECONCILED: counted in the ledger.
+      if (st === SlotState.FREE || st === SlotState.CLAIMING || st === SlotState.RETIRED || st === SlotState.RECONCILED) continue;
+      threads.push(threadFromSlot(v, slot, nowUs));
+    }
+    const ledger = readLedger(v);
+    if (Atomics.load(i32, Ctl.LEDGER_SEQ) === seq || late) return { threads, ledger };
+  }
+}
+
+export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly RegistrationSummary[]): MetricsSnapshot {
+  const { i32 } = v;
+  const { threads, ledger } = readConsistent(v, nowUs);
+  const totals: MetricsSnapshot['totals'] = {
+    threads: threads.length + ledger.threads,
+    eventsAttempted: ledger.eventsAttempted,
+    eventsWritten: ledger.eventsWritten,
+    eventsDropped: ledger.eventsDropped,
+    bytesDropped: ledger.bytesDropped,
+    droppedByReason: { ...ledger.droppedByReason },
     droppedAfterClose: Atomics.load(i32, Ctl.CLOSED_DROPS),
+    transitions: { ...ledger.transitions },
+    timeInStateMs: { ...ledger.timeInStateMs },
+    exhaustions: ledger.exhaustions,
+    swaps: ledger.swaps,
+    chunksWritten: ledger.chunksWritten,
   };
-  const add = (attempted: number, written: number, dropped: number, bytes: number, byReason: Partial<Record<DropReason, number>>) => {
-    totals.eventsAttempted += attempted;
-    totals.eventsWritten += written;
-    totals.eventsDropped += dropped;
-    totals.bytesDropped += bytes;
-    for (const [r, n] of Object.entries(byReason)) totals.droppedByReason[r as DropReason] = (totals.droppedByReason[r as DropReason] ?? 0) + n;
-  };
-  for (const t of threads) add(t.eventsAttempted, t.eventsWritten, t.eventsDropped, t.bytesDropped, t.droppedByReason);
-  for (const t of retired) add(t.attempted, t.events, t.dropped, t.bytesDropped, t.droppedByReason);
+  for (const t of threads) {
+    totals.eventsAttempted += t.eventsAttempted;
+    totals.eventsWritten += t.eventsWritten;
+    totals.eventsDropped += t.eventsDropped;
+    totals.bytesDropped += t.bytesDropped;
+    for (const [r, n] of Object.entries(t.droppedByReason)) totals.droppedByReason[r as DropReason] = (totals.droppedByReason[r as DropReason] ?? 0) + n;
+    for (const [e, n] of Object.entries(t.transitions)) totals.transitions[e] = (totals.transitions[e] ?? 0) + n;
+    for (const st of STATE_NAMES) totals.timeInStateMs[st] += t.timeInStateMs[st];
+    totals.exhaustions += t.exhaustions;
+    totals.swaps += t.swaps;
+    totals.chunksWritten += t.chunksWritten;
+  }
   return {
     threads,
     retired: retired.slice(),
+    retiredTotals: ledger,
     totals,
     drain: {
       heartbeat: Atomics.load(i32, Ctl.DRAIN_HEARTBEAT),

@@ -46,42 +46,42 @@ export function registerPrometheus(tracer: MetricsSource, registry: Registry, pr
   };
   const perThread = (kind: 'counter' | 'gauge', name: string, help: string, value: (t: Thread) => number) =>
     metric(kind, name, help, [], (m) => m.threads.map((t) => [threadLabels(t), value(t)]));
-  /** Per live thread, plus one `(retired)` sample so totals never go backwards. */
-  const withRetired = (name: string, help: string, live: (t: Thread) => number, retired: (t: MetricsSnapshot['retired'][number]) => number) =>
-    metric('counter', name, help, [], (m) => {
-      const out: Sample[] = m.threads.map((t) => [threadLabels(t), live(t)]);
-      const gone = m.retired.reduce((n, t) => n + retired(t), 0);
-      if (gone > 0) out.push([{ thread: '(retired)', slot: '' }, gone]);
+  type Retired = MetricsSnapshot['retiredTotals'];
+  const RETIRED = { thread: '(retired)', slot: '' };
+  /** A counter per live thread plus one `(retired)` sample (the shared ledger of threads that
+   * closed or exited), so totals never go backwards when a thread goes. `extra` splits a
+   * thread's value by one more label (reason, edge, state). */
+  const counter = (name: string, help: string, extra: string | undefined, live: (t: Thread) => Sample[], retired: (r: Retired) => Sample[]) =>
+    metric('counter', name, help, extra ? [extra] : [], (m) => {
+      const out: Sample[] = m.threads.flatMap((t) => live(t).map(([l, n]): Sample => [{ ...threadLabels(t), ...l }, n]));
+      if (m.retiredTotals.threads > 0) for (const [l, n] of retired(m.retiredTotals)) out.push([{ ...RETIRED, ...l }, n]);
       return out;
     });
+  const plain = (n: number): Sample[] => [[{}, n]];
+  const byReason = (rec: Partial<Record<string, number>>): Sample[] => REASONS.map((reason) => [{ reason }, rec[reason] ?? 0]);
+  const byEdge = (rec: Record<string, number>): Sample[] => Object.entries(rec).map(([edge, n]) => [{ edge }, n]);
+  const byState = (rec: Record<string, number>): Sample[] => STATE_NAMES.map((state) => [{ state }, rec[state] / 1000]);
 
-  withRetired('events_attempted_total', 'Events the thread tried to record.', (t) => t.eventsAttempted, (t) => t.attempted);
-  withRetired('events_written_total', 'Events written to the trace file.', (t) => t.eventsWritten, (t) => t.events);
+  counter('events_attempted_total', 'Events the thread tried to record.', undefined, (t) => plain(t.eventsAttempted), (r) => plain(r.eventsAttempted));
+  counter('events_written_total', 'Events written to the trace file.', undefined, (t) => plain(t.eventsWritten), (r) => plain(r.eventsWritten));
   metric('counter', 'events_dropped_total', 'Events dropped, by reason.', ['reason'], (m) => {
     const out: Sample[] = [];
-    for (const t of m.threads) for (const reason of REASONS) out.push([{ ...threadLabels(t), reason }, t.droppedByReason[reason] ?? 0]);
-    for (const reason of REASONS) {
-      const n = m.retired.reduce((sum, t) => sum + (t.droppedByReason[reason] ?? 0), 0);
-      if (n > 0) out.push([{ thread: '(retired)', slot: '', reason }, n]);
-    }
+    for (const t of m.threads) for (const [l, n] of byReason(t.droppedByReason)) out.push([{ ...threadLabels(t), ...l }, n]);
+    if (m.retiredTotals.threads > 0) for (const [l, n] of byReason(m.retiredTotals.droppedByReason)) out.push([{ ...RETIRED, ...l }, n]);
     if (m.totals.droppedAfterClose > 0) out.push([{ thread: '(after close)', slot: '', reason: 'closed' }, m.totals.droppedAfterClose]);
     return out;
   });
-  perThread('counter', 'bytes_dropped_total', 'Record bytes dropped.', (t) => t.bytesDropped);
+  counter('bytes_dropped_total', 'Record bytes dropped.', undefined, (t) => plain(t.bytesDropped), (r) => plain(r.bytesDropped));
   metric('gauge', 'backpressure_state', 'Backpressure state of the thread: 1 for the current state, 0 for the others.', ['state'], (m) =>
     m.threads.flatMap((t) => STATE_NAMES.map((state): Sample => [{ ...threadLabels(t), state }, t.state === state ? 1 : 0])),
   );
-  metric('counter', 'backpressure_transitions_total', 'Backpressure transitions taken, by edge.', ['edge'], (m) =>
-    m.threads.flatMap((t) => Object.entries(t.transitions).map(([edge, n]): Sample => [{ ...threadLabels(t), edge }, n])),
-  );
-  metric('counter', 'backpressure_state_seconds_total', 'Time spent in each backpressure state.', ['state'], (m) =>
-    m.threads.flatMap((t) => STATE_NAMES.map((state): Sample => [{ ...threadLabels(t), state }, t.timeInStateMs[state] / 1000])),
-  );
+  counter('backpressure_transitions_total', 'Backpressure transitions taken, by edge.', 'edge', (t) => byEdge(t.transitions), (r) => byEdge(r.transitions));
+  counter('backpressure_state_seconds_total', 'Time spent in each backpressure state.', 'state', (t) => byState(t.timeInStateMs), (r) => byState(r.timeInStateMs));
   perThread('gauge', 'free_spare_rings', 'Spare rings free for the thread now.', (t) => t.freeSpares);
   perThread('gauge', 'free_spare_rings_min', 'Lowest number of free spare rings seen (low watermark).', (t) => t.freeSparesMin);
   perThread('gauge', 'drain_lag_seconds', 'Time from the hand-over of the last ring to its write.', (t) => t.drainLagMs.last / 1000);
-  perThread('counter', 'pool_exhaustions_total', 'Times the thread found no spare ring.', (t) => t.exhaustions);
-  perThread('counter', 'ring_swaps_total', 'Rings handed to the drain at a swap.', (t) => t.swaps);
+  counter('pool_exhaustions_total', 'Times the thread found no spare ring.', undefined, (t) => plain(t.exhaustions), (r) => plain(r.exhaustions));
+  counter('ring_swaps_total', 'Rings handed to the drain at a swap.', undefined, (t) => plain(t.swaps), (r) => plain(r.swaps));
   new Counter({
     name: `${prefix}sink_errors_total`,
     help: 'Chunks the drain could not write.',

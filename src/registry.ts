@@ -88,17 +88,30 @@ function resetHeader(v: SharedViews, slot: number): void {
 
 /** Zeroes a slot's header (but its state word) and its rings: no stale contents survive reuse. */
 export function wipeSlot(v: SharedViews, slot: number): void {
-  const { layout } = v;
-  v.i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)] = 0;
+  wipeRings(v, slot);
+  v.i32[v.layout.slotI32(slot, Slot.NODE_THREAD_ID)] = 0;
   resetHeader(v, slot);
+}
+
+/** Zeroes a slot's rings. Only for a slot no thread writes any more and metrics() never reads
+ * rings, so it can happen before the (short) step that frees the slot. */
+export function wipeRings(v: SharedViews, slot: number): void {
+  const { layout } = v;
   v.u8.fill(0, layout.ringOffset(slot, 0), layout.ringOffset(slot, 0) + layout.ringsPerThread * layout.ringSize);
 }
 
-/** Drain only: the slot is done; make it claimable again. */
-export function releaseSlot(v: SharedViews, slot: number): void {
-  wipeSlot(v, slot);
+/** Zeroes the header of a slot whose rings are wiped and makes it claimable. */
+export function freeSlot(v: SharedViews, slot: number): void {
+  v.i32[v.layout.slotI32(slot, Slot.NODE_THREAD_ID)] = 0;
+  resetHeader(v, slot);
   // Release: the wipe happens-before the next claimer's CAS on FREE.
   Atomics.store(v.i32, v.layout.slotI32(slot, Slot.STATE), SlotState.FREE);
+}
+
+/** The slot is done (its thread gone, nothing left to drain): make it claimable again. */
+export function releaseSlot(v: SharedViews, slot: number): void {
+  wipeRings(v, slot);
+  freeSlot(v, slot);
 }
 
 export function readThreadName(v: SharedViews, slot: number): string {

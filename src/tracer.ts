@@ -14,7 +14,7 @@ import type { DrainSummary, RegistrationSummary } from './drain.js';
 import type { DrainMessage, DrainWorkerData } from './drain-worker.js';
 import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotState, checkControl, initControl, type Geometry } from './layout.js';
 import { jsonStderrLogger, leveled, type Logger } from './logger.js';
-import { collectMetrics, type MetricsSnapshot } from './metrics.js';
+import { closeAbandonedLedgerWrite, collectMetrics, retireIntoLedger, summaryFromSlot, threadFromSlot, type MetricsSnapshot } from './metrics.js';
 import { NameTable } from './names.js';
 import { claimSlot, encodeThreadName, orphanThreadSlots, publishRetired, reconcileThreadSlots } from './registry.js';
 import { POLICY_CODES, Writer } from './writer.js';
@@ -360,44 +360,37 @@ export class Tracer {
       clearTimeout(timer);
     }
     await this.drainWorker?.terminate();
-    // No drain any more: seize the writers still live, as the drain's final pass would have, so
-    // that each learns below which of its events this summary accounts for (a writer that
-    // already closed handed over its final count with CLOSING). A slot the dead drain had seized
-    // is in RETIRING already.
-    const { i32, layout } = this.views;
-    for (let slot = 0; slot < layout.maxThreads; slot++) Atomics.compareExchange(i32, layout.slotI32(slot, Slot.STATE), SlotState.LIVE, SlotState.RETIRING);
-    const m = this.metrics();
-    // What no drain will write any more (queued rings, active rings) is counted as unflushed, so
-    // each thread's numbers still add up; the file itself ends without its end records.
-    const threads: RegistrationSummary[] = [
-      ...m.retired,
-      ...m.threads.map((t) => {
-        const unreached = Math.max(0, t.eventsAttempted - t.eventsWritten - t.eventsDropped);
-        const droppedByReason = { ...t.droppedByReason };
-        if (unreached > 0) droppedByReason.unflushed = (droppedByReason.unflushed ?? 0) + unreached;
-        const dropped = t.eventsDropped + unreached;
-        return {
-          thread: t.thread,
-          name: t.name,
-          slot: t.slot,
-          attempted: t.eventsAttempted,
-          events: t.eventsWritten,
-          dropped,
-          bytesDropped: t.bytesDropped,
-          droppedByReason,
-          endReason: 'tracer_closed' as const,
-          balanced: t.eventsAttempted === t.eventsWritten + dropped,
-        };
-      }),
-    ];
-    // The count this summary used; the writer counts the rest as closed.
-    for (const t of m.threads) {
-      if (Atomics.load(i32, layout.slotI32(t.slot, Slot.STATE)) === SlotState.RETIRING) publishRetired(this.views, t.slot, t.eventsAttempted);
+    // No drain any more: this thread finishes its work from the shared counters. The writers
+    // still live are seized, as the drain's final pass would have, so that each learns which of
+    // its events this summary accounts for (the rest it counts as closed); what no drain will
+    // write any more (queued and active rings) is counted as unflushed, so each thread's numbers
+    // still add up. The file itself ends without its end records.
+    const v = this.views;
+    const { i32, layout } = v;
+    closeAbandonedLedgerWrite(v);
+    const nowUs = this.now() / 1000;
+    const known = new Set(this.retired.map((r) => r.thread));
+    const threads: RegistrationSummary[] = [...this.retired];
+    for (let slot = 0; slot < layout.maxThreads; slot++) {
+      const stIdx = layout.slotI32(slot, Slot.STATE);
+      Atomics.compareExchange(i32, stIdx, SlotState.LIVE, SlotState.RETIRING);
+      const st = Atomics.load(i32, stIdx);
+      if (st === SlotState.FREE || st === SlotState.CLAIMING) continue;
+      const summary = summaryFromSlot(threadFromSlot(v, slot, nowUs));
+      if (st === SlotState.RETIRED || st === SlotState.RECONCILED) {
+        // The dead drain retired it (it is in the ledger) but its summary never reached us.
+        if (!known.has(summary.thread)) threads.push(summary);
+        continue;
+      }
+      threads.push(summary);
+      // RETIRED is final (the tracer is closing): no reuse, and a seized writer reads its count.
+      retireIntoLedger(v, summary, () => publishRetired(v, slot, summary.attempted));
     }
+    const m = this.metrics();
     return {
       threads,
       events: m.totals.eventsWritten,
-      dropped: threads.reduce((n, t) => n + t.dropped, 0),
+      dropped: m.totals.eventsDropped,
       droppedAfterClose: m.totals.droppedAfterClose,
       sinkErrors: m.drain.sinkErrors,
       complete: false,

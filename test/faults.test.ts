@@ -187,25 +187,30 @@ describe('in-process drain edge cases', () => {
     assert.equal(r.lastChunk?.balanced, true);
   });
 
-  it('metrics() counts each registration once: a seized slot without its summary yet, from the slot; with it, from the summary', () => {
+  it('metrics() counts each registration once: a seized slot moves into the shared ledger as it is retired, before any summary message', () => {
     const { v, drain, tracer } = inProcess((b, file) => file.write(b));
     const w = tracer.register('busy');
     const id = tracer.define('seq');
     for (let seq = 0; seq < 300; seq++) w.record(id, seq); // > 1 ring of 4 KiB: some handed over
+    const live = collectMetrics(v, 0, []);
+    assert.deepEqual([live.threads.length, live.retiredTotals.threads], [1, 0]);
     const summary = drain.finish(); // seizes the live writer: RETIRED, its count published
     assert.equal(Atomics.load(v.i32, v.layout.slotI32(w.slot, Slot.STATE)), SlotState.RETIRED);
     for (let seq = 300; seq < 400; seq++) w.record(id, seq); // it goes on, not knowing
     const before = collectMetrics(v, 0, []); // the 'retired' message has not arrived
-    assert.equal(before.threads.length, 1);
-    const t = before.threads[0];
-    assert.equal(t.eventsAttempted, 300, "the drain's count, not the writer's running one");
-    assert.equal(t.eventsAttempted, t.eventsWritten + t.eventsDropped, 'unflushed included: it adds up');
+    assert.equal(before.threads.length, 0, 'no longer a slot of its own');
+    assert.equal(before.retiredTotals.threads, 1);
+    assert.equal(before.totals.threads, 1);
+    assert.equal(before.totals.eventsAttempted, 300, "the drain's count, not the writer's running one");
+    assert.equal(before.totals.eventsAttempted, before.totals.eventsWritten + before.totals.eventsDropped, 'unflushed included: it adds up');
+    assert.deepEqual(before.totals.droppedByReason, summary.threads[0].droppedByReason);
     const after = collectMetrics(v, 0, summary.threads);
-    assert.equal(after.threads.length, 0, 'not counted twice');
-    assert.equal(after.totals.eventsAttempted, 300);
+    assert.deepEqual(after.totals, before.totals, 'the summary message changes no total');
+    assert.equal(after.retired.length, 1);
     w.close(); // notices: counts the 100 after the drain's count as closed
     assert.equal(w.droppedAfterClose, 100);
     assert.equal(Atomics.load(v.i32, v.layout.slotI32(w.slot, Slot.STATE)), SlotState.RECONCILED);
+    assert.equal(collectMetrics(v, 0, []).totals.droppedAfterClose, 100);
     void tracer.close();
   });
 
