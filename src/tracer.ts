@@ -37,6 +37,8 @@ export interface TracerHandle {
   readonly thresholds: Thresholds;
   readonly flushIntervalMs: number;
   readonly path: string;
+  /** Writers in other threads close themselves when their thread exits (absent: true). */
+  readonly exitHooks?: boolean;
 }
 
 export interface RegisterOptions {
@@ -72,6 +74,7 @@ export class Tracer {
   /** The drain has finished the file (or closeSync gave up on it): nothing left for exit hooks. */
   private finished = false;
   private readonly unhook: Array<() => void> = [];
+  private threadExitHooked = false;
   private log: ReturnType<typeof leveled> = () => {};
   private closeTimeoutMs = 1000;
 
@@ -113,6 +116,7 @@ export class Tracer {
       thresholds: { pressureSpares: c.pressureSpares, recoverySpares: c.recoverySpares, stabilityUs: c.stabilityMs * 1000 },
       flushIntervalMs: c.flushIntervalMs,
       path,
+      exitHooks: c.exitHooks,
     };
     const t = new Tracer(handle, true, resolved);
     t.log = leveled(logger ?? jsonStderrLogger, c.logLevel);
@@ -156,7 +160,7 @@ export class Tracer {
       dropLogIntervalMs: c.dropLogIntervalMs,
       dropLogEvery: c.dropLogEvery,
     };
-    const worker = new Worker(new URL('./drain-worker.js', import.meta.url), { workerData: data, name: 'ringtrace-drain' });
+    const worker = new Worker(new URL('./drain-worker.js', import.meta.url), { workerData: data, name: 'ringtrace-drain', execArgv: drainExecArgv() });
     this.drainWorker = worker;
     let resolveSummary!: (s: DrainSummary) => void;
     let rejectSummary!: (e: Error) => void;
@@ -245,7 +249,32 @@ export class Tracer {
       throw new Error('ringtrace: the tracer is closing; cannot register a writer');
     }
     this.writer = writer;
+    if (!this.isOwner && this.handle.exitHooks !== false) this.hookThreadExit();
     return writer;
+  }
+
+  /**
+   * A worker's writer closes itself when the worker ends by returning, `process.exit()` or an
+   * uncaught exception (its 'exit' event runs then, not on `terminate()`), so its last ring is
+   * handed over even if no thread watches the worker.
+   */
+  private hookThreadExit(): void {
+    if (this.threadExitHooked) return;
+    this.threadExitHooked = true;
+    const onExit = () => this.writer?.close();
+    process.on('exit', onExit);
+    this.unhook.push(() => process.removeListener('exit', onExit));
+  }
+
+  /**
+   * Watches a worker so that, when it exits or is terminated, the drain salvages the slots of
+   * its writers (what they committed reaches the file; what was in flight is counted as
+   * `thread_exit`). Workers created after this tracer was opened or attached in this thread are
+   * watched already; use this for one created before (a worker pool started earlier). Calling it
+   * twice for a worker is harmless.
+   */
+  watch(worker: Worker): void {
+    this.watchWorker(worker);
   }
 
   /** Per-thread and total counters (see metrics.ts for how fresh they are). */
@@ -456,4 +485,16 @@ export class Tracer {
     for (const u of this.unhook.splice(0)) u();
     attachedBySession.delete(this.handle.sessionId);
   }
+}
+
+/** The process's Node options for the drain worker, but those a worker started from a file
+ * refuses (`node --input-type=module -e ...` would make the drain fail to start). */
+function drainExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--input-type') i++;
+    else if (!argv[i].startsWith('--input-type=')) out.push(argv[i]);
+  }
+  return out;
 }

@@ -158,12 +158,14 @@ export class Writer {
   }
 
   /** As record(), with a timestamp the caller already has (ns, from tracer.now()). Timestamps
-   * are non-decreasing per thread: an earlier ts is raised to the thread's last one. */
+   * are non-decreasing per thread: an earlier ts (or NaN) is raised to the thread's last one, so
+   * a ts ahead of the clock holds the thread's later events at it. Not validated further: one
+   * comparison is all the hot path affords. */
   recordAt(ts: number, id: number, value?: number): boolean {
     const attempted = this.attempted + 1;
     this.attempted = attempted;
     this.f64[this.attemptedIdx] = attempted;
-    if (ts < this.lastTs) ts = this.lastTs;
+    if (!(ts >= this.lastTs)) ts = this.lastTs; // also a NaN ts
     else this.lastTs = ts;
     const p = this.pos;
     if (value === undefined) {
@@ -217,7 +219,7 @@ export class Writer {
   }
 
   private stamp(ts: number): number {
-    if (ts < this.lastTs) return this.lastTs;
+    if (!(ts >= this.lastTs)) return this.lastTs;
     this.lastTs = ts;
     return ts;
   }
