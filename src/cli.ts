@@ -6,11 +6,12 @@
  *   3 missing file, 4 corrupt or unreadable trace.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { createWriteStream, existsSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Writable } from 'node:stream';
 import { ConfigError, formatConfig, resolveConfig } from './config.js';
-import { runDemo } from './demo.js';
+import { DemoSetupError, runDemo } from './demo.js';
 import { EXPORT_FORMATS, exportTrace, type ExportFormat } from './export.js';
 import { collectReport, formatReport, reportJson } from './inspect.js';
 import { TraceFormatError, openTrace, type TraceReader } from './reader.js';
@@ -36,14 +37,24 @@ function integerIn(min: number, max: number) {
   };
 }
 
-function secondsIn(min: number, max: number) {
+function secondsIn(min: number, max: number, why = `the burst and recovery phases need about ${min} s`) {
   return (value: string): number => {
     const n = Number(value);
     if (!/^\d+(\.\d+)?$/.test(value) || n < min || n > max) {
-      throw new InvalidArgumentError(`must be a number of seconds between ${min} and ${max} (the burst and recovery phases need about ${min} s).`);
+      throw new InvalidArgumentError(`must be a number of seconds between ${min} and ${max} (${why}).`);
     }
     return n;
   };
+}
+
+/** The benchmark sections bench/run.ts knows (its --only). */
+const BENCH_SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers'] as const;
+
+function benchSections(value: string): string[] {
+  const list = value.split(',').map((x) => x.trim());
+  const unknown = list.filter((x) => !(BENCH_SECTIONS as readonly string[]).includes(x));
+  if (unknown.length > 0 || list.length === 0) throw new InvalidArgumentError(`unknown section ${unknown.join(', ') || '(none)'}; choose from ${BENCH_SECTIONS.join(', ')}.`);
+  return list;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -80,17 +91,48 @@ function defaultExportPath(trace: string, format: ExportFormat): string {
   return trace.replace(/\.rtrace$/, '') + ext;
 }
 
+/** Why a file cannot be written, in words (the code in parentheses for a search). */
+function writeFailure(file: string, e: unknown): CliError {
+  const err = e as NodeJS.ErrnoException;
+  const reason =
+    err.code === 'ENOENT'
+      ? `the directory ${dirname(file)} does not exist`
+      : err.code === 'ENOTDIR'
+        ? `a part of the path is not a directory`
+        : err.code === 'EISDIR'
+          ? 'it is a directory'
+          : err.code === 'EACCES' || err.code === 'EPERM'
+            ? 'permission denied'
+            : err.code === 'EROFS'
+              ? 'read-only file system'
+              : err.code === 'ENOSPC'
+                ? 'no space left on the device'
+                : (err.message ?? String(e));
+  // Exit 1 like any runtime failure: the output path is not an option value commander checked.
+  return new CliError(`ringtrace: cannot write ${file}: ${reason}${err.code ? ` (${err.code})` : ''}`, EXIT.FAILURE);
+}
+
+function openForWriting(file: string): number {
+  try {
+    return openSync(file, 'w');
+  } catch (e) {
+    throw writeFailure(file, e);
+  }
+}
+
+/** An output that would overwrite the trace it is made from. */
+function refuseOverwrite(file: string, trace: string): void {
+  if (existsSync(file) && statSync(file).ino === statSync(trace).ino && statSync(file).dev === statSync(trace).dev) {
+    throw new CliError(`ringtrace: the output ${file} is the trace itself; choose another with -o`, EXIT.USAGE);
+  }
+}
+
 /** Opens the output synchronously so a bad path is a clear error before anything is read. */
 function openOutput(file: string): { out: Writable; done: () => Promise<void> } {
   if (file === '-') {
     return { out: process.stdout, done: () => new Promise<void>((res) => process.stdout.write('', () => res())) };
   }
-  let fd: number;
-  try {
-    fd = openSync(file, 'w');
-  } catch (e) {
-    throw new CliError(`ringtrace: cannot write ${file}: ${(e as Error).message}`, EXIT.FAILURE);
-  }
+  const fd = openForWriting(file);
   const out = createWriteStream(file, { fd });
   const finished = new Promise<void>((res, rej) => out.once('finish', res).once('error', rej));
   finished.catch(() => {}); // observed in done()
@@ -124,13 +166,15 @@ function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('record a realistic multi-thread load with a burst that exhausts the ring pools, then inspect the trace')
+    .description('record a realistic multi-thread load with a burst that exhausts the ring pools while the drain is throttled, then inspect the trace')
     .option('--out <dir>', 'directory for trace.rtrace, trace.json and report.html (default: a new temp directory)')
     .option('--seconds <n>', 'total run time in seconds', secondsIn(2, 3600), 4)
     .option('--workers <n>', 'worker threads besides the main thread', integerIn(0, 32), 3)
-    .option('--no-live', 'print one plain line per second instead of the live view (automatic when stdout is not a TTY)')
-    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics while it runs (0: any free port)', integerIn(0, 65535))
-    .action(async (opts: { out?: string; seconds: number; workers: number; live: boolean; metricsPort?: number }) => {
+    .option('--no-live', 'print each phase and one plain line per second instead of the live view (automatic when stdout is not a TTY)')
+    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics until the summary is printed (0: any free port; needs prom-client)', integerIn(0, 65535))
+    .option('--metrics-linger <seconds>', 'with --metrics-port: keep serving the final values this long after the summary', secondsIn(0, 3600, 'to keep serving'), 0)
+    .action(async (opts: { out?: string; seconds: number; workers: number; live: boolean; metricsPort?: number; metricsLinger: number }) => {
+      if (opts.metricsPort === undefined && opts.metricsLinger > 0) throw new CliError('ringtrace: --metrics-linger needs --metrics-port', EXIT.USAGE);
       process.exitCode = await runDemo(opts);
     });
 
@@ -156,9 +200,7 @@ function buildProgram(): Command {
     .action(async (trace: string, opts: { format: ExportFormat; output?: string }) => {
       const reader = loadTrace(trace);
       const file = opts.output ?? defaultExportPath(trace, opts.format);
-      if (file !== '-' && existsSync(file) && statSync(file).ino === statSync(trace).ino) {
-        throw new CliError(`ringtrace: the output ${file} is the trace itself; choose another with -o`, EXIT.USAGE);
-      }
+      if (file !== '-') refuseOverwrite(file, trace);
       const { out, done } = openOutput(file);
       const counts = await exportTrace(reader, opts.format, out);
       await done();
@@ -177,7 +219,23 @@ function buildProgram(): Command {
     .action((trace: string, opts: { output?: string }) => {
       const reader = loadTrace(trace);
       const file = opts.output ?? trace.replace(/\.rtrace$/, '') + '.html';
-      writeFileSync(file, renderReport(reportData(reader)));
+      refuseOverwrite(file, trace);
+      // Opened before the trace is read through, so a bad path fails at once; a report that
+      // fails half-way leaves no file that was not there before.
+      const existed = existsSync(file);
+      const fd = openForWriting(file);
+      let written = false;
+      try {
+        const html = Buffer.from(renderReport(reportData(reader)));
+        for (let at = 0; at < html.length; ) at += writeSync(fd, html, at);
+        written = true;
+      } catch (e) {
+        if (typeof (e as NodeJS.ErrnoException).code === 'string') throw writeFailure(file, e);
+        throw e;
+      } finally {
+        closeSync(fd);
+        if (!written && !existed) rmSync(file, { force: true });
+      }
       console.log(`wrote ${file}`);
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
@@ -198,10 +256,18 @@ function buildProgram(): Command {
   program
     .command('bench')
     .description(existsSync(benchUrl) ? 'run the benchmarks (dist/bench/run.js)' : 'run the benchmarks (not built: run npm run bench)')
-    .argument('[args...]', 'passed to the benchmark script')
-    .allowUnknownOption()
-    .action(async (args: string[]) => {
+    .option('--quick', 'shorter runs: a first look, not numbers to publish')
+    .option('--json <file>', 'also write the results as JSON to <file>')
+    .option('--write-docs', 'write the results to docs/benchmarks.json')
+    .option('--only <sections>', `run only these comma-separated sections: ${BENCH_SECTIONS.join(', ')}`, benchSections)
+    .action(async (opts: { quick?: boolean; json?: string; writeDocs?: boolean; only?: string[] }) => {
       if (!existsSync(benchUrl)) throw new CliError('benchmarks are not built; run npm run bench', EXIT.FAILURE);
+      const args = [
+        ...(opts.quick ? ['--quick'] : []),
+        ...(opts.json !== undefined ? ['--json', opts.json] : []),
+        ...(opts.writeDocs ? ['--write-docs'] : []),
+        ...(opts.only ? ['--only', opts.only.join(',')] : []),
+      ];
       // The script reads its arguments from process.argv, as when run directly.
       process.argv = [process.argv[0], fileURLToPath(benchUrl), ...args];
       await import(benchUrl.href);
@@ -228,6 +294,10 @@ function exitCodeFor(e: unknown): number {
   if (e instanceof CliError) {
     console.error(e.message);
     return e.exitCode;
+  }
+  if (e instanceof DemoSetupError) {
+    console.error(e.message);
+    return EXIT.USAGE;
   }
   if (e instanceof ConfigError) {
     console.error(e.message);

@@ -3,21 +3,22 @@
  * phases while a live view shows each thread's backpressure state:
  *
  *   1. normal load: every thread records at a steady rate the drain easily keeps up with;
- *   2. burst: the drain is paused (~600 ms) while every thread records flat out, so each pool of
- *      rings runs out and the threads drop (drop-oldest on most, drop-newest on worker-1);
- *   3. recovery: back to the steady rate, for at least a second and until every thread is back
- *      in 'normal'.
+ *   2. burst (~600 ms): the drain is throttled to BURST_DRAIN_KIBPS while every thread records
+ *      flat out, so each pool of rings runs out and the threads drop (drop-oldest on most,
+ *      drop-newest on worker-1);
+ *   3. recovery: the drain back at full speed and the threads at the steady rate, for at least a
+ *      second and until every thread is back in 'normal'.
  *
  * Then the tracer is closed and the file is inspected: for every thread, attempted = events in
  * the file + dropped (the exit code says whether that held), and exported for Perfetto.
  */
 import { createWriteStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
-import logUpdate from 'log-update';
+import { createLogUpdate } from 'log-update';
 import { DemoLoad, PHASE_NAMES, Phase, driveLoad, type DemoWorkerData, type PhaseValue } from './demo-worker.js';
 import { exportTrace } from './export.js';
 import { collectReport, formatReport } from './inspect.js';
@@ -26,6 +27,9 @@ import type { MetricsSnapshot } from './metrics.js';
 import { openTrace } from './reader.js';
 import { renderReport, reportData } from './report.js';
 import { Tracer } from './tracer.js';
+
+/** Where the demo prints: a terminal gets the live view when it reports a size. */
+export type DemoOutput = NodeJS.WritableStream & { isTTY?: boolean; rows?: number; columns?: number };
 
 export interface DemoOptions {
   /** Directory for trace.rtrace and trace.json; default a fresh temp directory. */
@@ -37,11 +41,29 @@ export interface DemoOptions {
   live: boolean;
   /** Serve Prometheus metrics on 127.0.0.1:<port>/metrics while the demo runs (0: any free port). */
   metricsPort?: number;
+  /** Seconds to keep serving the final metrics after the summary (default 0: close at once). */
+  metricsLinger?: number;
+  /** Where to print (default process.stdout). */
+  stdout?: DemoOutput;
+}
+
+/**
+ * A demo that cannot start as asked (an unusable --metrics-port): nothing was recorded, and the
+ * CLI reports it as a usage error without a stack trace.
+ */
+export class DemoSetupError extends Error {
+  override readonly name = 'DemoSetupError';
 }
 
 /** Small rings so the burst visibly exhausts the pools: 4 x 64 KiB per thread. */
 const DEMO_RINGS = { ringSize: '64KiB', ringsPerThread: 4 } as const;
 const BURST_MS = 600;
+/**
+ * The drain's budget during the burst. Below even the normal load of the threads together
+ * (about 0.5 MB/s each), so every pool runs out however fast the machine records, while the
+ * drain still writes: the burst shows a throttled drain rather than a stopped one.
+ */
+export const BURST_DRAIN_KIBPS = 256;
 const MIN_RECOVERY_MS = 1000;
 /** Upper bound on waiting for every thread to be back to 'normal' after the recovery phase. */
 const SETTLE_LIMIT_MS = 10_000;
@@ -50,6 +72,19 @@ const PLAIN_INTERVAL_MS = 1000;
 
 /** Runs the demo and prints its report; returns the process exit code (0: the trace balanced). */
 export async function runDemo(opts: DemoOptions): Promise<number> {
+  const out = opts.stdout ?? process.stdout;
+  const say = (line = '') => out.write(line + '\n');
+  // The metrics server first: a missing prom-client or a busy port ends the demo before it has
+  // created anything.
+  const metrics = opts.metricsPort === undefined ? undefined : await startMetricsServer(opts.metricsPort);
+  try {
+    return await record(opts, out, say, metrics);
+  } finally {
+    await metrics?.close();
+  }
+}
+
+async function record(opts: DemoOptions, out: DemoOutput, say: (line?: string) => void, metrics: MetricsServer | undefined): Promise<number> {
   const dir = opts.out === undefined ? mkdtempSync(join(tmpdir(), 'ringtrace-demo-')) : resolve(opts.out);
   mkdirSync(dir, { recursive: true });
   const path = join(dir, 'trace.rtrace');
@@ -57,16 +92,20 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const totalMs = opts.seconds * 1000;
   const recoveryMs = Math.max(MIN_RECOVERY_MS, 0.35 * totalMs);
   const normalMs = Math.max(300, totalMs - BURST_MS - recoveryMs);
+  const plan: PhasePlan = { [Phase.NORMAL]: normalMs, [Phase.BURST]: BURST_MS, [Phase.RECOVERY]: recoveryMs };
 
   const log = new LogTail();
   const tracer = await Tracer.open({ path, ...DEMO_RINGS, logger: log.push });
-  const metrics = opts.metricsPort === undefined ? undefined : await serveMetrics(tracer, opts.metricsPort);
-  if (metrics) console.log(`metrics: http://127.0.0.1:${metrics.port}/metrics`);
+  if (metrics) {
+    metrics.serve(tracer);
+    say(`metrics: ${metrics.url}`);
+  }
   const phaseBuf = new SharedArrayBuffer(4);
   const phase = new Int32Array(phaseBuf);
+  const progress = new Progress(plan);
   // A terminal that reports no size (some pseudo-terminals) would make log-update draw nothing.
-  const tty = process.stdout.isTTY === true && process.stdout.rows > 0 && process.stdout.columns > 0;
-  const view = new LiveView(opts.live && tty, tracer, log, () => Atomics.load(phase, 0) as PhaseValue);
+  const tty = out.isTTY === true && (out.rows ?? 0) > 0 && (out.columns ?? 0) > 0;
+  const view = new LiveView(opts.live && tty, out, tracer, log, progress);
 
   const workers: Array<{ worker: Worker; exited: Promise<number> }> = [];
   let failure: Error | undefined;
@@ -91,16 +130,21 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const mainLoad = driveLoad(main, phase, 15, () => sleep(10));
     view.start();
 
-    const setPhase = (p: PhaseValue) => Atomics.store(phase, 0, p);
+    const setPhase = (p: PhaseValue) => {
+      Atomics.store(phase, 0, p);
+      progress.enter(p);
+      view.phaseChanged();
+    };
     await sleepUnlessFailed(normalMs, () => failure);
-    await tracer.pauseDrain();
+    tracer.throttleDrain(BURST_DRAIN_KIBPS);
     setPhase(Phase.BURST);
     await sleepUnlessFailed(BURST_MS, () => failure);
+    tracer.throttleDrain(0); // full speed again
     setPhase(Phase.RECOVERY);
-    tracer.resumeDrain();
     await sleepUnlessFailed(recoveryMs, () => failure);
     // Recovery takes the stability period (and the drain's catching up) after the burst; a slow
     // machine may need longer than the phase, so wait for it rather than cut it short.
+    progress.settling = true;
     const settleBy = performance.now() + SETTLE_LIMIT_MS;
     while (!failure && !allNormal(tracer.metrics()) && performance.now() < settleBy) await sleep(50);
 
@@ -109,48 +153,68 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     await Promise.all(workers.map((w) => w.exited));
   } finally {
     Atomics.store(phase, 0, Phase.STOP);
+    progress.enter(Phase.STOP);
     view.stop();
   }
   const closed = await tracer.close();
-  await metrics?.close();
   if (failure) throw failure;
   for (const e of log.errors) process.stderr.write(`error: ${describeLog(e)}\n`);
 
   const reader = openTrace(path);
   const report = collectReport(reader);
-  console.log(formatReport(report, { maxDrops: 12 }));
+  say(formatReport(report, { maxDrops: 12 }));
   const jsonPath = join(dir, 'trace.json');
-  const out = createWriteStream(jsonPath);
-  await exportTrace(reader, 'chrome', out);
-  out.end();
-  await new Promise<void>((res, rej) => out.once('finish', res).once('error', rej));
+  const json = createWriteStream(jsonPath);
+  await exportTrace(reader, 'chrome', json);
+  json.end();
+  await new Promise<void>((res, rej) => json.once('finish', res).once('error', rej));
   const htmlPath = join(dir, 'report.html');
   writeFileSync(htmlPath, renderReport(reportData(reader)));
 
   const s = report.summary;
   const ok = s.totals.balanced && s.complete && !s.damage && closed?.balanced === true;
-  console.log('');
-  console.log(`trace:        ${path}`);
-  console.log(`chrome trace: ${jsonPath}  (open it in https://ui.perfetto.dev or chrome://tracing)`);
-  console.log(`html report:  ${htmlPath}`);
-  console.log(ok ? 'result: every thread balanced (attempted = events + dropped)' : 'result: NOT balanced: the trace lost count of some events');
+  say('');
+  say(`trace:        ${path}`);
+  say(`chrome trace: ${jsonPath}  (open it in https://ui.perfetto.dev or chrome://tracing)`);
+  say(`html report:  ${htmlPath}`);
+  say(ok ? 'result: every thread balanced (attempted = events + dropped)' : 'result: NOT balanced: the trace lost count of some events');
+  // The metrics server is still up: the final values can be scraped until it closes.
+  const linger = opts.metricsLinger ?? 0;
+  if (metrics && linger > 0) {
+    say(`metrics: serving the final values at ${metrics.url} for ${linger} s more`);
+    await sleep(linger * 1000);
+  }
   return ok ? 0 : 1;
 }
 
-/** Prometheus exposition over HTTP (prom-client is an optional peer: loaded only when asked). */
-async function serveMetrics(tracer: Tracer, port: number): Promise<{ port: number; close(): Promise<void> }> {
+interface MetricsServer {
+  readonly url: string;
+  /** Starts answering /metrics from this tracer (503 until then). */
+  serve(tracer: Tracer): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Loads prom-client (an optional peer: only when asked) and binds the port, before the demo
+ * records anything, so either failure is a clear error and leaves no trace behind.
+ */
+async function startMetricsServer(port: number): Promise<MetricsServer> {
   let prom: typeof import('prom-client');
   try {
     prom = await import('prom-client');
   } catch {
-    throw new Error('ringtrace: --metrics-port needs the optional peer dependency prom-client (npm install prom-client)');
+    throw new DemoSetupError('ringtrace: --metrics-port needs the optional peer dependency prom-client, which is not installed (npm install prom-client)');
   }
   const { registerPrometheus } = await import('./prometheus.js');
   const registry = new prom.Registry();
-  registerPrometheus(tracer, registry);
-  const server = createServer((req, res) => {
+  let ready = false;
+  const server: Server = createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end('try /metrics\n');
+      return;
+    }
+    if (!ready) {
+      res.writeHead(503, { 'retry-after': '1' }).end('the demo is starting\n');
       return;
     }
     registry.metrics().then(
@@ -158,11 +222,29 @@ async function serveMetrics(tracer: Tracer, port: number): Promise<{ port: numbe
       (err: Error) => res.writeHead(500).end(err.message),
     );
   });
-  await new Promise<void>((res, rej) => server.once('error', rej).listen(port, '127.0.0.1', res));
+  try {
+    await new Promise<void>((res, rej) => server.once('error', rej).listen(port, '127.0.0.1', res));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why =
+      err.code === 'EADDRINUSE'
+        ? `port ${port} on 127.0.0.1 is already in use (choose another port, or 0 for any free one)`
+        : err.code === 'EACCES'
+          ? `not allowed to listen on port ${port} (ports below 1024 need privileges; choose another)`
+          : `cannot listen on 127.0.0.1:${port}: ${err.message}`;
+    throw new DemoSetupError(`ringtrace: --metrics-port ${port}: ${why}`);
+  }
   const address = server.address();
+  const bound = typeof address === 'object' && address ? address.port : port;
   return {
-    port: typeof address === 'object' && address ? address.port : port,
-    close: () => new Promise<void>((res) => server.close(() => res())),
+    url: `http://127.0.0.1:${bound}/metrics`,
+    serve(tracer) {
+      registerPrometheus(tracer, registry);
+      ready = true;
+    },
+    close: () =>
+      // Node closes idle keep-alive connections too, so a scraper does not hold the exit.
+      new Promise<void>((res) => server.close(() => res())),
   };
 }
 
@@ -200,30 +282,107 @@ const dropped = (r: Partial<Record<string, number>>): string =>
     .map(([reason, n]) => `${reason} ${n}`)
     .join(', ') || '0';
 
+type PhasePlan = Record<typeof Phase.NORMAL | typeof Phase.BURST | typeof Phase.RECOVERY, number>;
+
+/** Where the demo is in its plan: the current phase, since when, and the planned total. */
+export class Progress {
+  readonly startedAt = performance.now();
+  phase: PhaseValue = Phase.NORMAL;
+  phaseStartedAt = this.startedAt;
+  /** Past the planned recovery, waiting for every thread to be back in 'normal'. */
+  settling = false;
+  readonly totalMs: number;
+
+  constructor(readonly plan: PhasePlan) {
+    this.totalMs = plan[Phase.NORMAL] + plan[Phase.BURST] + plan[Phase.RECOVERY];
+  }
+
+  enter(p: PhaseValue, now = performance.now()): void {
+    if (p === this.phase) return;
+    this.phase = p;
+    this.phaseStartedAt = now;
+  }
+
+  snapshot(now = performance.now()): ProgressSnapshot {
+    const planned = this.phase === Phase.STOP ? undefined : this.plan[this.phase];
+    return {
+      elapsedMs: now - this.startedAt,
+      totalMs: this.totalMs,
+      phase: this.phase,
+      step: this.phase === Phase.STOP ? 3 : this.phase + 1,
+      phaseLeftMs: planned === undefined ? undefined : Math.max(0, planned - (now - this.phaseStartedAt)),
+      settling: this.settling && this.phase === Phase.RECOVERY,
+    };
+  }
+}
+
+export interface ProgressSnapshot {
+  elapsedMs: number;
+  totalMs: number;
+  phase: PhaseValue;
+  /** 1..3: normal load, burst, recovery (stopping counts as the end of 3). */
+  step: number;
+  phaseLeftMs: number | undefined;
+  settling: boolean;
+}
+
+const BAR_WIDTH = 30;
+
+/** `[██████░░░░]  1.2/4.0 s`: the elapsed time against the planned total. */
+export function progressBar(p: ProgressSnapshot, width = BAR_WIDTH): string {
+  const done = p.phase === Phase.STOP ? 1 : Math.min(1, p.elapsedMs / p.totalMs);
+  const filled = Math.round(done * width);
+  return `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${seconds(p.elapsedMs)}/${seconds(p.totalMs)} s`;
+}
+
+/** `phase 2/3: burst, 0.4 s left`, and what the drain is doing when it is not at full speed. */
+export function phaseLine(p: ProgressSnapshot, drain: { paused: boolean; throttleKiBps: number }): string {
+  const name = PHASE_NAMES[p.phase];
+  const left = p.settling
+    ? ', waiting for every thread to be back to normal'
+    : p.phaseLeftMs === undefined
+      ? ''
+      : `, ${seconds(p.phaseLeftMs)} s left`;
+  const d = drain.paused ? ' (drain paused)' : drain.throttleKiBps > 0 ? ` (drain throttled to ${drain.throttleKiBps} KiB/s)` : '';
+  return p.phase === Phase.STOP ? `${name}${d}` : `phase ${p.step}/3: ${name}${left}${d}`;
+}
+
+const seconds = (ms: number): string => (ms / 1000).toFixed(1);
+
 /** One row per thread from tracer.metrics(), redrawn in place on a TTY or printed as a line. */
 class LiveView {
   private timer: NodeJS.Timeout | undefined;
-  private readonly started = performance.now();
   private prev = new Map<number, { at: number; attempted: number }>();
   private lastAt = performance.now();
+  private readonly render: ReturnType<typeof createLogUpdate> | undefined;
 
   constructor(
-    private readonly live: boolean,
+    live: boolean,
+    private readonly out: DemoOutput,
     private readonly tracer: Tracer,
     private readonly log: LogTail,
-    private readonly phase: () => PhaseValue,
-  ) {}
+    private readonly progress: Progress,
+  ) {
+    this.render = live ? createLogUpdate(out) : undefined;
+  }
 
   start(): void {
     this.rates(this.tracer.metrics()); // a baseline, so the first line has rates
-    this.timer = setInterval(() => this.draw(), this.live ? VIEW_INTERVAL_MS : PLAIN_INTERVAL_MS);
+    this.phaseChanged();
+    this.timer = setInterval(() => this.draw(), this.render ? VIEW_INTERVAL_MS : PLAIN_INTERVAL_MS);
+  }
+
+  /** A new phase: said at once (a plain line a second could miss a short phase). */
+  phaseChanged(): void {
+    if (this.render) this.draw();
+    else this.out.write(`  ${phaseLine(this.progress.snapshot(), this.tracer.metrics().drain)}\n`);
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.draw(); // the final state
-    if (this.live) logUpdate.done();
+    this.render?.done();
   }
 
   /** Events attempted per second since the previous draw, per thread. */
@@ -245,14 +404,14 @@ class LiveView {
   private draw(): void {
     const m = this.tracer.metrics();
     const rates = this.rates(m);
-    const elapsed = ((performance.now() - this.started) / 1000).toFixed(1);
-    const phase = PHASE_NAMES[this.phase()];
-    if (!this.live) {
-      for (const e of this.log.pending.splice(0)) if (e.level !== 'debug') console.log(`  log: ${describeLog(e)}`);
+    const p = this.progress.snapshot();
+    const phase = phaseLine(p, m.drain);
+    if (!this.render) {
+      for (const e of this.log.pending.splice(0)) if (e.level !== 'debug') this.out.write(`  log: ${describeLog(e)}\n`);
       const threads = m.threads.map(
         (t) => `${t.name} ${t.state} ${rate(rates.get(t.thread) ?? 0)}/s dropped ${dropped(t.droppedByReason)} free ${t.freeSpares}/${DEMO_RINGS.ringsPerThread - 1}`,
       );
-      console.log(`[${elapsed.padStart(5)} s] ${phase}${m.drain.paused ? ' (drain paused)' : ''} | ${threads.join(' | ')}`);
+      this.out.write(`[${seconds(p.elapsedMs).padStart(5)}/${seconds(p.totalMs)} s] ${phase} | ${threads.join(' | ')}\n`);
       return;
     }
     const rows = [
@@ -271,8 +430,8 @@ class LiveView {
     const table = rows.map((r) => '  ' + r.map((cell, c) => cell.padEnd(widths[c])).join('  ')).join('\n');
     this.log.pending.length = 0; // the live view shows `recent` instead
     const last = this.log.recent.map((e) => `\n  log: ${describeLog(e)}`).join('');
-    logUpdate(
-      `ringtrace demo  ${elapsed} s  phase: ${phase}${m.drain.paused ? '  [drain paused]' : ''}\n` +
+    this.render(
+      `ringtrace demo  ${progressBar(p)}\n  ${phase}\n` +
         `  trace: ${this.tracer.path}\n\n${table}\n\n` +
         `  total: ${m.totals.eventsAttempted} attempted, ${m.totals.eventsWritten} written, ${m.totals.eventsDropped} dropped\n${last}`,
     );

@@ -5,8 +5,8 @@
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { STATE_NAMES } from './backpressure.js';
-import type { TraceDrop, TraceReader, TraceThread } from './reader.js';
+import { STATE_NAMES, type StateName } from './backpressure.js';
+import type { TraceDrop, TraceReader, TraceStateChange, TraceThread } from './reader.js';
 
 export const EXPORT_FORMATS = ['chrome', 'jsonl'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -49,11 +49,20 @@ export async function exportTrace(reader: TraceReader, format: ExportFormat, out
 }
 
 // ---------------------------------------------------------------------------------------------
-// Chrome trace event format
+// Chrome trace event format (the mapping is documented in docs/design/export.md)
 
 const PID = 1;
 const us = (ns: number): number => ns / 1000;
+/** µs of a ns time, or null when the file does not know it (NaN). */
+const usOrNull = (ns: number): number | null => (Number.isFinite(ns) ? ns / 1000 : null);
 const STATE_CODE: Record<string, number> = Object.fromEntries(STATE_NAMES.map((n, i) => [n, i]));
+/** The state counter's values, as written in the export's metadata. */
+export const STATE_CODES: Record<string, StateName> = Object.fromEntries(STATE_NAMES.map((n, i) => [String(i), n]));
+/** Slice colours for chrome://tracing (its reserved colour names; Perfetto colours by name). */
+const STATE_CNAME: Record<StateName, string> = { normal: 'good', pressure: 'yellow', dropping: 'terrible', recovery: 'olive' };
+/** Suffixes of the extra per-thread tracks (thread_name of their pseudo thread). */
+export const BACKPRESSURE_TRACK_SUFFIX = ' backpressure';
+export const LOSS_TRACK_SUFFIX = ' losses';
 
 /** Where on the timeline a loss goes: its last time, else its first, else the thread's last event. */
 function dropTs(d: TraceDrop, t: TraceThread): number {
@@ -61,21 +70,75 @@ function dropTs(d: TraceDrop, t: TraceThread): number {
   return 0;
 }
 
+const firstFinite = (...xs: number[]): number => xs.find((x) => Number.isFinite(x)) ?? NaN;
+const maxFinite = (...xs: number[]): number => {
+  const finite = xs.filter((x) => Number.isFinite(x));
+  return finite.length > 0 ? Math.max(...finite) : NaN;
+};
+
+/**
+ * A slice from `fromNs` to `toNs`, on whole nanoseconds: Perfetto rounds µs to ns, so slices
+ * that meet (one state's end is the next one's start) still meet exactly after the import
+ * instead of overlapping by a rounding error (which Perfetto would take for nesting).
+ */
+function slice(fromNs: number, toNs: number): { ts: number; dur: number } {
+  const a = Math.round(fromNs);
+  const b = Math.max(a, Math.round(toNs));
+  return { ts: a / 1000, dur: (b - a) / 1000 };
+}
+
+/** Each thread's backpressure states as spans: from registration to its last known time. */
+export function stateSpans(reader: TraceReader): Array<Array<{ from: number; to: number; state: StateName; entered: StateName | null }>> {
+  const byThread = reader.threads.map(() => [] as TraceStateChange[]);
+  for (const c of reader.states()) byThread[c.thread]?.push(c);
+  const lastDrop = reader.threads.map(() => NaN);
+  for (const d of reader.drops()) lastDrop[d.thread] = maxFinite(lastDrop[d.thread], d.lastTs, d.firstTs);
+  return reader.threads.map((t, i) => {
+    const changes = byThread[i];
+    const spans: Array<{ from: number; to: number; state: StateName; entered: StateName | null }> = [];
+    let since = firstFinite(t.registeredTs, t.firstTs, changes[0]?.ts);
+    let entered: StateName | null = null;
+    for (const c of changes) {
+      if (Number.isFinite(since)) spans.push({ from: since, to: c.ts, state: c.from, entered });
+      since = c.ts;
+      entered = c.from;
+    }
+    const state = changes.length > 0 ? changes[changes.length - 1].to : 'normal';
+    const end = maxFinite(t.lastTs, since, lastDrop[i]);
+    if (Number.isFinite(since)) spans.push({ from: since, to: end, state, entered });
+    return spans;
+  });
+}
+
 /*
  * Counters ("C") are process-scoped in the Chrome format: two threads' "dropped events" would
  * share one track. The format combines a counter's `name` with its `id`, so every counter here
  * carries the thread's name as `id` to get one track per thread while keeping the names stable.
+ *
+ * Slices on one thread track must nest. The thread's own track holds its begin/end slices, which
+ * losses cut (a B whose E was dropped, or the reverse), and one loss record can span kept events
+ * (drop-oldest keeps the newest rings of a burst). So the backpressure states and the loss spans
+ * go on tracks of their own: pseudo threads named "<thread> backpressure" and "<thread> losses".
  */
 async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<ExportCounts> {
   const threads = reader.threads;
   const tid = (thread: number) => thread + 1;
+  // Pseudo threads for the extra tracks, after the real ones.
+  let nextTid = threads.length + 1;
+  const stateTid = threads.map(() => nextTid++);
   const emit = (e: object, first = false) => o.push((first ? '\n' : ',\n') + JSON.stringify(e));
+  const nameTrack = async (t: number, name: string, sortIndex: number) => {
+    await emit({ name: 'thread_name', ph: 'M', pid: PID, tid: t, args: { name } });
+    await emit({ name: 'thread_sort_index', ph: 'M', pid: PID, tid: t, args: { sort_index: sortIndex } });
+  };
+  // Each thread's tracks sort together: the thread, its backpressure, its losses.
+  const SORT_STRIDE = 1000;
 
   await o.push('{"traceEvents":[');
   await emit({ name: 'process_name', ph: 'M', pid: PID, tid: 0, args: { name: `ringtrace ${reader.path}` } }, true);
   for (const t of threads) {
-    await emit({ name: 'thread_name', ph: 'M', pid: PID, tid: tid(t.index), args: { name: t.name } });
-    await emit({ name: 'thread_sort_index', ph: 'M', pid: PID, tid: tid(t.index), args: { sort_index: t.index } });
+    await nameTrack(tid(t.index), t.name, t.index * SORT_STRIDE);
+    await nameTrack(stateTid[t.index], t.name + BACKPRESSURE_TRACK_SUFFIX, t.index * SORT_STRIDE + 1);
   }
 
   let events = 0;
@@ -102,10 +165,14 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
     }
   }
 
-  // Losses: an instant at each, and a cumulative "dropped events" counter starting at 0.
+  // Losses: an instant at each (on the thread's track), a cumulative "dropped events" counter
+  // starting at 0, and a slice over the time from the first to the last lost event on the
+  // thread's loss track (lanes "<thread> losses", "<thread> losses 2", ... if two overlap).
   const drops = reader.drops();
+  const dropsOf = threads.map(() => [] as TraceDrop[]);
+  for (const d of drops) dropsOf[d.thread]?.push(d);
   for (const t of threads) {
-    const mine = drops.filter((d) => d.thread === t.index).map((d) => ({ d, ts: dropTs(d, t) }));
+    const mine = dropsOf[t.index].map((d) => ({ d, ts: dropTs(d, t) }));
     mine.sort((a, b) => a.ts - b.ts);
     const counter = (ts: number, dropped: number) =>
       emit({ name: 'dropped events', ph: 'C', pid: PID, tid: tid(t.index), id: t.name, ts: us(ts), args: { dropped } });
@@ -113,30 +180,48 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
     let total = 0;
     for (const { d, ts } of mine) {
       total += d.events;
-      await emit({
-        name: 'ringtrace.drop',
-        ph: 'i',
-        s: 't',
-        pid: PID,
-        tid: tid(t.index),
-        ts: us(ts),
-        args: { reason: d.reason, events: d.events, bytes: d.bytes, firstTs: d.firstTs, lastTs: d.lastTs },
-      });
+      const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: usOrNull(d.firstTs), lastTsUs: usOrNull(d.lastTs) };
+      await emit({ name: 'ringtrace.drop', ph: 'i', s: 't', pid: PID, tid: tid(t.index), ts: us(ts), args });
       await counter(ts, total);
+    }
+    const spans = dropsOf[t.index].filter((d) => Number.isFinite(d.firstTs) && Number.isFinite(d.lastTs) && Math.round(d.lastTs) > Math.round(d.firstTs));
+    spans.sort((a, b) => a.firstTs - b.firstTs);
+    const lanes: Array<{ tid: number; end: number }> = [];
+    for (const d of spans) {
+      let lane = lanes.find((l) => l.end <= Math.round(d.firstTs));
+      if (!lane) {
+        lane = { tid: nextTid++, end: -Infinity };
+        lanes.push(lane);
+        const suffix = LOSS_TRACK_SUFFIX + (lanes.length > 1 ? ` ${lanes.length}` : '');
+        await nameTrack(lane.tid, t.name + suffix, t.index * SORT_STRIDE + 1 + lanes.length);
+      }
+      lane.end = Math.round(d.lastTs);
+      const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: us(d.firstTs), lastTsUs: us(d.lastTs) };
+      await emit({ name: `ringtrace.drop: ${d.reason}`, cat: 'ringtrace.loss', ph: 'X', pid: PID, tid: lane.tid, ...slice(d.firstTs, d.lastTs), args });
     }
   }
 
-  // Backpressure: a state counter per thread (0 normal .. 3 recovery) and an instant per change.
+  // Backpressure: per thread, a slice for every span in a state, named by the state, on the
+  // thread's "<thread> backpressure" track; a state counter (codes in metadata.backpressureStates);
+  // and an instant on the thread's track at each change.
   const states = reader.states();
+  const spans = stateSpans(reader);
+  for (const t of threads) {
+    for (const s of spans[t.index]) {
+      if (Math.round(s.to) <= Math.round(s.from)) continue; // nothing to draw; the instants show it
+      const args = { state: s.state, code: STATE_CODE[s.state], from: s.entered, thread: t.name };
+      await emit({ name: s.state, cat: 'ringtrace.backpressure', ph: 'X', pid: PID, tid: stateTid[t.index], ...slice(s.from, s.to), cname: STATE_CNAME[s.state], args });
+    }
+  }
   for (const t of threads) {
     const counter = (ts: number, state: number) =>
       emit({ name: 'backpressure state', ph: 'C', pid: PID, tid: tid(t.index), id: t.name, ts: us(ts), args: { state } });
     await counter(t.registeredTs, 0);
-    for (const s of states) {
-      if (s.thread !== t.index) continue;
-      await counter(s.ts, STATE_CODE[s.to]);
-      await emit({ name: `state: ${s.from}->${s.to}`, ph: 'i', s: 't', pid: PID, tid: tid(t.index), ts: us(s.ts), args: { from: s.from, to: s.to } });
-    }
+  }
+  for (const s of states) {
+    const t = threads[s.thread];
+    await emit({ name: 'backpressure state', ph: 'C', pid: PID, tid: tid(t.index), id: t.name, ts: us(s.ts), args: { state: STATE_CODE[s.to] } });
+    await emit({ name: `state: ${s.from}->${s.to}`, ph: 'i', s: 't', pid: PID, tid: tid(t.index), ts: us(s.ts), args: { from: s.from, to: s.to } });
   }
 
   // Damage: what a damaged file lost of a thread, as a slice over the time it covers.
@@ -153,7 +238,13 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
     trace: reader.path,
     formatVersion: reader.version,
     sessionStart: Number.isFinite(reader.sessionStartEpochMs) ? new Date(reader.sessionStartEpochMs).toISOString() : null,
-    timeZero: 'ts 0 is when the tracer opened; ringtrace.drop firstTs/lastTs args are ns on the same clock',
+    timeZero: 'ts 0 is when the tracer opened; every time here (ts, dur, and the firstTsUs/lastTsUs args of losses) is in microseconds',
+    backpressureStates: STATE_CODES,
+    tracks: {
+      backpressure: `"<thread>${BACKPRESSURE_TRACK_SUFFIX}": one slice per span in a backpressure state, named by the state`,
+      losses: `"<thread>${LOSS_TRACK_SUFFIX}": one slice per loss, from its first to its last lost event (more lanes if two overlap)`,
+      counters: '"backpressure state" (codes in backpressureStates) and cumulative "dropped events", one per thread (id = thread name)',
+    },
     complete: summary.complete,
     damage: summary.damage ?? null,
     damaged: summary.damaged,

@@ -1,6 +1,6 @@
 /**
- * A self-contained HTML report of a trace (no scripts, no network): events/s per thread over
- * time, drops over time by reason, the backpressure state of each thread over time, and a totals
+ * A self-contained HTML report of a trace (no scripts, no network): written events/s per thread
+ * over time (with the attempted peak in a note), drops over time by reason, the backpressure state of each thread over time, and a totals
  * table with the conservation check. Charts are inline SVG computed here, so the page renders
  * the same anywhere, including a headless browser.
  */
@@ -26,13 +26,35 @@ const STATE_COLORS: Record<StateName, string> = { normal: '#59a14f', pressure: '
 
 const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const fmt = (n: number): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: 1 }) : '–');
+/** A bucket width: "16.7 ms", "250 µs". */
+const duration = (ns: number): string => (ns >= 1e6 ? `${fmt(ns / 1e6)} ms` : ns >= 1e3 ? `${fmt(ns / 1e3)} µs` : `${fmt(ns)} ns`);
+
+/** What the written-rate chart leaves out: the attempted rate, when events were dropped. */
+function attemptedNote(d: ReportData): string {
+  const dropped = d.summary.totals.dropped;
+  let peak = 0;
+  let at = 0;
+  d.attempted.forEach((v, k) => {
+    if (v > peak) [peak, at] = [v, k];
+  });
+  const written = Math.max(0, ...d.threads.flatMap((t) => t.rates));
+  const base = `<p class="note" id="rate-note">Written events only: events dropped are not in these lines. Buckets of ${duration(d.bucketNs)}.`;
+  if (dropped === 0) return `${base} Nothing was dropped, so this is also the attempted rate.</p>`;
+  const when = (d.t0 + (at + 0.5) * d.bucketNs) / 1e6;
+  return `${base} Attempted (written + dropped, all threads) peaked at about ${fmt(Math.round(peak))} events/s around ${fmt(Math.round(when))} ms (a loss counts evenly over the time it covers), against a written peak of ${fmt(Math.round(written))} events/s for one thread; the dropped part is in the next chart.</p>`;
+}
 
 export interface ReportData {
   title: string;
   t0: number;
   t1: number;
   bucketNs: number;
+  /** Events written to the file per second, per thread and bucket. */
   threads: Array<{ name: string; rates: number[] }>;
+  /** Events attempted (written + dropped) per second, all threads, per bucket; losses are spread
+   * evenly over the time they cover, as in `drops`. */
+  attempted: number[];
+  /** Events dropped per bucket (not per second), by reason. */
   drops: Record<DropReason, number[]>;
   states: Array<{ name: string; spans: Array<{ from: number; to: number; state: StateName }> }>;
   summary: ReturnType<TraceReader['summary']>;
@@ -84,12 +106,19 @@ export function reportData(r: TraceReader): ReportData {
     const end = Number.isFinite(t.lastTs) ? Math.max(t.lastTs, cur.since || t1) : t1;
     states[i].spans.push({ from: Number.isNaN(cur.since) ? t.registeredTs : cur.since, to: end, state: cur.state });
   });
+  const attempted = new Array<number>(BUCKETS).fill(0);
+  for (let k = 0; k < BUCKETS; k++) {
+    for (const c of counts) attempted[k] += c[k];
+    for (const x of REASONS) attempted[k] += drops[x][k];
+    attempted[k] *= perSecond;
+  }
   return {
     title: r.path,
     t0,
     t1,
     bucketNs,
     threads: r.threads.map((t, i) => ({ name: t.name, rates: counts[i].map((n) => n * perSecond) })),
+    attempted,
     drops,
     states,
     summary: s,
@@ -138,7 +167,7 @@ function ratesChart(d: ReportData): string {
     })
     .join('');
   const h = MARGIN.top + PLOT_H + MARGIN.bottom;
-  return svg('events-rate', h, axes(d, maxY, 'events/s per thread') + lines + legend(d.threads.map((t, i) => [t.name, PALETTE[i % PALETTE.length]])), 'events per second per thread over time');
+  return svg('events-rate', h, axes(d, maxY, 'written events/s per thread (events kept in the file)') + lines + legend(d.threads.map((t, i) => [t.name, PALETTE[i % PALETTE.length]])), 'events written per second per thread over time');
 }
 
 function dropsChart(d: ReportData): string {
@@ -159,7 +188,7 @@ function dropsChart(d: ReportData): string {
   }
   const used = REASONS.filter((r) => d.drops[r].some((v) => v > 0));
   const h = MARGIN.top + PLOT_H + MARGIN.bottom;
-  return svg('drops', h, axes(d, maxY, 'events dropped per bucket, by reason') + bars + legend(used.map((r) => [r, REASON_COLORS[r]])), 'dropped events over time by reason');
+  return svg('drops', h, axes(d, maxY, `events dropped per ${duration(d.bucketNs)} bucket, by reason`) + bars + legend(used.map((r) => [r, REASON_COLORS[r]])), 'dropped events over time by reason');
 }
 
 function statesChart(d: ReportData): string {
@@ -218,14 +247,16 @@ body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width:
 h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
 table { border-collapse: collapse; font-size: 13px; } th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } .ok { color: #2a7d2a; } .bad { color: #b00020; }
+.note { font-size: 13px; color: #555; }
 svg text { fill: #333; }
 </style></head><body>
 <h1>ringtrace report</h1>
 <p>${esc(d.title)} — format v${s.version}, ${s.totals.threads} threads, ${fmt(s.totals.events)} events in the file, ${fmt(s.totals.dropped)} dropped${s.totals.droppedAfterClose ? `, ${fmt(s.totals.droppedAfterClose)} after close` : ''}.</p>
 ${status}
-<h2>Events per second, per thread</h2>
+<h2>Written events per second, per thread</h2>
 ${ratesChart(d)}
-<h2>Drops over time, by reason</h2>
+${attemptedNote(d)}
+<h2>Drops over time, by reason (buckets of ${duration(d.bucketNs)})</h2>
 ${dropsChart(d)}
 <h2>Backpressure state timeline</h2>
 ${statesChart(d)}

@@ -4,12 +4,16 @@
  * assertions: the demo's phases only decide how much is dropped, never whether it balances.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { STATE_NAMES } from '../src/backpressure.js';
+import { phaseLine, progressBar } from '../src/demo.js';
+import { Phase } from '../src/demo-worker.js';
 import { openTrace } from '../src/index.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -26,8 +30,8 @@ interface Run {
   stderr: string;
 }
 
-function cli(args: string[], env: Record<string, string> = {}): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], {
+function cli(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Run {
+  const r = spawnSync(process.execPath, [...nodeArgs, CLI, ...args], {
     env: cleanEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
     encoding: 'utf8',
@@ -39,6 +43,23 @@ function cli(args: string[], env: Record<string, string> = {}): Run {
 }
 
 const show = (r: Run) => `exit ${r.status}\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`;
+
+/** A user-facing error: no stack trace lines. */
+const noStack = (r: Run) => assert.doesNotMatch(r.stderr, /^\s+at .+:\d+:\d+\)?$/m, `no stack trace: ${show(r)}`);
+
+/** Chrome trace events as the export writes them. */
+interface ChromeEvent {
+  name: string;
+  ph: string;
+  pid: number;
+  tid: number;
+  ts?: number;
+  dur?: number;
+  id?: string;
+  cat?: string;
+  s?: string;
+  args?: Record<string, unknown>;
+}
 
 describe('ringtrace CLI', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rt-cli-'));
@@ -58,9 +79,29 @@ describe('ringtrace CLI', () => {
       assert.ok(demo.stdout.includes(trace), 'names the trace file');
       assert.ok(demo.stdout.includes(join(dir, 'demo', 'trace.json')), 'names the Chrome JSON');
       for (const name of ['main', 'worker-1', 'worker-2']) assert.ok(demo.stdout.includes(name));
-      // Not a TTY: plain progress lines, no cursor movement.
-      assert.match(demo.stdout, /^\[\s*\d+\.\d s\] (normal load|burst|recovery|stopping) \| main /m);
+      // Not a TTY: plain progress lines (elapsed / planned total, the phase), no cursor movement.
+      assert.match(demo.stdout, /^\[\s*\d+\.\d\/2\.0 s\] (phase [123]\/3: (normal load|burst|recovery)|stopping)[^|]* \| main /m);
       assert.ok(!demo.stdout.includes('\u001b['), 'no escape sequences when stdout is not a TTY');
+    });
+
+    it('says each phase as it begins; the burst throttles the drain, recovery runs it at full speed', () => {
+      assert.equal(demo.status, 0, show(demo));
+      const phases = [...demo.stdout.matchAll(/^  (phase [123]\/3: .+|stopping.*)$/gm)].map((m) => m[1]);
+      assert.equal(phases.length, 4, phases.join('\n'));
+      assert.match(phases[0], /^phase 1\/3: normal load, \d+\.\d s left$/);
+      // Read back from the tracer's shared state, so this is what the drain was told.
+      assert.match(phases[1], /^phase 2\/3: burst, 0\.6 s left \(drain throttled to 256 KiB\/s\)$/);
+      assert.match(phases[2], /^phase 3\/3: recovery, \d+\.\d s left$/, 'full speed again: neither throttled nor paused');
+      assert.match(phases[3], /^stopping$/);
+    });
+
+    it('writes the HTML report next to the trace and prints its path', () => {
+      const html = join(dir, 'demo', 'report.html');
+      assert.match(demo.stdout, new RegExp(`^html report: +${html.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+      const text = readFileSync(html, 'utf8');
+      assert.match(text, /^<!doctype html>/);
+      assert.match(text, /<svg id="states"/);
+      assert.ok(text.includes('worker-2'));
     });
 
     it('writes a balanced, complete trace with the burst losses and recovered threads', () => {
@@ -80,7 +121,11 @@ describe('ringtrace CLI', () => {
       assert.ok(states.length > 0, 'state changes recorded');
       for (const t of r.threads) {
         const mine = states.filter((x) => x.thread === t.index);
-        if (mine.length > 0) assert.equal(mine[mine.length - 1].to, 'normal', `${t.name} ended in normal`);
+        // Every pool ran out during the burst, and every thread recovered after it.
+        const dropping = mine.findIndex((x) => x.to === 'dropping');
+        assert.ok(dropping >= 0, `${t.name} reached dropping`);
+        assert.ok(mine.slice(dropping).some((x) => x.to === 'recovery'), `${t.name} recovered after dropping`);
+        assert.equal(mine[mine.length - 1].to, 'normal', `${t.name} ended in normal`);
       }
     });
 
@@ -205,31 +250,116 @@ describe('ringtrace CLI', () => {
   });
 
   describe('export', () => {
-    it('chrome: valid trace event JSON with thread names, drops and backpressure counters', () => {
+    it('chrome: valid trace event JSON with process and thread names, drops, values and backpressure', () => {
       const out = join(dir, 'chrome.json');
       const r = cli(['export', trace, '--format', 'chrome', '-o', out]);
       assert.equal(r.status, 0, show(r));
-      const j = JSON.parse(readFileSync(out, 'utf8')) as {
-        traceEvents: Array<{ name: string; ph: string; tid: number; ts?: number; args?: Record<string, unknown> }>;
-        displayTimeUnit: string;
-        metadata: Record<string, unknown>;
-      };
+      const j = JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: ChromeEvent[]; displayTimeUnit: string; metadata: Record<string, unknown> };
+      const reader = openTrace(trace);
+      const summary = reader.summary();
       assert.equal(j.displayTimeUnit, 'ns');
       assert.equal(j.metadata.source, 'ringtrace');
+      assert.deepEqual(j.metadata.backpressureStates, { 0: 'normal', 1: 'pressure', 2: 'dropping', 3: 'recovery' });
       const ev = j.traceEvents;
-      const threadNames = ev.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => e.args!.name);
-      assert.deepEqual([...threadNames].sort(), ['main', 'worker-1', 'worker-2']);
-      const drops = ev.filter((e) => e.name === 'ringtrace.drop');
-      assert.ok(drops.length > 0);
-      for (const d of drops) {
-        assert.equal(d.ph, 'i');
-        assert.equal(d.args!.reason, 'pool_exhausted');
-        assert.equal(typeof d.ts, 'number');
+      assert.ok(ev.every((e) => e.pid === 1));
+
+      // Metadata: the process, each thread, and each thread's extra tracks.
+      const processNames = ev.filter((e) => e.ph === 'M' && e.name === 'process_name');
+      assert.equal(processNames.length, 1);
+      assert.equal(processNames[0].args!.name, `ringtrace ${trace}`);
+      const tidOf = new Map(ev.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => [e.args!.name as string, e.tid]));
+      assert.equal(new Set(tidOf.values()).size, tidOf.size, 'one tid per track');
+      const names = reader.threads.map((t) => t.name);
+      for (const n of names) {
+        assert.ok(tidOf.has(n), `thread_name ${n}`);
+        assert.ok(tidOf.has(`${n} backpressure`), `thread_name ${n} backpressure`);
       }
-      assert.ok(ev.some((e) => e.ph === 'C' && e.name === 'backpressure state'));
-      assert.ok(ev.some((e) => e.ph === 'C' && e.name === 'dropped events'));
-      assert.ok(ev.some((e) => e.ph === 'i' && e.name.startsWith('state: ')));
+      const threadOfTid = new Map(reader.threads.map((t) => [tidOf.get(t.name)!, t]));
+
+      // Value events become per-thread counters (id = thread name) holding the value.
+      const values = [...reader.events()].filter((e) => e.kind === 'value');
+      const counters = ev.filter((e) => e.ph === 'C' && (e.name === 'seq' || e.name === 'queue.depth'));
+      assert.equal(counters.length, values.length);
+      for (let i = 0; i < 50; i++) {
+        const v = values[i];
+        const c = counters[i];
+        assert.equal(c.name, v.name);
+        assert.equal(c.id, names[v.thread]);
+        assert.equal(c.tid, tidOf.get(names[v.thread]));
+        assert.equal(c.ts, v.ts / 1000);
+        assert.deepEqual(c.args, { [v.name!]: v.value });
+      }
       assert.ok(ev.some((e) => e.ph === 'B') && ev.some((e) => e.ph === 'E'));
+
+      // Losses: one instant per loss record with its count, bytes, reason and time range in µs.
+      const drops = ev.filter((e) => e.name === 'ringtrace.drop');
+      const expected = reader.drops().map((d) => ({
+        tid: tidOf.get(names[d.thread]),
+        ts: d.lastTs / 1000,
+        args: { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: d.firstTs / 1000, lastTsUs: d.lastTs / 1000 },
+      }));
+      const key = (x: { tid?: number; ts?: number }) => `${x.tid}:${x.ts}`;
+      const byKey = (a: { tid?: number; ts?: number }, b: { tid?: number; ts?: number }) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
+      assert.deepEqual(
+        drops.map((d) => ({ ph: d.ph, s: d.s, tid: d.tid, ts: d.ts, args: d.args })).sort(byKey),
+        expected.map((x) => ({ ph: 'i', s: 't', ...x })).sort(byKey),
+      );
+      const exported = drops.reduce((n, d) => n + (d.args!.events as number), 0);
+      assert.equal(exported, summary.totals.dropped, 'the export accounts for every dropped event');
+      assert.ok(exported > 0);
+      for (const d of drops) assert.ok((d.args!.firstTsUs as number) <= d.ts! && d.ts! <= summary.threads[threadOfTid.get(d.tid)!.index].lastTs / 1000 + 1e6);
+      // ... and a slice from the first to the last lost event on the thread's "losses" track.
+      const lossSlices = ev.filter((e) => e.ph === 'X' && e.cat === 'ringtrace.loss');
+      const spanning = reader.drops().filter((d) => Math.round(d.lastTs) > Math.round(d.firstTs));
+      assert.equal(lossSlices.length, spanning.length);
+      for (const d of spanning) {
+        const track = tidOf.get(`${names[d.thread]} losses`);
+        const sl = lossSlices.find((x) => x.tid === track && Math.abs(x.ts! - d.firstTs / 1000) < 0.001);
+        assert.ok(sl, `a loss slice for ${names[d.thread]} at ${d.firstTs} ns`);
+        assert.equal(sl.name, `ringtrace.drop: ${d.reason}`);
+        assert.ok(Math.abs(sl.ts! + sl.dur! - d.lastTs / 1000) < 0.002, 'the slice ends at the last lost event');
+        assert.equal(sl.args!.events, d.events);
+      }
+      // Cumulative "dropped events" counter per thread, ending at the thread's dropped total.
+      for (const t of summary.threads) {
+        const dc = ev.filter((e) => e.ph === 'C' && e.name === 'dropped events' && e.id === t.name);
+        assert.equal(dc[0].args!.dropped, 0);
+        assert.equal(Math.max(...dc.map((e) => e.args!.dropped as number)), t.dropped);
+      }
+
+      // Backpressure: state slices named by state on "<thread> backpressure", back to back from
+      // the thread's registration to its end, changing where the file says the state changed.
+      const states = reader.states();
+      for (const t of reader.threads) {
+        const track = tidOf.get(`${t.name} backpressure`);
+        const slices = ev.filter((e) => e.ph === 'X' && e.tid === track).sort((a, b) => a.ts! - b.ts!);
+        assert.ok(slices.length >= 4, `${t.name}: normal, pressure, dropping, recovery, normal`);
+        for (const sl of slices) {
+          assert.ok((STATE_NAMES as readonly string[]).includes(sl.name), sl.name);
+          assert.equal(sl.args!.state, sl.name);
+          assert.equal(sl.args!.code, STATE_NAMES.indexOf(sl.name as (typeof STATE_NAMES)[number]));
+          assert.ok(sl.dur! > 0);
+        }
+        for (let i = 1; i < slices.length; i++) assert.ok(Math.abs(slices[i - 1].ts! + slices[i - 1].dur! - slices[i].ts!) < 1e-6, 'back to back');
+        assert.equal(slices[0].name, 'normal');
+        assert.ok(Math.abs(slices[0].ts! - t.registeredTs / 1000) < 0.001, 'from the registration');
+        assert.equal(slices[slices.length - 1].name, 'normal');
+        const mine = states.filter((c) => c.thread === t.index);
+        // Changes in the same nanosecond leave no slice for the states in between: the slice
+        // starting there is the last one's new state. Only a change at the thread's very end
+        // starts no slice.
+        const instants = [...new Set(mine.map((c) => Math.round(c.ts)))];
+        instants.forEach((ns, i) => {
+          const last = mine.filter((c) => Math.round(c.ts) === ns).pop()!;
+          const at = slices.find((sl) => Math.abs(sl.ts! - ns / 1000) < 0.001);
+          if (at) assert.equal(at.name, last.to, `${t.name} at ${ns} ns`);
+          else assert.equal(i, instants.length - 1, `${t.name}: a slice starts at ${ns} ns`);
+        });
+        // The state counter is kept: 0 at registration, then the code of each new state.
+        const sc = ev.filter((e) => e.ph === 'C' && e.name === 'backpressure state' && e.id === t.name).map((e) => e.args!.state);
+        assert.deepEqual(sc, [0, ...mine.map((c) => STATE_NAMES.indexOf(c.to))]);
+      }
+      assert.ok(ev.some((e) => e.ph === 'i' && e.name.startsWith('state: ')));
     });
 
     it('chrome by default, next to the trace', () => {
@@ -260,6 +390,29 @@ describe('ringtrace CLI', () => {
       const first = r.stdout.slice(0, r.stdout.indexOf('\n'));
       assert.equal((JSON.parse(first) as { type: string }).type, 'event');
       assert.match(r.stderr, /wrote stdout/);
+    });
+
+    it('an output that cannot be written: exit 1 naming the path and why, no stack trace', () => {
+      const missingDir = join(dir, 'no-such-dir');
+      for (const [cmd, file] of [['export', join(missingDir, 'x.json')], ['report', join(missingDir, 'x.html')]]) {
+        const r = cli([cmd, trace, '-o', file]);
+        assert.equal(r.status, 1, show(r));
+        assert.equal(r.stderr.trim(), `ringtrace: cannot write ${file}: the directory ${missingDir} does not exist (ENOENT)`);
+        noStack(r);
+      }
+      const r = cli(['report', trace, '-o', dir]);
+      assert.equal(r.status, 1, show(r));
+      assert.equal(r.stderr.trim(), `ringtrace: cannot write ${dir}: it is a directory (EISDIR)`);
+    });
+
+    it('report refuses to overwrite the trace it reads (exit 2)', () => {
+      const copy = join(dir, 'keep.rtrace');
+      copyFileSync(trace, copy);
+      const size = statSync(copy).size;
+      const r = cli(['report', copy, '-o', copy]);
+      assert.equal(r.status, 2, show(r));
+      assert.match(r.stderr, /is the trace itself/);
+      assert.equal(statSync(copy).size, size);
     });
 
     it('an unknown format is a usage error (exit 2)', () => {
@@ -293,15 +446,32 @@ describe('ringtrace CLI', () => {
 
   describe('usage', () => {
     it('--help works on every command', () => {
-      for (const args of [['--help'], ['demo', '--help'], ['inspect', '--help'], ['export', '--help'], ['config', '--help'], ['bench', '--help']]) {
+      for (const args of [['--help'], ['demo', '--help'], ['inspect', '--help'], ['export', '--help'], ['report', '--help'], ['config', '--help'], ['bench', '--help']]) {
         const r = cli(args);
         assert.equal(r.status, 0, `${args.join(' ')}: ${show(r)}`);
         assert.match(r.stdout, /Usage: ringtrace/);
       }
     });
 
+    it('bench declares the benchmark script\'s options; anything else is a usage error', () => {
+      const help = cli(['bench', '--help']);
+      for (const opt of ['--quick', '--json <file>', '--write-docs', '--only <sections>']) assert.ok(help.stdout.includes(opt), `${opt} in ${help.stdout}`);
+      assert.match(help.stdout.replace(/\s+/g, ' '), /hotpath, drain, e2e, scale, peers/, 'the sections --only takes');
+      for (const [args, want] of [
+        [['bench', '--bogus'], /unknown option '--bogus'/],
+        [['bench', '--only', 'hotpath,nope'], /unknown section nope/],
+        [['bench', 'extra'], /too many arguments/],
+        [['bench', '--json'], /argument missing/],
+      ] as const) {
+        const r = cli([...args]);
+        assert.equal(r.status, 2, `${args.join(' ')}: ${show(r)}`);
+        assert.match(r.stderr, want);
+        noStack(r);
+      }
+    });
+
     it('bad option values, unknown commands and missing arguments exit 2', () => {
-      for (const args of [['demo', '--workers', 'many'], ['demo', '--seconds', '0'], ['inspect'], ['frobnicate'], []]) {
+      for (const args of [['demo', '--workers', 'many'], ['demo', '--seconds', '0'], ['demo', '--metrics-linger', '2'], ['inspect'], ['frobnicate'], []]) {
         const r = cli(args);
         assert.equal(r.status, 2, `${args.join(' ')}: ${show(r)}`);
       }
@@ -320,27 +490,128 @@ describe('ringtrace CLI', () => {
 });
 
 describe('demo --metrics-port', () => {
-  it('serves Prometheus metrics on localhost while it runs', async () => {
-    const { spawn } = await import('node:child_process');
+  it('serves Prometheus metrics from the start until after the summary, with the final values', async () => {
     const out = mkdtempSync(join(tmpdir(), 'rt-cli-metrics-'));
-    const p = spawn(process.execPath, [CLI, 'demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', '0'], {
+    const p = spawn(process.execPath, [CLI, 'demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', '0', '--metrics-linger', '3'], {
       env: cleanEnv(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
-    const url = await new Promise<string>((res, rej) => {
-      p.stdout.on('data', (b: Buffer) => {
-        stdout += b;
-        const m = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(stdout);
-        if (m) res(m[1]);
+    const exited = new Promise<number | null>((res) => p.once('exit', res));
+    /** Resolves with the first match of `re` in stdout (so far or to come). */
+    const waitFor = (re: RegExp) =>
+      new Promise<RegExpExecArray>((res, rej) => {
+        const look = () => {
+          const m = re.exec(stdout);
+          if (!m) return false;
+          p.stdout.off('data', look);
+          res(m);
+          return true;
+        };
+        if (look()) return;
+        p.stdout.on('data', look);
+        void exited.then(() => rej(new Error(`demo exited before printing ${re}:\n${stdout}`)));
       });
-      p.once('exit', () => rej(new Error(`demo exited before serving metrics:\n${stdout}`)));
-    });
-    const text = await (await fetch(url)).text();
-    assert.match(text, /# TYPE ringtrace_events_attempted_total counter/);
-    assert.match(text, /ringtrace_backpressure_state\{thread="main",slot="\d+",state="normal"\}/);
-    const code = await new Promise<number | null>((res) => p.once('exit', res));
-    assert.equal(code, 0, stdout);
-    rmSync(out, { recursive: true, force: true });
+    p.stdout.on('data', (b: Buffer) => (stdout += b));
+    try {
+      const url = (await waitFor(/metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/))[1];
+      const early = await (await fetch(url)).text();
+      assert.match(early, /# TYPE ringtrace_events_attempted_total counter/);
+      assert.match(early, /ringtrace_backpressure_state\{thread="main",slot="\d+",state="normal"\}/);
+
+      // After the summary and the result line, the server still answers, with the final counts.
+      await waitFor(/^result: /m);
+      const res = await fetch(url);
+      assert.equal(res.status, 200);
+      const final = await res.text();
+      const sum = (name: string) =>
+        [...final.matchAll(new RegExp(`^ringtrace_${name}\\{[^}]*\\} (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+      const s = openTrace(join(out, 'trace.rtrace')).summary();
+      assert.equal(sum('events_attempted_total'), s.totals.attempted, final);
+      assert.equal(sum('events_written_total'), s.totals.events);
+      assert.equal(sum('events_dropped_total'), s.totals.dropped);
+      assert.match(stdout, /metrics: serving the final values at http:\/\/127\.0\.0\.1:\d+\/metrics for 3 s more/);
+
+      assert.equal(await exited, 0, stdout);
+      await assert.rejects(fetch(url), 'closed once the demo is done');
+    } finally {
+      p.kill();
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('a busy port is a usage error (exit 2) before anything is recorded', async () => {
+    const busy = createServer();
+    await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));
+    const port = (busy.address() as { port: number }).port;
+    const out = join(mkdtempSync(join(tmpdir(), 'rt-cli-busy-')), 'demo');
+    try {
+      const r = cli(['demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', String(port)]);
+      assert.equal(r.status, 2, show(r));
+      assert.equal(r.stderr.trim(), `ringtrace: --metrics-port ${port}: port ${port} on 127.0.0.1 is already in use (choose another port, or 0 for any free one)`);
+      noStack(r);
+      assert.ok(!existsSync(out), 'no output directory, no half-written trace');
+    } finally {
+      busy.close();
+      rmSync(join(out, '..'), { recursive: true, force: true });
+    }
+  });
+
+  it('without prom-client it says so (exit 2) before anything is recorded', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rt-cli-noprom-'));
+    // A loader hook that makes prom-client unresolvable, as when the optional peer is not installed.
+    const hooks = `export async function resolve(specifier, context, next) {
+      if (specifier === 'prom-client') throw Object.assign(new Error("Cannot find package 'prom-client'"), { code: 'ERR_MODULE_NOT_FOUND' });
+      return next(specifier, context);
+    }`;
+    const register = join(dir, 'no-prom-client.mjs');
+    writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify('data:text/javascript,' + encodeURIComponent(hooks))});\n`);
+    const out = join(dir, 'demo');
+    try {
+      const r = cli(['demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', '0'], {}, ['--import', pathToFileURL(register).href]);
+      assert.equal(r.status, 2, show(r));
+      assert.match(r.stderr, /^ringtrace: --metrics-port needs the optional peer dependency prom-client, which is not installed \(npm install prom-client\)$/m);
+      noStack(r);
+      assert.ok(!existsSync(out), 'no output directory, no half-written trace');
+      assert.deepEqual(readdirSync(dir), ['no-prom-client.mjs']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('demo live view', () => {
+  it('progress bar and phase line', () => {
+    const p = { elapsedMs: 1500, totalMs: 3000, phase: Phase.BURST, step: 2, phaseLeftMs: 250, settling: false };
+    assert.equal(progressBar(p, 10), '[█████░░░░░] 1.5/3.0 s');
+    assert.equal(phaseLine(p, { paused: false, throttleKiBps: 256 }), 'phase 2/3: burst, 0.3 s left (drain throttled to 256 KiB/s)');
+    assert.equal(phaseLine(p, { paused: true, throttleKiBps: 0 }), 'phase 2/3: burst, 0.3 s left (drain paused)');
+    const settling = { ...p, phase: Phase.RECOVERY, step: 3, phaseLeftMs: 0, elapsedMs: 4000, settling: true };
+    assert.equal(progressBar(settling, 10), '[██████████] 4.0/3.0 s', 'a full bar past the plan');
+    assert.equal(phaseLine(settling, { paused: false, throttleKiBps: 0 }), 'phase 3/3: recovery, waiting for every thread to be back to normal');
+    assert.equal(phaseLine({ ...p, phase: Phase.STOP, step: 3, phaseLeftMs: undefined }, { paused: false, throttleKiBps: 0 }), 'stopping');
+  });
+
+  // The live view needs a terminal: script(1) gives the demo a pseudo-terminal (sized with stty).
+  const script = spawnSync('script', ['-qec', 'true', '/dev/null'], { stdio: 'ignore' });
+  it('redraws in place on a terminal, with the progress bar and the phase', { skip: script.status !== 0 && 'script(1) cannot run a pseudo-terminal here' }, () => {
+    const out = mkdtempSync(join(tmpdir(), 'rt-cli-tty-'));
+    try {
+      const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+      const cmd = `stty rows 40 cols 160 && exec ${q(process.execPath)} ${q(CLI)} demo --seconds 2 --workers 1 --out ${q(out)}`;
+      const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 120_000 });
+      const run: Run = { status: r.status, stdout: r.stdout, stderr: r.stderr };
+      assert.equal(run.status, 0, show(run));
+      assert.match(run.stdout, /\u001b\[2K\u001b\[1A/, 'erases the previous frame');
+      const frames = run.stdout.split('ringtrace demo  [').slice(1);
+      assert.ok(frames.length >= 5, `redrawn several times (${frames.length})`);
+      assert.ok(frames.some((f) => /^[█░]{30}\] \d+\.\d\/2\.0 s\r?\n {2}phase 2\/3: burst, \d\.\d s left \(drain throttled to 256 KiB\/s\)/.test(f)), 'a frame in the burst');
+      assert.match(frames[frames.length - 1], /^█{30}\] \d+\.\d\/2\.0 s\r?\n {2}stopping/, 'the last frame is complete');
+      assert.match(run.stdout, /thread\s+policy\s+state\s+events\/s/);
+      assert.match(run.stdout, /result: every thread balanced/);
+      assert.doesNotMatch(run.stdout, /^\[\s*\d+\.\d\/2\.0 s\]/m, 'no plain lines on a terminal');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });

@@ -1,21 +1,24 @@
 /**
- * The HTML report in a real headless browser (Debian's chromium, driven by playwright-core):
- * it loads without console errors and shows the three charts and the totals table.
+ * The HTML report: what its charts count and say (no browser), and the page in a real headless
+ * browser (Debian's chromium, driven by playwright-core): it loads without console errors and
+ * shows the three charts and the totals table.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { it } from 'node:test';
+import { before, it } from 'node:test';
 import { chromium } from 'playwright-core';
-import { Tracer } from '../src/index.js';
-import { writeReport } from '../src/report.js';
+import { Tracer, openTrace } from '../src/index.js';
+import { reportData, writeReport, type ReportData } from '../src/report.js';
 import { tempTrace } from './helpers/scenario.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-it('renders charts and the conservation table, with no console errors', { skip: !existsSync(CHROMIUM) && !process.env.CI && 'chromium not installed (CI installs it)' }, async () => {
-  const path = tempTrace('report');
+/** One small trace with a burst that drops, shared by the tests below. */
+let path: string;
+before(async () => {
+  path = tempTrace('report');
   const tracer = await Tracer.open({ path, ringSize: '4KiB', stabilityMs: 10, logLevel: 'error', exitHooks: false });
   const w = tracer.register('main <&> "quoted"');
   const id = tracer.define('x');
@@ -26,6 +29,33 @@ it('renders charts and the conservation table, with no console errors', { skip: 
   await new Promise((r) => setTimeout(r, 100));
   w.close();
   await tracer.close();
+});
+
+it('the rate chart counts written events and says so; attempted = written + dropped per bucket', () => {
+  const d: ReportData = reportData(openTrace(path));
+  const T = d.summary.totals;
+  assert.ok(T.dropped > 0);
+  const seconds = d.bucketNs / 1e9;
+  const written = d.threads.reduce((n, t) => n + t.rates.reduce((a, v) => a + v * seconds, 0), 0);
+  const attempted = d.attempted.reduce((a, v) => a + v * seconds, 0);
+  assert.ok(Math.abs(written - T.events) < 1e-6 * T.events, `written ${written} = ${T.events}`);
+  assert.ok(Math.abs(attempted - T.attempted) < 1e-6 * T.attempted, `attempted ${attempted} = ${T.attempted}`);
+  const dropped = Object.values(d.drops).reduce((n, b) => n + b.reduce((a, v) => a + v, 0), 0);
+  d.attempted.forEach((v, k) => assert.ok(v >= d.threads.reduce((n, t) => n + t.rates[k], 0) - 1e-6, 'attempted >= written in every bucket'));
+  assert.ok(Math.abs(dropped - T.dropped) < 1e-6 * T.dropped);
+
+  const out = join(dirname(path), 'labels.html');
+  writeReport(path, out);
+  const html = readFileSync(out, 'utf8');
+  const bucket = d.bucketNs >= 1e6 ? `${(d.bucketNs / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 })} ms` : `${(d.bucketNs / 1e3).toLocaleString('en-US', { maximumFractionDigits: 1 })} µs`;
+  assert.match(html, /<h2>Written events per second, per thread<\/h2>/);
+  assert.ok(html.includes('written events/s per thread (events kept in the file)'), 'the y axis says written');
+  assert.match(html, /<p class="note" id="rate-note">Written events only: events dropped are not in these lines\. .*Attempted \(written \+ dropped, all threads\) peaked at about [\d,]+ events\/s/);
+  assert.ok(html.includes(`<h2>Drops over time, by reason (buckets of ${bucket})</h2>`), `bucket width ${bucket}`);
+  assert.ok(html.includes(`events dropped per ${bucket} bucket, by reason`));
+});
+
+it('renders charts and the conservation table, with no console errors', { skip: !existsSync(CHROMIUM) && !process.env.CI && 'chromium not installed (CI installs it)' }, async () => {
   const out = join(dirname(path), 'report.html');
   const data = writeReport(path, out);
   assert.ok(data.summary.totals.dropped > 0);
@@ -51,6 +81,7 @@ it('renders charts and the conservation table, with no console errors', { skip: 
     const box = await page.locator('#drops').boundingBox();
     assert.ok(box && box.width > 500 && box.height > 100, 'the drops chart is laid out');
     assert.equal(await page.locator('#totals tfoot td.ok').count(), 1, 'conservation check shown and passing');
+    assert.ok(await page.locator('#rate-note').isVisible(), 'the note on what the rate chart leaves out');
     await page.screenshot({ path: join(dirname(path), 'report.png'), fullPage: true });
   } finally {
     await browser.close();
