@@ -63,7 +63,7 @@ if (sink) {
   Atomics.store(v.i32, Ctl.DRAIN_STATE, DrainState.RUNNING);
   post({ type: 'ready' });
   const i32 = v.i32;
-  const budget = { kibps: 0, since: 0, bytesAtStart: 0 };
+  const bucket = { kibps: 0, credit: 0, at: 0, bytes: 0 };
   let lastWork = performance.now();
   try {
     run();
@@ -110,14 +110,28 @@ if (sink) {
       Atomics.store(i32, Ctl.DRAIN_SLEEPING, 0);
     }
   }
-  /** Keeps the drain under the configured byte rate by sleeping after a pass that got ahead of
-   * it (bounded sleeps, so FINISH and doorbells are still seen). */
+  /**
+   * Keeps the drain under the configured byte rate: a token bucket refilled at the rate, holding
+   * at most 100 ms of credit (an idle spell does not buy a burst), and a pass that overdraws it
+   * is paid back by sleeping before the next one. Sleeps are bounded (50 ms) so that FINISH, a
+   * new rate and doorbells are still seen.
+   */
   function throttle(): void {
-    const kibps = Atomics.load(i32, Ctl.DRAIN_THROTTLE_KIBPS);
-    if (kibps !== budget.kibps) Object.assign(budget, { kibps, since: performance.now(), bytesAtStart: drain.bytesOut });
-    if (kibps <= 0) return;
-    const dueMs = ((drain.bytesOut - budget.bytesAtStart) / (kibps * 1024)) * 1000;
-    const aheadMs = dueMs - (performance.now() - budget.since);
-    if (aheadMs > 0) Atomics.wait(i32, Ctl.DOORBELL, Atomics.load(i32, Ctl.DOORBELL), Math.min(aheadMs, 50));
+    for (;;) {
+      const kibps = Atomics.load(i32, Ctl.DRAIN_THROTTLE_KIBPS);
+      const now = performance.now();
+      // A new rate starts with no credit; the pass just made is charged to it.
+      if (kibps !== bucket.kibps) Object.assign(bucket, { kibps, credit: 0, at: now });
+      if (kibps <= 0 || (Atomics.load(i32, Ctl.FLAGS) & ControlFlag.FINISH) !== 0) {
+        bucket.bytes = drain.bytesOut;
+        return;
+      }
+      const bytesPerMs = (kibps * 1024) / 1000;
+      bucket.credit = Math.min(bucket.credit + (now - bucket.at) * bytesPerMs, 100 * bytesPerMs) - (drain.bytesOut - bucket.bytes);
+      bucket.at = now;
+      bucket.bytes = drain.bytesOut;
+      if (bucket.credit >= 0) return;
+      Atomics.wait(i32, Ctl.DOORBELL, Atomics.load(i32, Ctl.DOORBELL), Math.min(-bucket.credit / bytesPerMs, 50));
+    }
   }
 }
