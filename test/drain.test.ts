@@ -70,3 +70,33 @@ describe('drain scheduling', () => {
     assert.equal(chunks.filter((t) => t === busy.registration).length, 7, 'the rest follows in later passes');
   });
 });
+
+describe('drain throttle', () => {
+  it('throttleDrain(kib/s) holds the drain to its budget: never more than the rate plus one pass and the 100 ms credit', async () => {
+    // An upper bound only: a slow or loaded machine writes less, never more, so this is not a
+    // timing assertion that noise can break. The old throttle let a flooded drain write ~16x.
+    const { Tracer } = await import('../src/index.js');
+    const { tempTrace } = await import('./helpers/scenario.js');
+    const ringSize = 4096;
+    const ringsPerThread = 8;
+    const tracer = await Tracer.open({ path: tempTrace('throttle'), ringSize, ringsPerThread, flushIntervalMs: 0, logLevel: 'error', exitHooks: false });
+    const w = tracer.register('flood');
+    const id = tracer.define('seq');
+    const kibps = 64;
+    tracer.throttleDrain(kibps);
+    const written = () => tracer.metrics().totals.eventsWritten * 24; // value records: 24 B each
+    const start = performance.now();
+    const before = written();
+    while (performance.now() - start < 1000) {
+      for (let i = 0; i < 2000; i++) w.record(id, i);
+      await new Promise((r) => setImmediate(r));
+    }
+    const elapsedS = (performance.now() - start) / 1000;
+    const bytes = written() - before;
+    const bound = kibps * 1024 * (elapsedS + 0.1) + ringsPerThread * ringSize * 2;
+    assert.ok(bytes > 0, 'the drain still writes');
+    assert.ok(bytes <= bound, `wrote ${bytes} B in ${elapsedS.toFixed(2)} s at ${kibps} KiB/s (bound ${Math.round(bound)} B)`);
+    tracer.throttleDrain(0);
+    await tracer.close();
+  });
+});
