@@ -1,6 +1,7 @@
 /** The README's example and a quick benchmark run must keep working (no timing is asserted). */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { it } from 'node:test';
 import { tempTrace } from './helpers/scenario.js';
@@ -12,6 +13,14 @@ it('examples/quickstart.mjs (the README example) runs and balances', () => {
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /balanced: true/);
   assert.match(r.stdout, /events read back/);
+});
+
+it("the README's example is examples/quickstart.mjs, line for line", () => {
+  const readme = readFileSync(`${root}README.md`, 'utf8');
+  const block = /This is \[`examples\/quickstart\.mjs`\][^]*?```js\n([^]*?)```/.exec(readme)?.[1];
+  assert.ok(block, 'the README shows the example in a js block after naming the file');
+  const file = readFileSync(`${root}examples/quickstart.mjs`, 'utf8').split('\n').slice(1).join('\n'); // but its first comment
+  assert.equal(block, file);
 });
 
 it('the benchmark suite runs (quick smoke, results not judged)', () => {
