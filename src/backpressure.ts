@@ -48,6 +48,11 @@ export const edgeIndex = (from: number, to: number): number =>
 
 export const edgeName = (i: number): string => `${STATE_NAMES[EDGES[i][0]]}->${STATE_NAMES[EDGES[i][1]]}`;
 
+/** The thread's free queue, counted when a decision needs it (after the state is read). */
+export interface SpareCount {
+  size(): number;
+}
+
 export interface Thresholds {
   /** Enter PRESSURE when free spare rings fall to this many. */
   pressureSpares: number;
@@ -97,12 +102,16 @@ export class BackpressureState {
    * refused; a lost race (the state moved meanwhile) is simply not applied.
    */
   transition(from: BpStateValue, to: BpStateValue, nowUs: number): boolean {
+    return this.move(Atomics.load(this.i64, this.word), from, to, nowUs);
+  }
+
+  /** transition(), from the state word as the caller read it (not applied if it changed). */
+  private move(seen: bigint, from: BpStateValue, to: BpStateValue, nowUs: number): boolean {
     const e = edgeIndex(from, to);
     if (e < 0) {
       Atomics.add(this.i32, this.illegal, 1);
       return false;
     }
-    const seen = Atomics.load(this.i64, this.word);
     if (Number(seen & 7n) !== from) return false;
     const enteredAt = Number(seen >> 3n);
     const at = Math.max(Math.round(nowUs), enteredAt); // two threads' clocks may disagree by a microsecond
@@ -125,25 +134,50 @@ export class BackpressureState {
     // it is now (normally NORMAL -> PRESSURE -> DROPPING, but the drain may, for instance, take
     // PRESSURE -> NORMAL in between).
     for (;;) {
-      const s = this.state();
-      if (s === BpState.DROPPING) return;
+      const seen = Atomics.load(this.i64, this.word);
+      const s = Number(seen & 7n) as BpStateValue;
+      if (s === BpState.DROPPING) {
+        if (this.restamp(seen, nowUs)) return;
+        continue;
+      }
       const next = s === BpState.NORMAL ? BpState.PRESSURE : BpState.DROPPING;
       if (this.transition(s, next, nowUs) && next === BpState.DROPPING) return;
     }
   }
 
-  /** Drain (every visit) and writer (after a swap): move towards NORMAL when conditions hold. */
-  checkRecovery(freeSpares: number, th: Thresholds, nowUs: number): void {
-    const s = this.state();
+  /**
+   * A new exhaustion while already DROPPING (the writer took the spares that came back before
+   * anyone moved it on, and used them up): the state stays, but its word changes (a new entry
+   * time; the time so far is added to DROPPING's total). Without it the drain, having counted
+   * those spares just before, could still move DROPPING -> RECOVERY by a compare-exchange on an
+   * unchanged word, and on to NORMAL, while the thread has no spare and drops every event.
+   */
+  private restamp(seen: bigint, nowUs: number): boolean {
+    const enteredAt = Number(seen >> 3n);
+    const at = Math.max(Math.round(nowUs), enteredAt);
+    if (Atomics.compareExchange(this.i64, this.word, seen, pack(BpState.DROPPING, at)) !== seen) return false;
+    Atomics.add(this.i64, this.timeIn + BpState.DROPPING, BigInt(at - enteredAt));
+    return true;
+  }
+
+  /**
+   * Drain (every visit) and writer (after a swap): move towards NORMAL when conditions hold.
+   * The state word is read before the spares are counted, and each move is a compare-exchange
+   * from that word: a writer that takes the counted spares and exhausts its pool after the count
+   * has changed the word (restamp), so a decision made on the stale count is not applied.
+   */
+  checkRecovery(free: SpareCount, th: Thresholds, nowUs: number): void {
+    const seen = Atomics.load(this.i64, this.word);
+    const s = Number(seen & 7n);
     if (s === BpState.DROPPING) {
-      if (freeSpares >= th.recoverySpares && this.transition(BpState.DROPPING, BpState.RECOVERY, nowUs)) {
-        this.checkRecovery(freeSpares, th, nowUs); // a zero stability period completes at once
+      if (free.size() >= th.recoverySpares && this.move(seen, BpState.DROPPING, BpState.RECOVERY, nowUs)) {
+        this.checkRecovery(free, th, nowUs); // a zero stability period completes at once
       }
     } else if (s === BpState.RECOVERY) {
       // Entry times are stored rounded to the microsecond: compare on the same grid.
-      if (Math.round(nowUs) - this.enteredAtUs() >= th.stabilityUs) this.transition(BpState.RECOVERY, BpState.NORMAL, nowUs);
+      if (Math.round(nowUs) - Number(seen >> 3n) >= th.stabilityUs) this.move(seen, BpState.RECOVERY, BpState.NORMAL, nowUs);
     } else if (s === BpState.PRESSURE) {
-      if (freeSpares >= th.recoverySpares) this.transition(BpState.PRESSURE, BpState.NORMAL, nowUs);
+      if (free.size() >= th.recoverySpares) this.move(seen, BpState.PRESSURE, BpState.NORMAL, nowUs);
     }
   }
 

@@ -259,7 +259,7 @@ export class Drain {
       this.flushBatch();
     }
     const now = this.opts.now();
-    reg.bp.checkRecovery(reg.queues.free.size(), this.opts.thresholds, now / 1000);
+    reg.bp.checkRecovery(reg.queues.free, this.opts.thresholds, now / 1000);
     if (paused) return worked;
     if (st === SlotState.CLOSING) {
       this.retire(reg, EndReason.CLOSED, false);

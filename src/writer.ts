@@ -327,7 +327,7 @@ export class Writer {
     if (free < this.i32[minIdx]) this.i32[minIdx] = free;
     this.i32[L.slotI32(this.slot, Slot.SWAPS)]++;
     const nowUs = ts / 1000;
-    this.bp.checkRecovery(free, this.ctx.thresholds, nowUs);
+    this.bp.checkRecovery(this.freeQ, this.ctx.thresholds, nowUs);
     this.bp.checkPressure(free, this.ctx.thresholds, nowUs);
   }
 
@@ -458,13 +458,29 @@ export class Writer {
       // No spare back: drop-newest holds no ring (nothing is buffered, its losses wait in the loss
       // block); drop-oldest keeps its records in the active ring until a spare returns.
       if (!this.freeQ.hintNonEmpty()) return this.dropNewest;
+      if (this.dropNewest) {
+        // Nothing is buffered, but the losses should reach the file (and the drop log) without
+        // waiting for another event: they ride on an empty ring, which comes straight back. The
+        // next event takes a spare and leaves exhaustion the usual way.
+        if (this.lossPending()) this.handOverLosses(ts);
+        return true;
+      }
       this.leaveExhausted(ts, 0);
-      if (this.exhausted) return this.dropNewest;
-      // drop-oldest: the old active ring went to the drain with the losses. drop-newest: it now
-      // holds an empty ring and its losses still need one to ride on to the file (below).
+      return !this.exhausted;
     }
     if (this.pos === this.ringBase && !this.lossPending()) return true;
     return this.swap(ts, 0);
+  }
+
+  /** drop-newest, exhausted (holding no ring): hands the loss block over on an empty spare. */
+  private handOverLosses(ts: number): void {
+    const ring = this.freeQ.pop();
+    if (ring < 0) return;
+    this.activeRing = ring;
+    this.ringBase = this.ctx.views.layout.ringOffset(this.slot, ring);
+    this.pos = this.ringBase;
+    this.submitActive(ts, 0);
+    this.pos = this.limit = 0;
   }
 
   /** Drops not yet handed over with a ring: a reason's first-drop time is NaN until one happens. */

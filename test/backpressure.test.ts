@@ -15,10 +15,14 @@ import {
   edgeIndex,
   edgeName,
   type BpStateValue,
+  type SpareCount,
   type Thresholds,
 } from '../src/backpressure.js';
 import { EDGE_COUNT, Layout, SharedViews } from '../src/layout.js';
 import type { BpWorkerData } from './helpers/unit-bp-worker.js';
+
+/** A free queue holding `n` spares, as checkRecovery counts it. */
+const spares = (n: number): SpareCount => ({ size: () => n });
 
 const { NORMAL, PRESSURE, DROPPING, RECOVERY } = BpState;
 const geometry = { maxThreads: 2, ringsPerThread: 4, ringSize: 4096 };
@@ -248,7 +252,7 @@ describe('pressure, exhaustion and recovery rules', () => {
     assert.equal(f.bp.illegalTransitions(), 0);
   });
 
-  it('onExhausted from PRESSURE and from RECOVERY goes to DROPPING; in DROPPING it does nothing', () => {
+  it('onExhausted from PRESSURE and from RECOVERY goes to DROPPING; in DROPPING it only restamps the word', () => {
     for (const from of [PRESSURE, RECOVERY] as const) {
       const f = fixture();
       const t = driveTo(f, from);
@@ -260,13 +264,33 @@ describe('pressure, exhaustion and recovery rules', () => {
     const t = driveTo(f, DROPPING);
     const before = snapshot(f, t + 100);
     f.bp.onExhausted(t + 50);
-    assert.deepEqual(snapshot(f, t + 100), before);
+    // Same state, no edge, no log entry, the same time in DROPPING; only the entry time moves,
+    // so that a recovery decided on the word as it was before cannot be applied (next test).
+    assert.deepEqual(snapshot(f, t + 100), { ...before, enteredAt: t + 50 });
+  });
+
+  it('a recovery decided on a stale spare count is not applied once the writer has exhausted again', () => {
+    const f = fixture();
+    const t = driveTo(f, DROPPING);
+    // The drain reads the state word, then counts the spares; between the two the writer takes
+    // them, uses them up and exhausts again (restamp).
+    const racing: SpareCount = {
+      size: () => {
+        f.bp.onExhausted(t + 20);
+        return 4; // what the drain counted: enough to recover, but stale
+      },
+    };
+    f.bp.checkRecovery(racing, TH, t + 30);
+    assert.equal(f.bp.state(), DROPPING);
+    // Without the race the same count recovers.
+    f.bp.checkRecovery(spares(4), TH, t + 40);
+    assert.equal(f.bp.state(), RECOVERY);
   });
 
   it('checkRecovery does nothing in NORMAL, whatever the spares', () => {
     const f = fixture();
-    f.bp.checkRecovery(0, TH, T0 + 1);
-    f.bp.checkRecovery(4, TH, T0 + 1_000_000);
+    f.bp.checkRecovery(spares(0), TH, T0 + 1);
+    f.bp.checkRecovery(spares(4), TH, T0 + 1_000_000);
     assert.equal(f.bp.state(), NORMAL);
     assert.equal(f.calls.length, 0);
   });
@@ -274,9 +298,9 @@ describe('pressure, exhaustion and recovery rules', () => {
   it('PRESSURE -> NORMAL only once free spares reach recoverySpares', () => {
     const f = fixture();
     const t = driveTo(f, PRESSURE);
-    f.bp.checkRecovery(1, TH, t + 1);
+    f.bp.checkRecovery(spares(1), TH, t + 1);
     assert.equal(f.bp.state(), PRESSURE);
-    f.bp.checkRecovery(2, TH, t + 2);
+    f.bp.checkRecovery(spares(2), TH, t + 2);
     assert.equal(f.bp.state(), NORMAL);
     assert.deepEqual(f.calls[f.calls.length - 1], [PRESSURE, NORMAL, t + 2]);
   });
@@ -287,7 +311,7 @@ describe('pressure, exhaustion and recovery rules', () => {
     let t = T0;
     for (const free of [1, 2, 1, 2, 1, 2, 1, 2]) {
       // What the writer does after each swap.
-      f.bp.checkRecovery(free, th, ++t);
+      f.bp.checkRecovery(spares(free), th, ++t);
       f.bp.checkPressure(free, th, t);
     }
     assert.equal(f.bp.state(), PRESSURE);
@@ -302,7 +326,7 @@ describe('pressure, exhaustion and recovery rules', () => {
         let t = T0;
         let expected = 0;
         for (const free of frees) {
-          f.bp.checkRecovery(free, TH, ++t);
+          f.bp.checkRecovery(spares(free), TH, ++t);
           f.bp.checkPressure(free, TH, t);
           if (model === PRESSURE && free >= TH.recoverySpares) {
             model = NORMAL;
@@ -325,14 +349,14 @@ describe('pressure, exhaustion and recovery rules', () => {
   it('DROPPING -> RECOVERY at recoverySpares; RECOVERY -> NORMAL only after the stability period', () => {
     const f = fixture();
     const t = driveTo(f, DROPPING);
-    f.bp.checkRecovery(1, TH, t + 10);
+    f.bp.checkRecovery(spares(1), TH, t + 10);
     assert.equal(f.bp.state(), DROPPING, 'not enough spares');
-    f.bp.checkRecovery(2, TH, t + 20);
+    f.bp.checkRecovery(spares(2), TH, t + 20);
     assert.equal(f.bp.state(), RECOVERY);
     assert.equal(f.bp.enteredAtUs(), t + 20);
-    f.bp.checkRecovery(4, TH, t + 20 + TH.stabilityUs - 1);
+    f.bp.checkRecovery(spares(4), TH, t + 20 + TH.stabilityUs - 1);
     assert.equal(f.bp.state(), RECOVERY, 'one microsecond short of the stability period');
-    f.bp.checkRecovery(0, TH, t + 20 + TH.stabilityUs);
+    f.bp.checkRecovery(spares(0), TH, t + 20 + TH.stabilityUs);
     assert.equal(f.bp.state(), NORMAL, 'stable for the period: back to normal (spares do not matter)');
     assert.deepEqual(f.calls.slice(-2), [
       [DROPPING, RECOVERY, t + 20],
@@ -346,14 +370,14 @@ describe('pressure, exhaustion and recovery rules', () => {
   it('exhaustion during RECOVERY sends it back to DROPPING and restarts the stability period', () => {
     const f = fixture();
     const t = driveTo(f, DROPPING);
-    f.bp.checkRecovery(2, TH, t + 10);
+    f.bp.checkRecovery(spares(2), TH, t + 10);
     f.bp.onExhausted(t + 100);
     assert.equal(f.bp.state(), DROPPING);
-    f.bp.checkRecovery(3, TH, t + 200);
+    f.bp.checkRecovery(spares(3), TH, t + 200);
     assert.equal(f.bp.state(), RECOVERY);
-    f.bp.checkRecovery(3, TH, t + 10 + TH.stabilityUs);
+    f.bp.checkRecovery(spares(3), TH, t + 10 + TH.stabilityUs);
     assert.equal(f.bp.state(), RECOVERY, 'the period counts from the latest entry into RECOVERY');
-    f.bp.checkRecovery(3, TH, t + 200 + TH.stabilityUs);
+    f.bp.checkRecovery(spares(3), TH, t + 200 + TH.stabilityUs);
     assert.equal(f.bp.state(), NORMAL);
     assert.deepEqual(f.bp.edgeCounts(), [1, 1, 2, 1, 1, 0]);
   });
@@ -361,7 +385,7 @@ describe('pressure, exhaustion and recovery rules', () => {
   it('a zero stability period completes DROPPING -> RECOVERY -> NORMAL in one check', () => {
     const f = fixture();
     const t = driveTo(f, DROPPING);
-    f.bp.checkRecovery(2, { ...TH, stabilityUs: 0 }, t + 7);
+    f.bp.checkRecovery(spares(2), { ...TH, stabilityUs: 0 }, t + 7);
     assert.equal(f.bp.state(), NORMAL);
     assert.deepEqual(f.calls.slice(-2), [
       [DROPPING, RECOVERY, t + 7],

@@ -10,8 +10,23 @@ import { payloadFor, paceUntilSpare } from './scenario.js';
 export interface ScenarioData {
   trace: TracerHandle;
   name: string;
-  mode: 'exact' | 'flood' | 'steady' | 'forever' | 'until-closed' | 'close-race' | 'slow-exit' | 'register-only' | 'register-retry';
+  mode:
+    | 'exact'
+    | 'flood'
+    | 'flood-until'
+    | 'trickle'
+    | 'steady'
+    | 'forever'
+    | 'until-closed'
+    | 'close-race'
+    | 'slow-exit'
+    | 'register-only'
+    | 'register-retry';
   events: number;
+  /** 'trickle': events recorded per timer tick (unpaced: it never looks at spare rings). */
+  batch?: number;
+  /** 'trickle': timer period, ms (default 1). */
+  tickMs?: number;
   /** Probability that an event carries a byte payload (exact mode). */
   bytesRatio?: number;
   maxPayload?: number;
@@ -23,8 +38,11 @@ export interface ScenarioData {
    * [0] is non-zero; 'forever' publishes its progress in [1]. */
   control?: SharedArrayBuffer;
   hold?: boolean;
-  /** After the scenario, stay alive (idle) until control[0] is non-zero. */
-  linger?: boolean;
+  /** After the scenario, stay alive (idle, recording nothing) until control[0] is non-zero: `true`
+   * blocks the thread (its event loop does not turn: no periodic flush, no close request);
+   * 'loop' keeps the event loop turning (timers such as the periodic flush run); `close` then
+   * closes the writer once released. */
+  linger?: boolean | 'loop';
 }
 
 const d = workerData as ScenarioData;
@@ -75,11 +93,14 @@ function run(): void {
     return rng / 4294967296;
   };
   let kept = 0;
+  /** record*() calls this thread made: what its `attempted` count must come to. */
+  let calls = 0;
   switch (d.mode) {
     case 'exact':
     case 'register-retry':
       for (let seq = 0; seq < d.events; seq++) {
         if ((seq & 127) === 0) paceUntilSpare(w);
+        calls++;
         if (random() < (d.bytesRatio ?? 0)) {
           const len = Math.floor(random() * ((d.maxPayload ?? 2048) + 1));
           if (w.recordBytes(bytesId, payloadFor(seq, len))) kept++;
@@ -88,12 +109,33 @@ function run(): void {
       break;
     case 'flood':
       // As fast as possible; the drain is expected to be paused.
-      for (let seq = 0; seq < d.events; seq++) if (w.record(id, seq)) kept++;
+      for (let seq = 0; seq < d.events; seq++, calls++) if (w.record(id, seq)) kept++;
       break;
+    case 'flood-until': {
+      // As fast as possible until control[0] is set (the event loop never turns meanwhile).
+      const c = control!;
+      let seq = 0;
+      while (Atomics.load(c, 0) === 0) for (let i = 0; i < 1024; i++, seq++) if (w.record(id, seq)) kept++;
+      calls = seq;
+      break;
+    }
+    case 'trickle': {
+      // A fixed low rate: `batch` events per timer tick, never waiting for a spare ring, so only
+      // a drain that keeps serving this thread keeps it from exhausting its pool.
+      let seq = 0;
+      const timer = setInterval(() => {
+        for (let i = 0; i < (d.batch ?? 2) && seq < d.events; i++, seq++) if (w.record(id, seq)) kept++;
+        if (seq < d.events) return;
+        clearInterval(timer);
+        post({ type: 'done', kept, calls: seq, metrics: tracer.metrics().threads.find((t) => t.slot === w.slot) });
+        if (d.close) w.close();
+      }, d.tickMs ?? 1);
+      return;
+    }
     case 'steady': {
       // Bursts of 300 events every millisecond: a load sustained over time.
       const nap = new Int32Array(new SharedArrayBuffer(4));
-      for (let seq = 0; seq < d.events; seq++) {
+      for (let seq = 0; seq < d.events; seq++, calls++) {
         if (w.record(id, seq)) kept++;
         if (seq % 300 === 299) Atomics.wait(nap, 0, 0, 1);
       }
@@ -105,7 +147,7 @@ function run(): void {
       if (control) Atomics.store(control, 1, 1);
       let seq = 0;
       while (!w.isClosed) for (let i = 0; i < 256; i++) w.record(id, seq++);
-      post({ type: 'done', kept: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose } });
+      post({ type: 'done', kept: seq, calls: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose } });
       return;
     }
     case 'close-race': {
@@ -120,7 +162,7 @@ function run(): void {
       for (let i = 0; i < extra; i++) w.record(id, seq++);
       if (d.close) void tracer.close();
       else w.close();
-      post({ type: 'done', kept: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose } });
+      post({ type: 'done', kept: seq, calls: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose } });
       return;
     }
     case 'slow-exit': {
@@ -143,7 +185,7 @@ function run(): void {
         w.record(id, seq++);
         spin(200);
       }
-      post({ type: 'done', kept: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose, closed: w.isClosed } });
+      post({ type: 'done', kept: seq, calls: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose, closed: w.isClosed } });
       return;
     }
     case 'forever':
@@ -153,7 +195,17 @@ function run(): void {
         if (control && (seq & 1023) === 0) Atomics.store(control, 1, seq);
       }
   }
-  post({ type: 'done', kept, metrics: tracer.metrics().threads.find((t) => t.slot === w.slot) });
+  post({ type: 'done', kept, calls, metrics: tracer.metrics().threads.find((t) => t.slot === w.slot) });
+  if (d.linger === 'loop') {
+    // Idle, but the event loop turns (the periodic flush runs); close once released.
+    const c = control!;
+    const timer = setInterval(() => {
+      if (Atomics.load(c, 0) === 0) return;
+      clearInterval(timer);
+      if (d.close) w.close();
+    }, 5);
+    return;
+  }
   if (d.close) w.close();
   if (d.linger) hold(true);
 }

@@ -25,10 +25,19 @@ export function paceUntilSpare(w: Writer): void {
   }
 }
 
+/** What a scenario worker reports when its recording is over. */
+export interface ScenarioDone {
+  /** Events record*() returned true for. */
+  kept: number;
+  /** record*() calls the worker made (its attempted count must equal this). */
+  calls: number;
+  metrics: unknown;
+}
+
 export interface WorkerRun {
   worker: Worker;
   registered: Promise<{ slot: number; registration: number }>;
-  done: Promise<{ kept: number; metrics: unknown }>;
+  done: Promise<ScenarioDone>;
   exited: Promise<number>;
   messages: unknown[];
 }
@@ -37,10 +46,10 @@ export function startScenario(data: ScenarioData): WorkerRun {
   const worker = new Worker(new URL('./scenario-worker.js', import.meta.url), { workerData: data });
   const messages: unknown[] = [];
   let onRegistered!: (v: { slot: number; registration: number }) => void;
-  let onDone!: (v: { kept: number; metrics: unknown }) => void;
+  let onDone!: (v: ScenarioDone) => void;
   let onError!: (e: Error) => void;
   const registered = new Promise<{ slot: number; registration: number }>((res) => (onRegistered = res));
-  const done = new Promise<{ kept: number; metrics: unknown }>((res, rej) => {
+  const done = new Promise<ScenarioDone>((res, rej) => {
     onDone = res;
     onError = rej;
   });
