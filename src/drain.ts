@@ -8,7 +8,7 @@
  * The drain never blocks a writer: it only takes rings already handed over, and a failing sink
  * costs the chunk (counted as `sink_error`), never the ring.
  */
-import { BackpressureState, BpState, STATE_NAMES, edgeIndex, type BpStateValue, type StateName, type Thresholds } from './backpressure.js';
+import { BackpressureState, BpState, STATE_NAMES, edgeIndex, type BpStateValue, type Thresholds } from './backpressure.js';
 import {
   Ctl,
   ControlFlag,
@@ -43,7 +43,7 @@ import {
 import { NameTable } from './names.js';
 import { poolQueues, type PoolQueues } from './pool.js';
 import { freeSlot, publishRetired, readThreadName, wipeRings } from './registry.js';
-import { retireIntoLedger, threadFromSlot } from './metrics.js';
+import { retireIntoLedger, threadFromSlot, type ThreadMetrics } from './metrics.js';
 import { extentRuns, scanRecords, type RingExtent, type ScanResult } from './ring.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -96,7 +96,10 @@ interface Registration {
   identity: ChunkIdentity;
 }
 
-export interface RegistrationSummary {
+/** A retired registration: its final counts, and its backpressure history and pool counters as
+ * metrics() showed them. */
+export interface RegistrationSummary
+  extends Pick<ThreadMetrics, 'policy' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'freeSparesMin' | 'chunksWritten' | 'drainLagMs'> {
   thread: number;
   name: string;
   slot: number;
@@ -109,15 +112,6 @@ export interface RegistrationSummary {
   endReason: 'closed' | 'exited' | 'tracer_closed';
   /** attempted === events + dropped */
   balanced: boolean;
-  /** The registration's backpressure history and pool counters, as metrics() showed them. */
-  policy: 'drop-oldest' | 'drop-newest';
-  transitions: Record<string, number>;
-  timeInStateMs: Record<StateName, number>;
-  exhaustions: number;
-  swaps: number;
-  freeSparesMin: number;
-  chunksWritten: number;
-  drainLagMs: { last: number; max: number };
 }
 
 export interface DrainSummary {

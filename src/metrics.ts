@@ -47,21 +47,16 @@ export interface ThreadMetrics {
   drainLagMs: { last: number; max: number };
 }
 
+/** The counters that add up across registrations (totals, the retired ledger). */
+export type SummableCounters = Pick<
+  ThreadMetrics,
+  'eventsAttempted' | 'eventsWritten' | 'eventsDropped' | 'bytesDropped' | 'droppedByReason' | 'bytesDroppedByReason' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'chunksWritten'
+>;
+
 /** Totals of the registrations retired so far (closed, exited, accounted at the tracer's close):
  * kept in shared memory by the drain, so every thread's metrics() sees them at once. */
-export interface RetiredTotals {
+export interface RetiredTotals extends SummableCounters {
   threads: number;
-  eventsAttempted: number;
-  eventsWritten: number;
-  eventsDropped: number;
-  bytesDropped: number;
-  droppedByReason: Partial<Record<DropReason, number>>;
-  bytesDroppedByReason: Partial<Record<DropReason, number>>;
-  transitions: Record<string, number>;
-  timeInStateMs: Record<StateName, number>;
-  exhaustions: number;
-  swaps: number;
-  chunksWritten: number;
 }
 
 export interface MetricsSnapshot {
@@ -73,20 +68,9 @@ export interface MetricsSnapshot {
   retired: RegistrationSummary[];
   retiredTotals: RetiredTotals;
   /** Live threads + retired ones: exact at every call (each registration counted once). */
-  totals: {
-    threads: number;
-    eventsAttempted: number;
-    eventsWritten: number;
-    eventsDropped: number;
-    bytesDropped: number;
-    droppedByReason: Partial<Record<DropReason, number>>;
+  totals: RetiredTotals & {
     /** Events recorded on writers after their tracer closed. */
     droppedAfterClose: number;
-    transitions: Record<string, number>;
-    timeInStateMs: Record<StateName, number>;
-    exhaustions: number;
-    swaps: number;
-    chunksWritten: number;
   };
   drain: { heartbeat: number; paused: boolean; state: 'starting' | 'running' | 'stopped' | 'failed'; sinkErrors: number; throttleKiBps: number };
 }
@@ -282,6 +266,7 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
     eventsDropped: ledger.eventsDropped,
     bytesDropped: ledger.bytesDropped,
     droppedByReason: { ...ledger.droppedByReason },
+    bytesDroppedByReason: { ...ledger.bytesDroppedByReason },
     droppedAfterClose: Atomics.load(i32, Ctl.CLOSED_DROPS),
     transitions: { ...ledger.transitions },
     timeInStateMs: { ...ledger.timeInStateMs },
@@ -295,6 +280,7 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
     totals.eventsDropped += t.eventsDropped;
     totals.bytesDropped += t.bytesDropped;
     for (const [r, n] of Object.entries(t.droppedByReason)) totals.droppedByReason[r as DropReason] = (totals.droppedByReason[r as DropReason] ?? 0) + n;
+    for (const [r, n] of Object.entries(t.bytesDroppedByReason)) totals.bytesDroppedByReason[r as DropReason] = (totals.bytesDroppedByReason[r as DropReason] ?? 0) + n;
     for (const [e, n] of Object.entries(t.transitions)) totals.transitions[e] = (totals.transitions[e] ?? 0) + n;
     for (const st of STATE_NAMES) totals.timeInStateMs[st] += t.timeInStateMs[st];
     totals.exhaustions += t.exhaustions;

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CapacityError, Tracer, openTrace } from '../src/index.js';
-import { payloadFor, paceUntilSpare, readBack, startScenario, tempTrace } from './helpers/scenario.js';
+import { readBack, recordExact, startScenario, tempTrace } from './helpers/scenario.js';
 
 const quiet = { logLevel: 'error' as const, exitHooks: false };
 
@@ -26,14 +26,7 @@ describe('pipeline: main + 8 workers, random payloads, nothing dropped', () => {
       startScenario({ trace: tracer.handle, name: `w${k}`, mode: 'exact', events: N, bytesRatio: 0.1, maxPayload: 3000, seed: k + 1, close: k % 2 === 0 }),
     );
     // The main thread records too, with the same discipline.
-    const w = tracer.register('main');
-    const id = tracer.define('seq');
-    const blob = tracer.define('blob');
-    for (let seq = 0; seq < N; seq++) {
-      if ((seq & 127) === 0) paceUntilSpare(w);
-      if (seq % 10 === 3) w.recordBytes(blob, payloadFor(seq, seq % 3001));
-      else w.record(id, seq);
-    }
+    recordExact(tracer.register('main'), { seq: tracer.define('seq'), blob: tracer.define('blob') }, N, 10, 3, 3000);
     const done = (await Promise.all(runs.map((r) => r.done))) as Array<{ metrics: { eventsAttempted: number } }>;
     // Each worker's own metrics() after its last record: exact, and equal to what reaches the file.
     for (const d of done) assert.equal(d.metrics.eventsAttempted, N, 'metrics().eventsAttempted in the worker');
@@ -91,14 +84,7 @@ describe('pipeline: 64 workers', () => {
     assert.equal(new Set(slots.map((s) => s.slot)).size, 64, 'distinct slots');
     assert.equal(new Set(slots.map((s) => s.registration)).size, 64, 'distinct registrations');
     // The main thread records alongside them, with payloads too.
-    const main = tracer.register('main');
-    const id = tracer.define('seq');
-    const blob = tracer.define('blob');
-    for (let seq = 0; seq < N; seq++) {
-      if ((seq & 127) === 0) paceUntilSpare(main);
-      if (seq % 20 === 7) main.recordBytes(blob, payloadFor(seq, seq % 513));
-      else main.record(id, seq);
-    }
+    recordExact(tracer.register('main'), { seq: tracer.define('seq'), blob: tracer.define('blob') }, N, 20, 7, 512);
     await Promise.all(runs.map((r) => r.done));
     await Promise.all(runs.map((r) => r.exited));
     const summary = await tracer.close();
