@@ -114,7 +114,7 @@ export class BackpressureState {
     }
     if (Number(seen & 7n) !== from) return false;
     const enteredAt = Number(seen >> 3n);
-    const at = Math.max(Math.round(nowUs), enteredAt); // two threads' clocks may disagree by a microsecond
+    const at = entryTime(nowUs, enteredAt); // two threads' clocks may disagree by a microsecond
     // The CAS is the transition: it fails if the other side moved the state first.
     if (Atomics.compareExchange(this.i64, this.word, seen, pack(to, at)) !== seen) return false;
     Atomics.add(this.i64, this.timeIn + from, BigInt(at - enteredAt));
@@ -154,7 +154,9 @@ export class BackpressureState {
    */
   private restamp(seen: bigint, nowUs: number): boolean {
     const enteredAt = Number(seen >> 3n);
-    const at = Math.max(Math.round(nowUs), enteredAt);
+    // Always a different word: a clock that did not move (the same microsecond, or recordAt()
+    // timestamps behind the drain's) must not give back the word the drain read.
+    const at = entryTime(nowUs, enteredAt + 1);
     if (Atomics.compareExchange(this.i64, this.word, seen, pack(BpState.DROPPING, at)) !== seen) return false;
     Atomics.add(this.i64, this.timeIn + BpState.DROPPING, BigInt(at - enteredAt));
     return true;
@@ -205,5 +207,13 @@ export class BackpressureState {
   }
 }
 
-const pack = (state: number, atUs: number): bigint => (BigInt(Math.max(0, Math.round(atUs))) << 3n) | BigInt(state);
+/** Entry times are kept in 60 bits; a non-finite or absurd time (a bad recordAt() timestamp) is
+ * clamped rather than allowed to throw or wrap on the recording thread. */
+const MAX_ENTRY_US = 2 ** 53;
+/** A transition's time (µs): not before `floor`, an integer within 0..MAX_ENTRY_US. */
+const entryTime = (nowUs: number, floor: number): number => {
+  const us = Math.round(nowUs);
+  return Math.min(MAX_ENTRY_US, Math.max(us >= 0 ? us : 0, floor));
+};
+const pack = (state: number, atUs: number): bigint => (BigInt(entryTime(atUs, 0)) << 3n) | BigInt(state);
 

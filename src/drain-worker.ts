@@ -131,6 +131,9 @@ if (sink) {
       bucket.at = now;
       bucket.bytes = drain.bytesOut;
       if (bucket.credit >= 0) return;
+      // A pause cannot wait for the debt: the next pass acknowledges it (pauseDrain() resolves),
+      // and the debt is kept, to be paid after the resume.
+      if ((Atomics.load(i32, Ctl.FLAGS) & ControlFlag.DRAIN_PAUSED) !== 0) return;
       Atomics.wait(i32, Ctl.DOORBELL, Atomics.load(i32, Ctl.DOORBELL), Math.min(-bucket.credit / bytesPerMs, 50));
     }
   }

@@ -274,6 +274,9 @@ export class Tracer {
    * twice for a worker is harmless.
    */
   watch(worker: Worker): void {
+    // After its exit a Worker's threadId is -1 and 'exit' has fired: watching it now would
+    // silently do nothing.
+    if (worker.threadId < 0) throw new Error('ringtrace: watch(worker): the worker has already exited; watch it while it runs');
     this.watchWorker(worker);
   }
 
@@ -487,11 +490,14 @@ export class Tracer {
   }
 }
 
-/** The process's Node options for the drain worker, but those a worker started from a file
- * refuses (`node --input-type=module -e ...` would make the drain fail to start). */
-function drainExecArgv(): string[] {
-  const out: string[] = [];
+/** The drain worker inherits the process's Node options (undefined), except `--input-type`,
+ * which a worker started from a file refuses (`node --input-type=module -e ...` would make the
+ * drain fail to start). Only then are the options passed explicitly, without it: an explicit
+ * list refuses per-process flags such as --max-old-space-size, which inheriting accepts. */
+function drainExecArgv(): string[] | undefined {
   const argv = process.execArgv;
+  if (!argv.some((a) => a === '--input-type' || a.startsWith('--input-type='))) return undefined;
+  const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--input-type') i++;
     else if (!argv[i].startsWith('--input-type=')) out.push(argv[i]);

@@ -481,6 +481,9 @@ export class Writer {
     this.pos = this.ringBase;
     this.submitActive(ts, 0);
     this.pos = this.limit = 0;
+    // Still exhausted: if the drain moved the state on from its count of the spare just taken,
+    // say so again (or restamp), as at any exhaustion.
+    this.bp.onExhausted(ts / 1000);
   }
 
   /** Drops not yet handed over with a ring: a reason's first-drop time is NaN until one happens. */

@@ -285,6 +285,29 @@ describe('pressure, exhaustion and recovery rules', () => {
     // Without the race the same count recovers.
     f.bp.checkRecovery(spares(4), TH, t + 40);
     assert.equal(f.bp.state(), RECOVERY);
+    // Also when the writer's clock has not moved past the entry time (the same microsecond, or
+    // recordAt() timestamps behind the drain's clock): the restamp still changes the word.
+    const g = fixture();
+    const tg = driveTo(g, DROPPING);
+    const behind: SpareCount = {
+      size: () => {
+        g.bp.onExhausted(tg - 1_000);
+        return 4;
+      },
+    };
+    g.bp.checkRecovery(behind, TH, tg + 30);
+    assert.equal(g.bp.state(), DROPPING);
+  });
+
+  it('a non-finite or absurd transition time is clamped, never thrown on the recording thread', () => {
+    for (const bad of [Infinity, 1e25, NaN, -5]) {
+      const f = fixture();
+      assert.doesNotThrow(() => f.bp.onExhausted(bad));
+      assert.equal(f.bp.state(), DROPPING);
+      const at = f.bp.enteredAtUs();
+      assert.ok(Number.isFinite(at) && at >= 0 && at <= 2 ** 53, `entry time ${at} for ${bad}`);
+      assert.doesNotThrow(() => f.bp.checkRecovery(spares(4), TH, bad));
+    }
   });
 
   it('checkRecovery does nothing in NORMAL, whatever the spares', () => {

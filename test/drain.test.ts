@@ -99,4 +99,25 @@ describe('drain throttle', () => {
     tracer.throttleDrain(0);
     await tracer.close();
   });
+
+  it('pauseDrain() does not wait for a throttled drain to pay its debt', async () => {
+    // 8 rings of 64 KiB queued against 16 KiB/s is a debt of about half a minute; the pause must
+    // be acknowledged by the next pass, not after it. (A liveness bound with a wide margin: the
+    // pause normally settles in milliseconds.)
+    const { Tracer } = await import('../src/index.js');
+    const { tempTrace } = await import('./helpers/scenario.js');
+    const tracer = await Tracer.open({ path: tempTrace('throttle-pause'), ringSize: '64KiB', ringsPerThread: 8, flushIntervalMs: 0, logLevel: 'error', exitHooks: false });
+    const w = tracer.register('flood');
+    const id = tracer.define('seq');
+    tracer.throttleDrain(16);
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 30_000; i++) w.record(id, i);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const settled = await Promise.race([tracer.pauseDrain().then(() => 'paused'), new Promise((r) => setTimeout(() => r('still waiting'), 10_000))]);
+    assert.equal(settled, 'paused');
+    tracer.resumeDrain();
+    tracer.throttleDrain(0);
+    await tracer.close();
+  });
 });

@@ -5,6 +5,7 @@
  * sequence numbers in the file.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { describe, it } from 'node:test';
 import { Tracer, openTrace } from '../src/index.js';
@@ -74,4 +75,24 @@ describe('workers the tracer did not see start', () => {
     assert.equal(values.length, 0);
     assert.ok(summary.balanced);
   });
+});
+
+describe('tracer.watch() and the drain worker under unusual Node options', () => {
+  it('watch() refuses a worker that has already exited (it could not see it go)', async () => {
+    const w = new Worker('setTimeout(() => {}, 1)', { eval: true });
+    await new Promise((r) => w.once('exit', r));
+    const tracer = await Tracer.open({ path: tempTrace('watch-late'), logLevel: 'error', exitHooks: false });
+    assert.throws(() => tracer.watch(w), /already exited/);
+    await tracer.close();
+  });
+
+  for (const flags of [['--max-old-space-size=300'], ['--expose-gc'], ['--input-type=module']]) {
+    it(`the tracer opens under node ${flags.join(' ')}`, () => {
+      const index = new URL('../src/index.js', import.meta.url).href;
+      const code = `import(${JSON.stringify(index)}).then(async ({ Tracer }) => { const t = await Tracer.open({ path: ${JSON.stringify(tempTrace('flags'))}, logLevel: 'error' }); t.register('m').record(t.define('x')); const s = await t.close(); console.log('balanced', s.balanced); })`;
+      const r = spawnSync(process.execPath, [...flags, '-e', code], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /balanced true/);
+    });
+  }
 });
