@@ -492,7 +492,7 @@ export class Drain {
     // The registration leaves its slot and enters the ledger in one step, so metrics() counts
     // it once. A seized writer learns how many of its events were accounted here (RETIRED) and
     // counts the rest as `closed`.
-    retireIntoLedger(this.v, summary, () => (seized ? publishRetired(this.v, reg.slot, attempted) : freeSlot(this.v, reg.slot)));
+    retireIntoLedger(this.v, reg.slot, summary, () => (seized ? publishRetired(this.v, reg.slot, attempted) : freeSlot(this.v, reg.slot)));
     this.opts.onRetired?.(summary);
   }
 

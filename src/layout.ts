@@ -9,8 +9,8 @@
  *  |                        doorbell, registration/name counters, pause handshake,        |
  *  |                        clock zero                                                    |
  *  +--------------------------------------------------------------------------------------+
- *  | RETIRED LEDGER (256 B)  f64 totals of every registration the drain has retired:       |
- *  |                        written by the drain only, under the LEDGER_SEQ seqlock         |
+ *  | RETIRED LEDGER (512 B)  i64 totals of every registration retired so far, and their    |
+ *  |                        undo copy; Atomics only, under the LEDGER_SEQ seqlock           |
  *  +--------------------------------------------------------------------------------------+
  *  | NAME TABLE  NAME_TABLE_ENTRIES x 128 B, open addressing on a string hash               |
  *  |   entry: state | id | byteLength | hash | utf8 name (<= 112 B)                         |
@@ -82,6 +82,10 @@ export const Ctl = {
   /** Seqlock of the retired ledger: odd while the drain moves a registration from its slot into
    * the ledger (Atomics.add before and after), so a reader sees each registration exactly once. */
   LEDGER_SEQ: 21,
+  /** The slot and registration a ledger write is retiring (stored before it starts), so that
+   * close()'s fallback can tell a write the dead drain finished from one it did not. */
+  LEDGER_PENDING_SLOT: 22,
+  LEDGER_PENDING_REGISTRATION: 23,
   /** Float64 index (byte 64): Date.now() when the tracer opened. */
   F64_SESSION_START_EPOCH_MS: 8,
   /** Float64 index (byte 72): clock zero as an absolute high-resolution time (ms). */
@@ -90,9 +94,10 @@ export const Ctl = {
 export const CONTROL_BYTES = 256;
 
 /**
- * Retired ledger, Float64 indices from its start: the totals of every registration retired so
+ * Retired ledger, BigInt64 indices from its start: the totals of every registration retired so
  * far (closed, exited, or accounted at the tracer's close), so that metrics() in any thread is
- * exact at every moment, not only once a summary message has arrived.
+ * exact at every moment, not only once a summary message has arrived. Integers (times in µs),
+ * read and written with Atomics only. Words SHADOW.. hold the copy taken before each write.
  */
 export const Ledger = {
   THREADS: 0,
@@ -108,10 +113,13 @@ export const Ledger = {
   REASON_BYTES: 14,
   /** EDGE_COUNT words: transitions per edge. */
   EDGES: 20,
-  /** 4 words: milliseconds in each state. */
-  TIME_IN_STATE_MS: 26,
+  /** 4 words: microseconds in each state. */
+  TIME_IN_STATE_US: 26,
+  /** LEDGER_WORDS words: the ledger as it was before the write in progress. */
+  SHADOW: 32,
 } as const;
-export const LEDGER_BYTES = 256;
+export const LEDGER_WORDS = 30;
+export const LEDGER_BYTES = 512;
 
 export const ControlFlag = {
   DRAIN_PAUSED: 1,
@@ -297,8 +305,8 @@ export class Layout implements Geometry {
   readonly maxThreads: number;
   readonly ringsPerThread: number;
   readonly ringSize: number;
-  /** Float64 index of the retired ledger. */
-  readonly ledgerF64 = CONTROL_BYTES / 8;
+  /** BigInt64 index of the retired ledger. */
+  readonly ledgerI64 = CONTROL_BYTES / 8;
   readonly nameTableOffset = CONTROL_BYTES + LEDGER_BYTES;
   readonly slotsOffset: number;
   readonly slotHeaderBytes: number;

@@ -5,12 +5,12 @@
  * published to other threads at its next hand-off: a ring swap, a flush, or the periodic flush
  * (`flushIntervalMs`). So `metrics()` lags a busy thread by at most one ring and an idle one by
  * at most one flush interval; after `flush()` or `close()` on the writer's thread it is exact.
- * Totals are exact at every call, in every thread: a retired registration moves from its slot
- * into a shared ledger in one seqlock write (retireIntoLedger), so it is never counted twice
- * or missed.
+ * Totals count each registration once, in every thread: a retired registration moves from its
+ * slot into a shared ledger in one seqlock write (retireIntoLedger), so it is never counted twice
+ * or missed (unless the read had to give up waiting: `consistent` false).
  */
 import { BackpressureState, EDGES, STATE_NAMES, edgeName, type StateName } from './backpressure.js';
-import { Ctl, ControlFlag, Ledger, Loss, REASONS, REASON_COUNT, Slot, SlotF64, SlotState, type DropReason, type SharedViews } from './layout.js';
+import { Ctl, ControlFlag, LEDGER_WORDS, Ledger, Loss, REASONS, REASON_COUNT, Slot, SlotF64, SlotState, type DropReason, type SharedViews } from './layout.js';
 import { poolQueues } from './pool.js';
 import { readThreadName } from './registry.js';
 import type { RegistrationSummary } from './drain.js';
@@ -67,7 +67,10 @@ export interface MetricsSnapshot {
    * some. `retiredTotals` and `totals` never do. */
   retired: RegistrationSummary[];
   retiredTotals: RetiredTotals;
-  /** Live threads + retired ones: exact at every call (each registration counted once). */
+  /** False only if the drain was descheduled inside a retirement for longer than metrics() waits
+   * (50 ms): then a registration moving into the ledger may be counted twice or not at all. */
+  consistent: boolean;
+  /** Live threads + retired ones: each registration counted once (see `consistent`). */
   totals: RetiredTotals & {
     /** Events recorded on writers after their tracer closed. */
     droppedAfterClose: number;
@@ -83,66 +86,84 @@ export type LedgerEntry = Pick<
 
 /**
  * Moves a registration from its slot into the retired ledger: the ledger is added to and then
- * `handOff()` changes the slot (freed, or RETIRED), both inside one seqlock write. Drain only (or
- * close()'s fallback once the drain has been terminated): the ledger has one writer.
- * Ordering: the first Atomics.add (odd) comes before every store here and the second (even)
- * after them (Atomics calls are sequentially consistent, full barriers in V8), so a reader that
- * loads the same even count before and after its reads saw all of this or none of it.
+ * `handOff()` changes the slot (freed, or RETIRED), both inside one seqlock write. Drain only, or
+ * close()'s fallback once it has terminated the drain: the ledger has one writer at a time.
+ * Ordering: every access to the ledger and to LEDGER_SEQ is an Atomics operation (sequentially
+ * consistent), and so is the slot's state change, so a reader that loads the same even count
+ * before and after its reads saw all of this write or none of it.
  */
-export function retireIntoLedger(v: SharedViews, e: LedgerEntry, handOff: () => void): void {
-  const { i32, f64, layout } = v;
-  const L = layout.ledgerF64;
-  Atomics.add(i32, Ctl.LEDGER_SEQ, 1);
-  f64[L + Ledger.THREADS] += 1;
-  f64[L + Ledger.ATTEMPTED] += e.attempted;
-  f64[L + Ledger.WRITTEN] += e.events;
-  f64[L + Ledger.DROPPED] += e.dropped;
-  f64[L + Ledger.BYTES_DROPPED] += e.bytesDropped;
-  f64[L + Ledger.EXHAUSTIONS] += e.exhaustions;
-  f64[L + Ledger.SWAPS] += e.swaps;
-  f64[L + Ledger.CHUNKS] += e.chunksWritten;
+export function retireIntoLedger(v: SharedViews, slot: number, e: LedgerEntry, handOff: () => void): void {
+  const { i32, i64, layout } = v;
+  const L = layout.ledgerI64;
+  Atomics.store(i32, Ctl.LEDGER_PENDING_SLOT, slot);
+  Atomics.store(i32, Ctl.LEDGER_PENDING_REGISTRATION, i32[layout.slotI32(slot, Slot.REGISTRATION)]);
+  for (let k = 0; k < LEDGER_WORDS; k++) Atomics.store(i64, L + Ledger.SHADOW + k, Atomics.load(i64, L + k));
+  Atomics.add(i32, Ctl.LEDGER_SEQ, 1); // odd: a write is in progress
+  const add = (word: number, n: number) => n !== 0 && Atomics.add(i64, L + word, BigInt(Math.round(n)));
+  add(Ledger.THREADS, 1);
+  add(Ledger.ATTEMPTED, e.attempted);
+  add(Ledger.WRITTEN, e.events);
+  add(Ledger.DROPPED, e.dropped);
+  add(Ledger.BYTES_DROPPED, e.bytesDropped);
+  add(Ledger.EXHAUSTIONS, e.exhaustions);
+  add(Ledger.SWAPS, e.swaps);
+  add(Ledger.CHUNKS, e.chunksWritten);
   REASONS.forEach((r, i) => {
-    f64[L + Ledger.REASON_EVENTS + i] += e.droppedByReason[r] ?? 0;
-    f64[L + Ledger.REASON_BYTES + i] += e.bytesDroppedByReason[r] ?? 0;
+    add(Ledger.REASON_EVENTS + i, e.droppedByReason[r] ?? 0);
+    add(Ledger.REASON_BYTES + i, e.bytesDroppedByReason[r] ?? 0);
   });
-  EDGES.forEach((_, i) => (f64[L + Ledger.EDGES + i] += e.transitions[edgeName(i)] ?? 0));
-  STATE_NAMES.forEach((st, i) => (f64[L + Ledger.TIME_IN_STATE_MS + i] += e.timeInStateMs[st]));
+  EDGES.forEach((_, i) => add(Ledger.EDGES + i, e.transitions[edgeName(i)] ?? 0));
+  STATE_NAMES.forEach((st, i) => add(Ledger.TIME_IN_STATE_US + i, e.timeInStateMs[st] * 1000));
   handOff();
-  Atomics.add(i32, Ctl.LEDGER_SEQ, 1);
+  Atomics.add(i32, Ctl.LEDGER_SEQ, 1); // even: done
   Atomics.notify(i32, Ctl.LEDGER_SEQ);
 }
 
-/** close()'s fallback, with the drain terminated: a seqlock write it left open is closed (its
- * half-made update stays; the drain is gone and cannot finish it). */
+/**
+ * close()'s fallback, with the drain terminated: ends a ledger write the drain left open. If the
+ * slot it was retiring still holds that registration in a state before its hand-off, the write
+ * did not finish: the ledger is restored from its copy (the fallback accounts the registration
+ * itself). Otherwise only the closing count was missing.
+ */
 export function closeAbandonedLedgerWrite(v: SharedViews): void {
-  if ((Atomics.load(v.i32, Ctl.LEDGER_SEQ) & 1) !== 0) Atomics.add(v.i32, Ctl.LEDGER_SEQ, 1);
+  const { i32, i64, layout } = v;
+  if ((Atomics.load(i32, Ctl.LEDGER_SEQ) & 1) === 0) return;
+  const slot = Atomics.load(i32, Ctl.LEDGER_PENDING_SLOT);
+  const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
+  const same = Atomics.load(i32, layout.slotI32(slot, Slot.REGISTRATION)) === Atomics.load(i32, Ctl.LEDGER_PENDING_REGISTRATION);
+  if (same && (st === SlotState.CLOSING || st === SlotState.ORPHANED || st === SlotState.RETIRING)) {
+    const L = layout.ledgerI64;
+    for (let k = 0; k < LEDGER_WORDS; k++) Atomics.store(i64, L + k, Atomics.load(i64, L + Ledger.SHADOW + k));
+  }
+  Atomics.add(i32, Ctl.LEDGER_SEQ, 1);
 }
 
 function readLedger(v: SharedViews): RetiredTotals {
-  const { f64, layout } = v;
-  const L = layout.ledgerF64;
+  const { i64, layout } = v;
+  const L = layout.ledgerI64;
+  const w = (word: number) => Number(Atomics.load(i64, L + word));
   const droppedByReason: Partial<Record<DropReason, number>> = {};
   const bytesDroppedByReason: Partial<Record<DropReason, number>> = {};
   REASONS.forEach((r, i) => {
-    if (f64[L + Ledger.REASON_EVENTS + i] > 0) droppedByReason[r] = f64[L + Ledger.REASON_EVENTS + i];
-    if (f64[L + Ledger.REASON_BYTES + i] > 0) bytesDroppedByReason[r] = f64[L + Ledger.REASON_BYTES + i];
+    if (w(Ledger.REASON_EVENTS + i) > 0) droppedByReason[r] = w(Ledger.REASON_EVENTS + i);
+    if (w(Ledger.REASON_BYTES + i) > 0) bytesDroppedByReason[r] = w(Ledger.REASON_BYTES + i);
   });
   const transitions: Record<string, number> = {};
-  EDGES.forEach((_, i) => (transitions[edgeName(i)] = f64[L + Ledger.EDGES + i]));
-  const t = (i: number) => f64[L + Ledger.TIME_IN_STATE_MS + i];
+  EDGES.forEach((_, i) => (transitions[edgeName(i)] = w(Ledger.EDGES + i)));
+  const t = (i: number) => w(Ledger.TIME_IN_STATE_US + i) / 1000;
   return {
-    threads: f64[L + Ledger.THREADS],
-    eventsAttempted: f64[L + Ledger.ATTEMPTED],
-    eventsWritten: f64[L + Ledger.WRITTEN],
-    eventsDropped: f64[L + Ledger.DROPPED],
-    bytesDropped: f64[L + Ledger.BYTES_DROPPED],
+    threads: w(Ledger.THREADS),
+    eventsAttempted: w(Ledger.ATTEMPTED),
+    eventsWritten: w(Ledger.WRITTEN),
+    eventsDropped: w(Ledger.DROPPED),
+    bytesDropped: w(Ledger.BYTES_DROPPED),
     droppedByReason,
     bytesDroppedByReason,
     transitions,
     timeInStateMs: { normal: t(0), pressure: t(1), dropping: t(2), recovery: t(3) },
-    exhaustions: f64[L + Ledger.EXHAUSTIONS],
-    swaps: f64[L + Ledger.SWAPS],
-    chunksWritten: f64[L + Ledger.CHUNKS],
+    exhaustions: w(Ledger.EXHAUSTIONS),
+    swaps: w(Ledger.SWAPS),
+    chunksWritten: w(Ledger.CHUNKS),
   };
 }
 
@@ -233,8 +254,9 @@ export function summaryFromSlot(t: ThreadMetrics): RegistrationSummary {
  * before it reads anyway. */
 const LEDGER_WAIT_MS = 50;
 
-/** Slots not yet in the ledger, and the ledger, read as of one moment (see retireIntoLedger). */
-function readConsistent(v: SharedViews, nowUs: number): { threads: ThreadMetrics[]; ledger: RetiredTotals } {
+/** Slots not yet in the ledger, and the ledger, read as of one moment (see retireIntoLedger);
+ * `consistent` is false if a write in progress outlasted LEDGER_WAIT_MS and this read is torn. */
+function readConsistent(v: SharedViews, nowUs: number): { threads: ThreadMetrics[]; ledger: RetiredTotals; consistent: boolean } {
   const { i32, layout } = v;
   const deadline = performance.now() + LEDGER_WAIT_MS;
   for (;;) {
@@ -252,13 +274,14 @@ function readConsistent(v: SharedViews, nowUs: number): { threads: ThreadMetrics
       threads.push(threadFromSlot(v, slot, nowUs));
     }
     const ledger = readLedger(v);
-    if (Atomics.load(i32, Ctl.LEDGER_SEQ) === seq || late) return { threads, ledger };
+    const consistent = (seq & 1) === 0 && Atomics.load(i32, Ctl.LEDGER_SEQ) === seq;
+    if (consistent || late) return { threads, ledger, consistent };
   }
 }
 
 export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly RegistrationSummary[]): MetricsSnapshot {
   const { i32 } = v;
-  const { threads, ledger } = readConsistent(v, nowUs);
+  const { threads, ledger, consistent } = readConsistent(v, nowUs);
   const totals: MetricsSnapshot['totals'] = {
     threads: threads.length + ledger.threads,
     eventsAttempted: ledger.eventsAttempted,
@@ -292,6 +315,7 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
     retired: retired.slice(),
     retiredTotals: ledger,
     totals,
+    consistent,
     drain: {
       heartbeat: Atomics.load(i32, Ctl.DRAIN_HEARTBEAT),
       paused: (Atomics.load(i32, Ctl.FLAGS) & ControlFlag.DRAIN_PAUSED) !== 0,

@@ -416,7 +416,7 @@ export class Tracer {
       }
       threads.push(summary);
       // RETIRED is final (the tracer is closing): no reuse, and a seized writer reads its count.
-      retireIntoLedger(v, summary, () => publishRetired(v, slot, summary.attempted));
+      retireIntoLedger(v, slot, summary, () => publishRetired(v, slot, summary.attempted));
     }
     const m = this.metrics();
     return {

@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { describe, it } from 'node:test';
 import { Tracer } from '../src/index.js';
+import { Ctl, Layout, SharedViews, Slot, SlotState, initControl } from '../src/layout.js';
+import { closeAbandonedLedgerWrite, collectMetrics, retireIntoLedger, summaryFromSlot, threadFromSlot } from '../src/metrics.js';
+import { claimSlot, encodeThreadName, freeSlot } from '../src/registry.js';
 import type { MetricsWorkerData } from './helpers/metrics-worker.js';
 import { tempTrace } from './helpers/scenario.js';
 
@@ -84,5 +87,45 @@ describe('metrics(): exact totals while registrations come and go', () => {
     assert.ok(samples > 1000, `sampled ${samples} times`);
     const summary = await tracer.close();
     assert.equal(summary!.threads.reduce((n, t) => n + t.attempted, 0), expected);
+  });
+});
+
+describe('the retired ledger when its writer dies mid-write (close() fallback after terminating the drain)', () => {
+  function closingSlot() {
+    const layout = new Layout({ maxThreads: 2, ringsPerThread: 4, ringSize: 4096 });
+    const v = new SharedViews(new SharedArrayBuffer(layout.totalBytes), layout);
+    initControl(v, Date.now(), performance.timeOrigin + performance.now());
+    const { slot } = claimSlot(v, encodeThreadName('gone'), 7, 0, 0);
+    Atomics.store(v.i32, layout.slotI32(slot, Slot.STATE), SlotState.CLOSING);
+    const entry = { ...summaryFromSlot(threadFromSlot(v, slot, 0)), attempted: 10, events: 10 };
+    return { v, slot, entry };
+  }
+  const died = () => {
+    throw new Error('terminated');
+  };
+
+  it('died before the hand-off: the ledger is restored from its copy, the slot still counts', () => {
+    const { v, slot, entry } = closingSlot();
+    assert.throws(() => retireIntoLedger(v, slot, entry, died), /terminated/);
+    assert.equal(Atomics.load(v.i32, Ctl.LEDGER_SEQ) & 1, 1, 'left odd');
+    closeAbandonedLedgerWrite(v);
+    assert.equal(Atomics.load(v.i32, Ctl.LEDGER_SEQ) & 1, 0);
+    const m = collectMetrics(v, 0, []);
+    assert.ok(m.consistent);
+    assert.deepEqual([m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length], [0, 0, 1], 'counted once, from its slot');
+  });
+
+  it('died after the hand-off: the write is kept, the registration counts from the ledger only', () => {
+    const { v, slot, entry } = closingSlot();
+    assert.throws(() => retireIntoLedger(v, slot, entry, () => (freeSlot(v, slot), died())), /terminated/);
+    closeAbandonedLedgerWrite(v);
+    const m = collectMetrics(v, 0, []);
+    assert.deepEqual([m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length], [1, 10, 0], 'counted once, from the ledger');
+  });
+
+  it('a write that never ends: metrics() gives up waiting and says its read may be torn', () => {
+    const { v, slot, entry } = closingSlot();
+    assert.throws(() => retireIntoLedger(v, slot, entry, died));
+    assert.equal(collectMetrics(v, 0, []).consistent, false);
   });
 });
