@@ -9,7 +9,7 @@
  * came back before anything costlier is tried.
  */
 import { performance } from 'node:perf_hooks';
-import { BackpressureState, type BpStateValue, type Thresholds } from './backpressure.js';
+import { BackpressureState, BpState, type BpStateValue, type Thresholds } from './backpressure.js';
 import type { DropPolicy } from './config.js';
 import {
   Ctl,
@@ -458,15 +458,22 @@ export class Writer {
       // No spare back: drop-newest holds no ring (nothing is buffered, its losses wait in the loss
       // block); drop-oldest keeps its records in the active ring until a spare returns.
       if (!this.freeQ.hintNonEmpty()) return this.dropNewest;
-      if (this.dropNewest) {
-        // Nothing is buffered, but the losses should reach the file (and the drop log) without
-        // waiting for another event: they ride on an empty ring, which comes straight back. The
-        // next event takes a spare and leaves exhaustion the usual way.
-        if (this.lossPending()) this.handOverLosses(ts);
+      if (!this.dropNewest) {
+        this.leaveExhausted(ts, 0); // the circular ring goes to the drain, with the losses
+        return !this.exhausted;
+      }
+      // drop-newest: nothing is buffered, but the losses should reach the file (and the drop log)
+      // without waiting for another event. Still DROPPING: they ride on an empty ring, which
+      // comes straight back, and the next event takes a spare and leaves exhaustion the usual
+      // way. Already moved on by the drain (it saw the spares back): recording resumes in a
+      // spare now, and the losses are handed over from it below.
+      if (!this.lossPending()) return true;
+      if (this.bp.state() === BpState.DROPPING) {
+        this.handOverLosses(ts);
         return true;
       }
       this.leaveExhausted(ts, 0);
-      return !this.exhausted;
+      if (this.exhausted) return true;
     }
     if (this.pos === this.ringBase && !this.lossPending()) return true;
     return this.swap(ts, 0);
@@ -481,8 +488,8 @@ export class Writer {
     this.pos = this.ringBase;
     this.submitActive(ts, 0);
     this.pos = this.limit = 0;
-    // Still exhausted: if the drain moved the state on from its count of the spare just taken,
-    // say so again (or restamp), as at any exhaustion.
+    // Still exhausted: restamp DROPPING, so that a recovery the drain decides on a count that
+    // included the spare just taken is not applied (or, if it was applied meanwhile, go back).
     this.bp.onExhausted(ts / 1000);
   }
 

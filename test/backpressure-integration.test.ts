@@ -234,11 +234,14 @@ describe('behavioural load scenarios', () => {
     const runs = names.map((name, k) => startScenario({ trace: tracer.handle, name, mode: 'steady', events: 60_000, policy: k === 0 ? 'drop-newest' : 'drop-oldest' }));
     const done = await Promise.all(runs.map((r) => r.done));
     const during = tracer.metrics();
-    for (const t of during.threads) assert.ok(t.eventsDropped > 0 && t.eventsWritten > 0, `${t.name} both wrote and dropped`);
+    // While the drain is held to its budget every thread drops; how much of each reached the file
+    // by then is scheduling (a thread can finish before the drain's next pass takes its rings).
+    for (const t of during.threads) assert.ok(t.eventsDropped > 0, `${t.name} dropped while the drain was throttled`);
     tracer.throttleDrain(0);
     await Promise.all(runs.map((r) => r.exited));
     const summary = await tracer.close();
     assert.ok(summary?.balanced);
+    for (const t of summary.threads) assert.ok(t.events > 0 && t.dropped > 0, `${t.name} both wrote and dropped`);
     assertConservation(openTrace(path), callsOf(done, names));
   });
 
