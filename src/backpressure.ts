@@ -156,9 +156,10 @@ export class BackpressureState {
     const enteredAt = Number(seen >> 3n);
     // Always a different word: a clock that did not move (the same microsecond, or recordAt()
     // timestamps behind the drain's) must not give back the word the drain read.
-    const at = entryTime(nowUs, enteredAt + 1);
+    let at = entryTime(nowUs, enteredAt + 1);
+    if (at === enteredAt) at = enteredAt - 1; // at the clamp (a poisoned clock): still a new word
     if (Atomics.compareExchange(this.i64, this.word, seen, pack(BpState.DROPPING, at)) !== seen) return false;
-    Atomics.add(this.i64, this.timeIn + BpState.DROPPING, BigInt(at - enteredAt));
+    Atomics.add(this.i64, this.timeIn + BpState.DROPPING, BigInt(Math.max(0, at - enteredAt)));
     return true;
   }
 

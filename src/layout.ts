@@ -143,8 +143,8 @@ export const NameState = { EMPTY: 0, WRITING: 1, READY: 2 } as const;
 /**
  * A slot's life (every change is a compare-exchange or a release store on Slot.STATE):
  *
- *   FREE -claim-> CLAIMING -> LIVE -writer close()-> CLOSING -drain retires, wipes-> FREE
- *                               |--thread exit seen-> ORPHANED -drain salvages, wipes-> FREE
+ *   FREE -claim-> CLAIMING -> LIVE -writer close()-> CLOSING -drain retires-> RELEASING -wiped-> FREE
+ *                               |--thread exit seen-> ORPHANED -drain salvages-> RELEASING -> FREE
  *                               '--tracer close, still live-> RETIRING -drain accounts-> RETIRED
  *                                  -late events counted (writer, or its thread's exit)-> RECONCILED
  *
@@ -169,6 +169,9 @@ export const SlotState = {
    * the thread that created it (from the attempted count the dead thread left). */
   RETIRED: 6,
   RECONCILED: 7,
+  /** freeSlot() is wiping the header of a slot whose registration is already in the retired
+   * ledger: neither the old registration (metrics() and close()'s fallback skip it) nor free. */
+  RELEASING: 8,
 } as const;
 
 /** Drop reasons: index into loss blocks and the order of loss blocks in the trace file. */

@@ -269,8 +269,8 @@ function readConsistent(v: SharedViews, nowUs: number): { threads: ThreadMetrics
     const threads: ThreadMetrics[] = [];
     for (let slot = 0; slot < layout.maxThreads; slot++) {
       const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
-      // FREE, CLAIMING: nobody's yet. RETIRED, RECONCILED: counted in the ledger.
-      if (st === SlotState.FREE || st === SlotState.CLAIMING || st === SlotState.RETIRED || st === SlotState.RECONCILED) continue;
+      // FREE, CLAIMING: nobody's yet. RETIRED, RECONCILED, RELEASING: counted in the ledger.
+      if (st === SlotState.FREE || st === SlotState.CLAIMING || st === SlotState.RETIRED || st === SlotState.RECONCILED || st === SlotState.RELEASING) continue;
       threads.push(threadFromSlot(v, slot, nowUs));
     }
     const ledger = readLedger(v);

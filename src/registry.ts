@@ -102,6 +102,9 @@ export function wipeRings(v: SharedViews, slot: number): void {
 
 /** Zeroes the header of a slot whose rings are wiped and makes it claimable. */
 export function freeSlot(v: SharedViews, slot: number): void {
+  // First leave the old registration's state: a reader (or close()'s fallback after a drain
+  // terminated mid-wipe) must never take a half-wiped header for that registration.
+  Atomics.store(v.i32, v.layout.slotI32(slot, Slot.STATE), SlotState.RELEASING);
   v.i32[v.layout.slotI32(slot, Slot.NODE_THREAD_ID)] = 0;
   resetHeader(v, slot);
   // Release: the wipe happens-before the next claimer's CAS on FREE.

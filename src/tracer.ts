@@ -407,7 +407,8 @@ export class Tracer {
       const stIdx = layout.slotI32(slot, Slot.STATE);
       Atomics.compareExchange(i32, stIdx, SlotState.LIVE, SlotState.RETIRING);
       const st = Atomics.load(i32, stIdx);
-      if (st === SlotState.FREE || st === SlotState.CLAIMING) continue;
+      // RELEASING: the dead drain had retired it into the ledger and was wiping the slot.
+      if (st === SlotState.FREE || st === SlotState.CLAIMING || st === SlotState.RELEASING) continue;
       const summary = summaryFromSlot(threadFromSlot(v, slot, nowUs));
       if (st === SlotState.RETIRED || st === SlotState.RECONCILED) {
         // The dead drain retired it (it is in the ledger) but its summary never reached us.

@@ -467,8 +467,10 @@ export class Writer {
       // comes straight back, and the next event takes a spare and leaves exhaustion the usual
       // way. Already moved on by the drain (it saw the spares back): recording resumes in a
       // spare now, and the losses are handed over from it below.
+      // With a single spare (recoverySpares 1), resuming would leave none to hand the losses over
+      // with: the empty ring carries them, and the writer is rightly still exhausted.
       if (!this.lossPending()) return true;
-      if (this.bp.state() === BpState.DROPPING) {
+      if (this.bp.state() === BpState.DROPPING || this.freeQ.size() < 2) {
         this.handOverLosses(ts);
         return true;
       }

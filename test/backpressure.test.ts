@@ -299,6 +299,19 @@ describe('pressure, exhaustion and recovery rules', () => {
     assert.equal(g.bp.state(), DROPPING);
   });
 
+  it('the restamp changes the word even at the clamp (a clock poisoned by recordAt(Infinity))', () => {
+    const f = fixture();
+    f.bp.onExhausted(Infinity); // DROPPING, entered at the clamp
+    const racing: SpareCount = {
+      size: () => {
+        f.bp.onExhausted(Infinity);
+        return 4;
+      },
+    };
+    f.bp.checkRecovery(racing, TH, Infinity);
+    assert.equal(f.bp.state(), DROPPING);
+  });
+
   it('a non-finite or absurd transition time is clamped, never thrown on the recording thread', () => {
     for (const bad of [Infinity, 1e25, NaN, -5]) {
       const f = fixture();

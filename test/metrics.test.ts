@@ -123,6 +123,19 @@ describe('the retired ledger when its writer dies mid-write (close() fallback af
     assert.deepEqual([m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length], [1, 10, 0], 'counted once, from the ledger');
   });
 
+  it('died while wiping the slot (RELEASING): the write is kept, the half-wiped slot is not counted', () => {
+    const { v, slot, entry } = closingSlot();
+    const diesInWipe = () => {
+      Atomics.store(v.i32, v.layout.slotI32(slot, Slot.STATE), SlotState.RELEASING); // freeSlot's first step
+      v.i32[v.layout.slotI32(slot, Slot.REGISTRATION)] = 0; // part of the wipe
+      died();
+    };
+    assert.throws(() => retireIntoLedger(v, slot, entry, diesInWipe), /terminated/);
+    closeAbandonedLedgerWrite(v);
+    const m = collectMetrics(v, 0, []);
+    assert.deepEqual([m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length], [1, 10, 0], 'counted once, from the ledger');
+  });
+
   it('a write that never ends: metrics() gives up waiting and says its read may be torn', () => {
     const { v, slot, entry } = closingSlot();
     assert.throws(() => retireIntoLedger(v, slot, entry, died));
