@@ -13,7 +13,7 @@ import { extname, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
-import { MAX_RING_SIZE, MAX_RINGS_PER_THREAD, MIN_RING_SIZE } from './layout.js';
+import { MAX_RING_SIZE, MAX_RINGS_PER_THREAD, MIN_RING_SIZE } from './shm/layout.js';
 
 export type DropPolicy = 'drop-oldest' | 'drop-newest';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';

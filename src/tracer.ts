@@ -8,16 +8,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BroadcastChannel, Worker, isMainThread, threadId } from 'node:worker_threads';
-import type { Thresholds } from './backpressure.js';
+import type { Thresholds } from './shm/backpressure.js';
 import { resolveConfig, type DropPolicy, type ResolvedConfig, type TracerConfig } from './config.js';
-import type { DrainSummary, RegistrationSummary } from './drain.js';
-import type { DrainMessage, DrainWorkerData } from './drain-worker.js';
-import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotState, checkControl, initControl, type Geometry } from './layout.js';
+import type { DrainSummary, RegistrationSummary } from './drain/drain.js';
+import type { DrainMessage, DrainWorkerData } from './drain/drain-worker.js';
+import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotState, checkControl, initControl, type Geometry } from './shm/layout.js';
 import { jsonStderrLogger, leveled, type Logger } from './logger.js';
-import { closeAbandonedLedgerWrite, collectMetrics, retireIntoLedger, summaryFromSlot, threadFromSlot, type MetricsSnapshot } from './metrics.js';
-import { NameTable } from './names.js';
-import { claimSlot, encodeThreadName, orphanThreadSlots, publishRetired, reconcileThreadSlots } from './registry.js';
-import { POLICY_CODES, Writer } from './writer.js';
+import { closeAbandonedLedgerWrite, collectMetrics, retireIntoLedger, summaryFromSlot, threadFromSlot, type MetricsSnapshot } from './metrics/metrics.js';
+import { NameTable } from './shm/names.js';
+import { claimSlot, encodeThreadName, orphanThreadSlots, publishRetired, reconcileThreadSlots } from './shm/registry.js';
+import { POLICY_CODES, Writer } from './record/writer.js';
 
 export type TracerOptions = { [K in keyof TracerConfig]?: TracerConfig[K] | string } & {
   /** Receives state changes, drop summaries and errors; default: JSON lines on stderr. */
@@ -160,7 +160,7 @@ export class Tracer {
       dropLogIntervalMs: c.dropLogIntervalMs,
       dropLogEvery: c.dropLogEvery,
     };
-    const worker = new Worker(new URL('./drain-worker.js', import.meta.url), { workerData: data, name: 'ringtrace-drain', execArgv: drainExecArgv() });
+    const worker = new Worker(new URL('./drain/drain-worker.js', import.meta.url), { workerData: data, name: 'ringtrace-drain', execArgv: drainExecArgv() });
     this.drainWorker = worker;
     let resolveSummary!: (s: DrainSummary) => void;
     let rejectSummary!: (e: Error) => void;

@@ -8,12 +8,12 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { Tracer, openTrace, type ThreadSummary } from '../src/index.js';
-import { Drain } from '../src/drain.js';
-import { Ctl, ControlFlag, Layout, SharedViews, Slot, initControl } from '../src/layout.js';
-import { collectMetrics, type ThreadMetrics } from '../src/metrics.js';
-import { SpscQueue } from '../src/pool.js';
-import { claimSlot, encodeThreadName } from '../src/registry.js';
-import { POLICY_CODES, Writer } from '../src/writer.js';
+import { Drain } from '../src/drain/drain.js';
+import { Ctl, ControlFlag, Layout, SharedViews, Slot, initControl } from '../src/shm/layout.js';
+import { collectMetrics, type ThreadMetrics } from '../src/metrics/metrics.js';
+import { SpscQueue } from '../src/shm/pool.js';
+import { claimSlot, encodeThreadName } from '../src/shm/registry.js';
+import { POLICY_CODES, Writer } from '../src/record/writer.js';
 import type { LogEntry } from '../src/logger.js';
 import { readBack, startScenario, tempTrace } from './helpers/scenario.js';
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Tracer, openTrace, type TraceReader } from '../src/index.js';
-import type { MetricsSnapshot } from '../src/metrics.js';
+import type { MetricsSnapshot } from '../src/metrics/metrics.js';
 import { readBack, startScenario, tempTrace, type ScenarioDone } from './helpers/scenario.js';
 
 const quiet = { logLevel: 'error' as const, exitHooks: false };

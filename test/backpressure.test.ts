@@ -17,8 +17,8 @@ import {
   type BpStateValue,
   type SpareCount,
   type Thresholds,
-} from '../src/backpressure.js';
-import { EDGE_COUNT, Layout, SharedViews } from '../src/layout.js';
+} from '../src/shm/backpressure.js';
+import { EDGE_COUNT, Layout, SharedViews } from '../src/shm/layout.js';
 import type { BpWorkerData } from './helpers/unit-bp-worker.js';
 
 /** A free queue holding `n` spares, as checkRecovery counts it. */

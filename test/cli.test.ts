@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { STATE_NAMES } from '../src/backpressure.js';
-import { phaseLine, progressBar } from '../src/demo.js';
-import { Phase } from '../src/demo-worker.js';
+import { STATE_NAMES } from '../src/shm/backpressure.js';
+import { phaseLine, progressBar } from '../src/cli/demo.js';
+import { Phase } from '../src/cli/demo-worker.js';
 import { openTrace } from '../src/index.js';
 
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli/cli.js', import.meta.url));
 
 /** The environment without RINGTRACE_* settings, so the developer's shell cannot change results. */
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({

@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
-import { BackpressureState, BpState } from '../src/backpressure.js';
-import { Drain } from '../src/drain.js';
-import { FRAME_BYTES, RecordType, type TraceSink } from '../src/format.js';
-import { Layout, SharedViews, initControl } from '../src/layout.js';
-import { claimSlot, encodeThreadName } from '../src/registry.js';
-import { Writer } from '../src/writer.js';
+import { BackpressureState, BpState } from '../src/shm/backpressure.js';
+import { Drain } from '../src/drain/drain.js';
+import { FRAME_BYTES, RecordType, type TraceSink } from '../src/file/format.js';
+import { Layout, SharedViews, initControl } from '../src/shm/layout.js';
+import { claimSlot, encodeThreadName } from '../src/shm/registry.js';
+import { Writer } from '../src/record/writer.js';
 
 function setup(threads: number) {
   const layout = new Layout({ maxThreads: threads, ringsPerThread: 8, ringSize: 4096 });

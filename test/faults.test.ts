@@ -8,10 +8,10 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
-import { Drain } from '../src/drain.js';
-import { FileSink, headerRecord, preamble, type TraceSink } from '../src/format.js';
-import { Ctl, ControlFlag, Layout, SharedViews, Slot, SlotState, TLOG_CURSOR_MASK, initControl } from '../src/layout.js';
-import { collectMetrics } from '../src/metrics.js';
+import { Drain } from '../src/drain/drain.js';
+import { FileSink, headerRecord, preamble, type TraceSink } from '../src/file/format.js';
+import { Ctl, ControlFlag, Layout, SharedViews, Slot, SlotState, TLOG_CURSOR_MASK, initControl } from '../src/shm/layout.js';
+import { collectMetrics } from '../src/metrics/metrics.js';
 import { Tracer, openTrace, type TracerHandle } from '../src/index.js';
 import { readBack, startScenario, tempTrace } from './helpers/scenario.js';
 

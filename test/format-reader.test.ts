@@ -31,11 +31,11 @@ import {
   threadStartRecord,
   type LossBlock,
   type TraceSink,
-} from '../src/format.js';
-import { LOSS_BLOCK_WORDS, Loss, Reason, REASON_COUNT } from '../src/layout.js';
-import { TraceFormatError, openTrace, type TraceEvent, type TraceReader } from '../src/reader.js';
-import { collectReport, formatReport } from '../src/inspect.js';
-import { BpState } from '../src/backpressure.js';
+} from '../src/file/format.js';
+import { LOSS_BLOCK_WORDS, Loss, Reason, REASON_COUNT } from '../src/shm/layout.js';
+import { TraceFormatError, openTrace, type TraceEvent, type TraceReader } from '../src/file/reader.js';
+import { collectReport, formatReport } from '../src/cli/inspect.js';
+import { BpState } from '../src/shm/backpressure.js';
 import { concat, encodeRecords, rawRecord, tempDir, type Rec } from './helpers/unit-records.js';
 
 // ------------------------------------------------------------------ building files

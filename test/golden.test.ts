@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { FORMAT_VERSION } from '../src/format.js';
-import { openTrace } from '../src/reader.js';
+import { FORMAT_VERSION } from '../src/file/format.js';
+import { openTrace } from '../src/file/reader.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../../test/fixtures/${name}`, import.meta.url));
 

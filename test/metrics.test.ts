@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { describe, it } from 'node:test';
 import { Tracer } from '../src/index.js';
-import { Ctl, Layout, SharedViews, Slot, SlotState, initControl } from '../src/layout.js';
-import { closeAbandonedLedgerWrite, collectMetrics, retireIntoLedger, summaryFromSlot, threadFromSlot } from '../src/metrics.js';
-import { claimSlot, encodeThreadName, freeSlot } from '../src/registry.js';
+import { Ctl, Layout, SharedViews, Slot, SlotState, initControl } from '../src/shm/layout.js';
+import { closeAbandonedLedgerWrite, collectMetrics, retireIntoLedger, summaryFromSlot, threadFromSlot } from '../src/metrics/metrics.js';
+import { claimSlot, encodeThreadName, freeSlot } from '../src/shm/registry.js';
 import type { MetricsWorkerData } from './helpers/metrics-worker.js';
 import { tempTrace } from './helpers/scenario.js';
 

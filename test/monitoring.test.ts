@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
-import { Drain, type LogLevel } from '../src/drain.js';
-import { FileSink, headerRecord, preamble } from '../src/format.js';
-import { Layout, SharedViews, initControl } from '../src/layout.js';
+import { Drain, type LogLevel } from '../src/drain/drain.js';
+import { FileSink, headerRecord, preamble } from '../src/file/format.js';
+import { Layout, SharedViews, initControl } from '../src/shm/layout.js';
 import type { LogEntry } from '../src/logger.js';
-import { collectMetrics } from '../src/metrics.js';
+import { collectMetrics } from '../src/metrics/metrics.js';
 import { Tracer, openTrace, type TracerHandle } from '../src/index.js';
 import { startScenario, tempTrace } from './helpers/scenario.js';
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { BackpressureState, BpState } from '../src/backpressure.js';
+import { BackpressureState, BpState } from '../src/shm/backpressure.js';
 import {
   Ctl,
   Layout,
@@ -22,10 +22,10 @@ import {
   SlotState,
   THREAD_NAME_MAX_BYTES,
   type Geometry,
-} from '../src/layout.js';
-import { NameTable, NameTableFullError, nameHash } from '../src/names.js';
-import { poolQueues } from '../src/pool.js';
-import { CapacityError, claimSlot, encodeThreadName, orphanThreadSlots, readThreadName, releaseSlot, wipeSlot } from '../src/registry.js';
+} from '../src/shm/layout.js';
+import { NameTable, NameTableFullError, nameHash } from '../src/shm/names.js';
+import { poolQueues } from '../src/shm/pool.js';
+import { CapacityError, claimSlot, encodeThreadName, orphanThreadSlots, readThreadName, releaseSlot, wipeSlot } from '../src/shm/registry.js';
 import type { RegistryWorkerData } from './helpers/unit-registry-worker.js';
 
 const geometry: Geometry = { maxThreads: 4, ringsPerThread: 3, ringSize: 4096 };

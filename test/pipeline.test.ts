@@ -416,7 +416,7 @@ describe('periodic flush and configuration', () => {
     assert.equal(c.config.policy, 'drop-oldest', 'env beats the file');
     assert.equal(c.config.maxThreads, 3);
     assert.equal(tracer.handle.thresholds.stabilityUs, 100_000);
-    assert.equal(tracer.sharedBytes, new (await import('../src/layout.js')).Layout({ maxThreads: 3, ringsPerThread: 6, ringSize: 16384 }).totalBytes);
+    assert.equal(tracer.sharedBytes, new (await import('../src/shm/layout.js')).Layout({ maxThreads: 3, ringsPerThread: 6, ringSize: 16384 }).totalBytes);
     assert.equal(tracer.register('x').policy, 'drop-oldest');
     await tracer.close();
     await assert.rejects(Tracer.open({ env: { RINGTRACE_RING_SIZE: '65000' }, ...quiet }), /ringSize = "65000" from env RINGTRACE_RING_SIZE/);

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Layout, SharedViews, Slot } from '../src/layout.js';
-import { SpscQueue, initPool, poolQueues } from '../src/pool.js';
+import { Layout, SharedViews, Slot } from '../src/shm/layout.js';
+import { SpscQueue, initPool, poolQueues } from '../src/shm/pool.js';
 
 const HEAD = 0;
 const TAIL = 1;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { Registry } from 'prom-client';
 import { Tracer } from '../src/index.js';
-import { registerPrometheus } from '../src/prometheus.js';
+import { registerPrometheus } from '../src/metrics/prometheus.js';
 import { tempTrace } from './helpers/scenario.js';
 
 it('exposes per-thread counters, drops by reason and state in Prometheus text format', async () => {

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { before, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import { Tracer, openTrace } from '../src/index.js';
-import { reportData, writeReport, type ReportData } from '../src/report.js';
+import { reportData, writeReport, type ReportData } from '../src/cli/report.js';
 import { tempTrace } from './helpers/scenario.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

@@ -25,7 +25,7 @@ import {
   scanRecords,
   type CircularCursor,
   type RingExtent,
-} from '../src/ring.js';
+} from '../src/shm/ring.js';
 import { putRecord, type Rec } from './helpers/unit-records.js';
 
 describe('recordBytes: the size a record header word announces', () => {

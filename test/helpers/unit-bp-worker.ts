@@ -6,8 +6,8 @@
  *   until told to stop, and reports how many it applied.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { BackpressureState, BpState, EDGES } from '../../src/backpressure.js';
-import { Layout, SharedViews, type Geometry } from '../../src/layout.js';
+import { BackpressureState, BpState, EDGES } from '../../src/shm/backpressure.js';
+import { Layout, SharedViews, type Geometry } from '../../src/shm/layout.js';
 
 export interface BpWorkerData {
   mode: 'random' | 'drain';

@@ -7,8 +7,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { FRAME_BYTES } from '../../src/format.js';
-import { RECORD_HEADER_BYTES, RecordKind, align8 } from '../../src/ring.js';
+import { FRAME_BYTES } from '../../src/file/format.js';
+import { RECORD_HEADER_BYTES, RecordKind, align8 } from '../../src/shm/ring.js';
 
 export type KindName = 'instant' | 'value' | 'bytes' | 'begin' | 'end';
 

@@ -6,9 +6,9 @@
  *   main thread left WRITING (a thread between claiming and publishing an entry).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { Layout, NameEntry, NameState, SharedViews, type Geometry } from '../../src/layout.js';
-import { NameTable } from '../../src/names.js';
-import { claimSlot, encodeThreadName } from '../../src/registry.js';
+import { Layout, NameEntry, NameState, SharedViews, type Geometry } from '../../src/shm/layout.js';
+import { NameTable } from '../../src/shm/names.js';
+import { claimSlot, encodeThreadName } from '../../src/shm/registry.js';
 
 export interface RegistryWorkerData {
   mode: 'define' | 'claim' | 'publish-late';

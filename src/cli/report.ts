@@ -5,9 +5,9 @@
  * the same anywhere, including a headless browser.
  */
 import { writeFileSync } from 'node:fs';
-import { REASONS, type DropReason } from './layout.js';
-import { STATE_NAMES, type StateName } from './backpressure.js';
-import { openTrace, type TraceReader } from './reader.js';
+import { REASONS, type DropReason } from '../shm/layout.js';
+import { STATE_NAMES, type StateName } from '../shm/backpressure.js';
+import { openTrace, type TraceReader } from '../file/reader.js';
 
 const BUCKETS = 120;
 const W = 960;

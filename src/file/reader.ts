@@ -9,8 +9,8 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
-import { BpState, STATE_NAMES, type StateName } from './backpressure.js';
-import { REASONS, REASON_COUNT, type DropReason } from './layout.js';
+import { BpState, STATE_NAMES, type StateName } from '../shm/backpressure.js';
+import { REASONS, REASON_COUNT, type DropReason } from '../shm/layout.js';
 import {
   CHUNK_FIXED_BYTES,
   CHUNK_LOSS_AT,
@@ -26,7 +26,7 @@ import {
   THREAD_END_BYTES,
   crcUpdate,
 } from './format.js';
-import { RECORD_HEADER_BYTES, RecordKind, recordBytes } from './ring.js';
+import { RECORD_HEADER_BYTES, RecordKind, recordBytes } from '../shm/ring.js';
 
 export class TraceFormatError extends Error {
   override readonly name = 'TraceFormatError';

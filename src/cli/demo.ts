@@ -22,11 +22,11 @@ import { createLogUpdate } from 'log-update';
 import { DemoLoad, PHASE_NAMES, Phase, driveLoad, type DemoWorkerData, type PhaseValue } from './demo-worker.js';
 import { exportTrace } from './export.js';
 import { collectReport, formatReport } from './inspect.js';
-import type { LogEntry } from './logger.js';
-import type { MetricsSnapshot } from './metrics.js';
-import { openTrace } from './reader.js';
+import type { LogEntry } from '../logger.js';
+import type { MetricsSnapshot } from '../metrics/metrics.js';
+import { openTrace } from '../file/reader.js';
 import { renderReport, reportData } from './report.js';
-import { Tracer } from './tracer.js';
+import { Tracer } from '../tracer.js';
 
 /** Where the demo prints: a terminal gets the live view when it reports a size. */
 export type DemoOutput = NodeJS.WritableStream & { isTTY?: boolean; rows?: number; columns?: number };
@@ -205,7 +205,7 @@ async function startMetricsServer(port: number): Promise<MetricsServer> {
   } catch {
     throw new DemoSetupError('ringtrace: --metrics-port needs the optional peer dependency prom-client, which is not installed (npm install prom-client)');
   }
-  const { registerPrometheus } = await import('./prometheus.js');
+  const { registerPrometheus } = await import('../metrics/prometheus.js');
   const registry = new prom.Registry();
   let ready = false;
   const server: Server = createServer((req, res) => {

@@ -9,8 +9,8 @@
  * came back before anything costlier is tried.
  */
 import { performance } from 'node:perf_hooks';
-import { BackpressureState, BpState, type BpStateValue, type Thresholds } from './backpressure.js';
-import type { DropPolicy } from './config.js';
+import { BackpressureState, BpState, type BpStateValue, type Thresholds } from '../shm/backpressure.js';
+import type { DropPolicy } from '../config.js';
 import {
   Ctl,
   ControlFlag,
@@ -25,8 +25,8 @@ import {
   TLOG_CURSOR_MASK,
   TRANSITION_LOG_ENTRIES,
   type SharedViews,
-} from './layout.js';
-import { poolQueues, type SpscQueue } from './pool.js';
+} from '../shm/layout.js';
+import { poolQueues, type SpscQueue } from '../shm/pool.js';
 import {
   BEGIN_WORD,
   END_WORD,
@@ -42,7 +42,7 @@ import {
   type CircularCursor,
   PUBLISHED_HEAD,
   PUBLISHED_WRAP_END,
-} from './ring.js';
+} from '../shm/ring.js';
 
 // makeRoomEvictingOldest publishes (tail, head, wrapEnd) as three consecutive slot words.
 if (Slot.ACTIVE_HEAD !== Slot.ACTIVE_TAIL + PUBLISHED_HEAD || Slot.ACTIVE_WRAP_END !== Slot.ACTIVE_TAIL + PUBLISHED_WRAP_END) {

@@ -2,7 +2,7 @@
  * `ringtrace inspect`: what a trace file holds and what it lost, per thread, as text or JSON.
  * Only formatting lives here; the numbers all come from the reader (summary, drops, states).
  */
-import type { TraceDrop, TraceReader, TraceStateChange, TraceSummary } from './reader.js';
+import type { TraceDrop, TraceReader, TraceStateChange, TraceSummary } from '../file/reader.js';
 
 export interface InspectReport {
   summary: TraceSummary;

@@ -8,9 +8,9 @@
 import { randomFillSync } from 'node:crypto';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import type { DropPolicy } from './config.js';
-import { Tracer, type TracerHandle } from './tracer.js';
-import type { Writer } from './writer.js';
+import type { DropPolicy } from '../config.js';
+import { Tracer, type TracerHandle } from '../tracer.js';
+import type { Writer } from '../record/writer.js';
 
 export const Phase = { NORMAL: 0, BURST: 1, RECOVERY: 2, STOP: 3 } as const;
 export type PhaseValue = (typeof Phase)[keyof typeof Phase];

@@ -6,9 +6,9 @@
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Drain, type DrainLog } from './drain.js';
-import { FileSink, headerRecord, preamble, type TraceSink } from './format.js';
-import { Ctl, ControlFlag, DrainState, Layout, SharedViews, type Geometry } from './layout.js';
-import type { Thresholds } from './backpressure.js';
+import { FileSink, headerRecord, preamble, type TraceSink } from '../file/format.js';
+import { Ctl, ControlFlag, DrainState, Layout, SharedViews, type Geometry } from '../shm/layout.js';
+import type { Thresholds } from '../shm/backpressure.js';
 
 export interface DrainWorkerData {
   buffer: SharedArrayBuffer;

@@ -4,8 +4,8 @@
  * `tracer.metrics()` at scrape time; nothing is added to the recording path.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { REASONS } from './layout.js';
-import { STATE_NAMES } from './backpressure.js';
+import { REASONS } from '../shm/layout.js';
+import { STATE_NAMES } from '../shm/backpressure.js';
 import type { MetricsSnapshot } from './metrics.js';
 
 /** Anything with a metrics() snapshot (a Tracer). */

@@ -9,11 +9,11 @@
  * slot into a shared ledger in one seqlock write (retireIntoLedger), so it is never counted twice
  * or missed (unless the read had to give up waiting: `consistent` false).
  */
-import { BackpressureState, EDGES, STATE_NAMES, edgeName, type StateName } from './backpressure.js';
-import { Ctl, ControlFlag, LEDGER_WORDS, Ledger, Loss, REASONS, REASON_COUNT, Slot, SlotF64, SlotState, type DropReason, type SharedViews } from './layout.js';
-import { poolQueues } from './pool.js';
-import { readThreadName } from './registry.js';
-import type { RegistrationSummary } from './drain.js';
+import { BackpressureState, EDGES, STATE_NAMES, edgeName, type StateName } from '../shm/backpressure.js';
+import { Ctl, ControlFlag, LEDGER_WORDS, Ledger, Loss, REASONS, REASON_COUNT, Slot, SlotF64, SlotState, type DropReason, type SharedViews } from '../shm/layout.js';
+import { poolQueues } from '../shm/pool.js';
+import { readThreadName } from '../shm/registry.js';
+import type { RegistrationSummary } from '../drain/drain.js';
 
 export interface ThreadMetrics {
   slot: number;

@@ -33,7 +33,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, writevSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
-import { LOSS_BLOCK_WORDS, REASON_COUNT } from './layout.js';
+import { LOSS_BLOCK_WORDS, REASON_COUNT } from '../shm/layout.js';
 
 export const FILE_MAGIC = 'RNGTRACE';
 /** 2: chunks carry their thread's identity (slot, threadId, name, policy). Bump on any change of

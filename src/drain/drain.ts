@@ -8,7 +8,7 @@
  * The drain never blocks a writer: it only takes rings already handed over, and a failing sink
  * costs the chunk (counted as `sink_error`), never the ring.
  */
-import { BackpressureState, BpState, STATE_NAMES, edgeIndex, type BpStateValue, type Thresholds } from './backpressure.js';
+import { BackpressureState, BpState, STATE_NAMES, edgeIndex, type BpStateValue, type Thresholds } from '../shm/backpressure.js';
 import {
   Ctl,
   ControlFlag,
@@ -25,7 +25,7 @@ import {
   TRANSITION_LOG_ENTRIES,
   type DropReason,
   type SharedViews,
-} from './layout.js';
+} from '../shm/layout.js';
 import {
   EndReason,
   chunkIdentity,
@@ -39,12 +39,12 @@ import {
   type ChunkIdentity,
   type LossBlock,
   type TraceSink,
-} from './format.js';
-import { NameTable } from './names.js';
-import { poolQueues, type PoolQueues } from './pool.js';
-import { freeSlot, publishRetired, readThreadName, wipeRings } from './registry.js';
-import { retireIntoLedger, threadFromSlot, type ThreadMetrics } from './metrics.js';
-import { extentRuns, scanRecords, type RingExtent, type ScanResult } from './ring.js';
+} from '../file/format.js';
+import { NameTable } from '../shm/names.js';
+import { poolQueues, type PoolQueues } from '../shm/pool.js';
+import { freeSlot, publishRetired, readThreadName, wipeRings } from '../shm/registry.js';
+import { retireIntoLedger, threadFromSlot, type ThreadMetrics } from '../metrics/metrics.js';
+import { extentRuns, scanRecords, type RingExtent, type ScanResult } from '../shm/ring.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type DrainLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;

@@ -5,8 +5,8 @@
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { STATE_NAMES, type StateName } from './backpressure.js';
-import type { TraceDrop, TraceReader, TraceStateChange, TraceThread } from './reader.js';
+import { STATE_NAMES, type StateName } from '../shm/backpressure.js';
+import type { TraceDrop, TraceReader, TraceStateChange, TraceThread } from '../file/reader.js';
 
 export const EXPORT_FORMATS = ['chrome', 'jsonl'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];

@@ -10,11 +10,11 @@ import { closeSync, createWriteStream, existsSync, openSync, readFileSync, rmSyn
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Writable } from 'node:stream';
-import { ConfigError, formatConfig, resolveConfig } from './config.js';
+import { ConfigError, formatConfig, resolveConfig } from '../config.js';
 import { DemoSetupError, runDemo } from './demo.js';
 import { EXPORT_FORMATS, exportTrace, type ExportFormat } from './export.js';
 import { collectReport, formatReport, reportJson } from './inspect.js';
-import { TraceFormatError, openTrace, type TraceReader } from './reader.js';
+import { TraceFormatError, openTrace, type TraceReader } from '../file/reader.js';
 import { renderReport, reportData } from './report.js';
 
 const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4 } as const;
@@ -150,7 +150,7 @@ function openOutput(file: string): { out: Writable; done: () => Promise<void> } 
 
 function packageVersion(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
     return pkg.version ?? '0.0.0';
   } catch {
     return '0.0.0';
@@ -252,7 +252,7 @@ function buildProgram(): Command {
 
   // The benchmarks are another build output (bench/ compiles to dist/bench); this command only
   // runs them when they were built, as `npm run bench` does (node dist/bench/run.js).
-  const benchUrl = new URL('../bench/run.js', import.meta.url);
+  const benchUrl = new URL('../../bench/run.js', import.meta.url);
   program
     .command('bench')
     .description(existsSync(benchUrl) ? 'run the benchmarks (dist/bench/run.js)' : 'run the benchmarks (not built: run npm run bench)')
