@@ -30,7 +30,17 @@ interface Timing {
 async function ringtraceRun(path: string, volume: number): Promise<Timing> {
   const RINGS = 16;
   const log = collectingLogger();
-  const tracer = await Tracer.open({ path, ringSize: '1MiB', ringsPerThread: RINGS, maxThreads: 2, flushIntervalMs: 0, logLevel: 'warn', exitHooks: false, logger: log, closeTimeoutMs: 1000 });
+  const tracer = await Tracer.open({
+    path,
+    ringSize: '1MiB',
+    ringsPerThread: RINGS,
+    maxThreads: 2,
+    flushIntervalMs: 0,
+    logLevel: 'warn',
+    exitHooks: false,
+    logger: log,
+    closeTimeoutMs: 1000,
+  });
   const w = tracer.register('producer');
   const id = tracer.define('blob');
   const payload = new Uint8Array(REC - 16).fill(0x5a);
@@ -75,7 +85,14 @@ export async function runDrain(opts: RunOptions): Promise<Row[]> {
   const reps = opts.quick ? 1 : 3;
   const file = `${tempDir()}/drain.rtrace`;
   const baseFile = `${tempDir()}/baseline.bin`;
-  const r = { rtFileDrained: [] as number[], rtFileClosed: [] as number[], rtNull: [] as number[], wsFile: [] as number[], wsFileClosed: [] as number[], wsNull: [] as number[] };
+  const r = {
+    rtFileDrained: [] as number[],
+    rtFileClosed: [] as number[],
+    rtNull: [] as number[],
+    wsFile: [] as number[],
+    wsFileClosed: [] as number[],
+    wsNull: [] as number[],
+  };
   let dropped = 0;
   const errors = new Set<string>();
   let fileBytes = 0;
@@ -115,7 +132,12 @@ export async function runDrain(opts: RunOptions): Promise<Row[]> {
       ratio: value / b,
       target: '>= 80% of baseline',
       pass: dropped === 0 && value / b >= 0.8,
-      detail: { runsMBps: v.map((x) => Math.round(x)), baselineRunsMBps: base.map((x) => Math.round(x)), volumeMiB: volume / MiB, ...extra },
+      detail: {
+        runsMBps: v.map((x) => Math.round(x)),
+        baselineRunsMBps: base.map((x) => Math.round(x)),
+        volumeMiB: volume / MiB,
+        ...extra,
+      },
     };
   };
   const nullErr = [...errors].filter((e) => e.startsWith('/dev/null'));
@@ -124,7 +146,9 @@ export async function runDrain(opts: RunOptions): Promise<Row[]> {
     row('ringtrace -> temp file (incl. close + fsync)', r.rtFileClosed, r.wsFileClosed, 'writeSync + fsync'),
     {
       ...row('ringtrace -> /dev/null (drained)', r.rtNull, r.wsNull, 'writeSync /dev/null'),
-      note: nullErr.length ? `close() on /dev/null: ${nullErr[0]} (FileSink.close() fsyncs; /dev/null answers EINVAL, so the trace ends without a footer)` : undefined,
+      note: nullErr.length
+        ? `close() on /dev/null: ${nullErr[0]} (FileSink.close() fsyncs; /dev/null answers EINVAL, so the trace ends without a footer)`
+        : undefined,
     },
   ];
 }

@@ -16,7 +16,18 @@
 import { performance } from 'node:perf_hooks';
 import { do_not_optimize } from 'mitata';
 import { Tracer, type Writer } from '../src/index.js';
-import { burst, collectingLogger, loud, round, spinUntil, statDetail, tempDir, type BurstStats, type Row, type RunOptions } from './common.js';
+import {
+  burst,
+  collectingLogger,
+  loud,
+  round,
+  spinUntil,
+  statDetail,
+  tempDir,
+  type BurstStats,
+  type Row,
+  type RunOptions,
+} from './common.js';
 
 const BURST = 1000;
 const ID = 7;
@@ -158,7 +169,8 @@ export async function runHotpath(opts: RunOptions): Promise<{ floor: Row[]; norm
     const before = droppedA();
     const s = await burst(opts, fn, { perCall: BURST, setup: readyA });
     const dropped = droppedA() - before;
-    if (dropped !== 0) loud(`FAILURE: ${dropped} events were dropped during the NORMAL benchmark "${name}": it timed the drop path, not the normal path`);
+    if (dropped !== 0)
+      loud(`FAILURE: ${dropped} events were dropped during the NORMAL benchmark "${name}": it timed the drop path, not the normal path`);
     return { ...s, dropped };
   };
 
@@ -177,7 +189,13 @@ export async function runHotpath(opts: RunOptions): Promise<{ floor: Row[]; norm
   const floor: Row[] = [
     { section: 'floor', name: 'raw store, 16 B record (id)', value: sFloorI.p50, unit: 'ns/event', detail: statDetail(sFloorI) },
     { section: 'floor', name: 'raw store, 24 B record (id, value)', value: sFloorV.p50, unit: 'ns/event', detail: statDetail(sFloorV) },
-    { section: 'floor', name: 'raw store, 120 B record (100 B payload)', value: sFloorB.p50, unit: 'ns/event', detail: statDetail(sFloorB) },
+    {
+      section: 'floor',
+      name: 'raw store, 120 B record (100 B payload)',
+      value: sFloorB.p50,
+      unit: 'ns/event',
+      detail: statDetail(sFloorB),
+    },
     { section: 'floor', name: 'performance.now()', value: sClock.p50, unit: 'ns/event', detail: statDetail(sClock) },
     {
       section: 'floor',
@@ -190,7 +208,14 @@ export async function runHotpath(opts: RunOptions): Promise<{ floor: Row[]; norm
     },
   ];
 
-  const within = (section: string, name: string, s: BurstStats & { dropped: number }, base: number, baseName: string, limitNs: number): Row => {
+  const within = (
+    section: string,
+    name: string,
+    s: BurstStats & { dropped: number },
+    base: number,
+    baseName: string,
+    limitNs: number,
+  ): Row => {
     const delta = s.p50 - base;
     const valid = s.dropped === 0;
     return {
@@ -420,7 +445,12 @@ export async function runHotpath(opts: RunOptions): Promise<{ floor: Row[]; norm
       baseline: `non-swapping event timed alike (${q(plainEv, 0.5).toFixed(0)} ns)`,
       target: '< 1000 ns',
       pass: swapOnly < 1000,
-      detail: { swapEventNs: { p50: round(q(swapEv, 0.5)), p90: round(q(swapEv, 0.9)), p99: round(q(swapEv, 0.99)), max: round(q(swapEv, 1)) }, plainEventNs: { p50: round(q(plainEv, 0.5)) }, swapsTimed: swapEv.length, over5us: round(slowSwaps, 3) },
+      detail: {
+        swapEventNs: { p50: round(q(swapEv, 0.5)), p90: round(q(swapEv, 0.9)), p99: round(q(swapEv, 0.99)), max: round(q(swapEv, 1)) },
+        plainEventNs: { p50: round(q(plainEv, 0.5)) },
+        swapsTimed: swapEv.length,
+        over5us: round(slowSwaps, 3),
+      },
       note: `each swapping event timed with performance.now() around it, minus a non-swapping event timed alike; p90 ${q(swapEv, 0.9).toFixed(0)} ns, p99 ${q(swapEv, 0.99).toFixed(0)} ns; ${(slowSwaps * 100).toFixed(0)}% of swaps took > 5 us (those rang the doorbell of a sleeping drain)`,
     },
   ];

@@ -34,7 +34,9 @@ async function main() {
     sections[key] = rows;
     printTable(title, rows);
   };
-  console.log(`ringtrace benchmarks${opts.quick ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}`);
+  console.log(
+    `ringtrace benchmarks${opts.quick ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}`,
+  );
   try {
     if (want('hotpath')) {
       const h = await runHotpath(opts);
@@ -64,7 +66,9 @@ async function main() {
   if (args.writeDocs) writeFileSync(new URL('../../docs/benchmarks.json', import.meta.url), json + '\n');
   const rows = Object.values(sections).flat();
   const misses = rows.filter((r) => r.pass === false);
-  console.log(`\n${rows.filter((r) => r.pass === true).length} PASS, ${misses.length} MISS in ${result.seconds.toFixed(1)} s${misses.length ? ': ' + misses.map((r) => `${r.section}/${r.name}`).join('; ') : ''}`);
+  console.log(
+    `\n${rows.filter((r) => r.pass === true).length} PASS, ${misses.length} MISS in ${result.seconds.toFixed(1)} s${misses.length ? ': ' + misses.map((r) => `${r.section}/${r.name}`).join('; ') : ''}`,
+  );
 }
 
 main().then(

@@ -24,17 +24,21 @@ async function scenario(workers: Array<{ name: string; mode: BenchWorkerData['mo
   for (const spec of workers) {
     const data: BenchWorkerData = { handle: tracer.handle, mode: spec.mode, durationMs, go, name: spec.name };
     const wk = new Worker(new URL('./worker.js', import.meta.url), { workerData: data });
-    readies.push(new Promise((res, rej) => {
-      wk.on('message', (m: { type: string }) => {
-        if (m.type === 'ready') res();
-        else if (m.type === 'done') done.push(m as BenchWorkerDone);
-      });
-      wk.once('error', rej);
-    }));
-    exits.push(new Promise((res, rej) => {
-      wk.once('exit', () => res());
-      wk.once('error', rej);
-    }));
+    readies.push(
+      new Promise((res, rej) => {
+        wk.on('message', (m: { type: string }) => {
+          if (m.type === 'ready') res();
+          else if (m.type === 'done') done.push(m as BenchWorkerDone);
+        });
+        wk.once('error', rej);
+      }),
+    );
+    exits.push(
+      new Promise((res, rej) => {
+        wk.once('exit', () => res());
+        wk.once('error', rej);
+      }),
+    );
   }
   await Promise.all(readies);
   const rssReady = process.memoryUsage().rss;
@@ -49,7 +53,15 @@ async function scenario(workers: Array<{ name: string; mode: BenchWorkerData['mo
     const t = byName.get(d.name);
     return { ...d, dropped: t?.dropped ?? NaN, written: t?.events ?? NaN, attempted: t?.attempted ?? NaN };
   });
-  return { threads, sharedBytes: tracer.sharedBytes, maxThreads: tracer.handle.geometry.maxThreads, rssReady, rssPeak, balanced: sum?.balanced ?? false, complete: sum?.complete ?? false };
+  return {
+    threads,
+    sharedBytes: tracer.sharedBytes,
+    maxThreads: tracer.handle.geometry.maxThreads,
+    rssReady,
+    rssPeak,
+    balanced: sum?.balanced ?? false,
+    complete: sum?.complete ?? false,
+  };
 }
 
 export async function runScale(opts: RunOptions): Promise<Row[]> {
@@ -58,7 +70,10 @@ export async function runScale(opts: RunOptions): Promise<Row[]> {
   const rows: Row[] = [];
   for (const mode of ['flat', 'paced'] as const) {
     for (const n of counts) {
-      const r = await scenario(Array.from({ length: n }, (_, i) => ({ name: `w${i}`, mode })), durationMs);
+      const r = await scenario(
+        Array.from({ length: n }, (_, i) => ({ name: `w${i}`, mode })),
+        durationMs,
+      );
       const events = r.threads.reduce((a, t) => a + t.events, 0);
       const secs = Math.max(...r.threads.map((t) => t.elapsedMs)) / 1000;
       const drops = r.threads.map((t) => t.dropped);

@@ -13,7 +13,15 @@ const { Tracer } = await import(pathToFileURL(resolve(distArg, 'src/index.js')).
 
 if (isMainThread) {
   if (!outArg) throw new Error('usage: make-golden.mjs <dist> <out.rtrace>');
-  const tracer = await Tracer.open({ path: resolve(outArg), ringSize: 4096, ringsPerThread: 4, maxThreads: 4, policy: 'drop-newest', flushIntervalMs: 0, exitHooks: false });
+  const tracer = await Tracer.open({
+    path: resolve(outArg),
+    ringSize: 4096,
+    ringsPerThread: 4,
+    maxThreads: 4,
+    policy: 'drop-newest',
+    flushIntervalMs: 0,
+    exitHooks: false,
+  });
   const main = tracer.register('main');
   const tick = tracer.define('tick');
   const depth = tracer.define('queue.depth');
@@ -23,12 +31,18 @@ if (isMainThread) {
     main.begin(span);
     main.record(tick);
     main.record(depth, i * 1.5);
-    main.recordBytes(blob, Uint8Array.from({ length: i % 11 }, (_, k) => (i * 7 + k) & 255));
+    main.recordBytes(
+      blob,
+      Uint8Array.from({ length: i % 11 }, (_, k) => (i * 7 + k) & 255),
+    );
     main.end(span);
   }
   main.flush();
   const w = new Worker(new URL(import.meta.url), { workerData: { dist: resolve(distArg), trace: tracer.handle } });
-  await new Promise((ok, fail) => { w.once('exit', ok); w.once('error', fail); });
+  await new Promise((ok, fail) => {
+    w.once('exit', ok);
+    w.once('error', fail);
+  });
   await tracer.pauseDrain();
   // Exhaust main's pool: 4 rings of 4 KiB hold ~680 instants; the rest are dropped and counted.
   for (let i = 0; i < 3000; i++) main.record(tick);

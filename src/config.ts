@@ -53,10 +53,7 @@ export interface TracerConfig {
 type Key = keyof TracerConfig;
 
 export type ConfigSource =
-  | { kind: 'default' }
-  | { kind: 'file'; file: string; key: string }
-  | { kind: 'env'; name: string }
-  | { kind: 'option'; key: string };
+  { kind: 'default' } | { kind: 'file'; file: string; key: string } | { kind: 'env'; name: string } | { kind: 'option'; key: string };
 
 export interface ResolvedConfig {
   config: TracerConfig;
@@ -89,8 +86,7 @@ export function describeSource(s: ConfigSource): string {
 }
 
 /** Strings are shown JSON-quoted so `"65000"` (from env or a file) differs from `65000`. */
-const showValue = (v: unknown): string =>
-  typeof v === 'string' ? JSON.stringify(v) : inspect(v, { breakLength: Infinity });
+const showValue = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : inspect(v, { breakLength: Infinity }));
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -174,11 +170,11 @@ export function parseSize(text: string | number): number {
   const bytes =
     typeof text === 'number'
       ? text
-      : parseQuantity(text, SIZE_UNITS) ??
+      : (parseQuantity(text, SIZE_UNITS) ??
         fail(
           `invalid size ${JSON.stringify(text)}: expected a number of bytes, optionally followed by ` +
             'one of the units B, K, KB, KiB, M, MB, MiB (e.g. 65536, 64KiB, 1 MiB)',
-        );
+        ));
   if (!Number.isSafeInteger(bytes) || bytes < 0) {
     fail(`invalid size ${showValue(text)}: must be a whole, non-negative number of bytes`);
   }
@@ -190,11 +186,11 @@ export function parseDuration(text: string | number): number {
   const ms =
     typeof text === 'number'
       ? text
-      : parseQuantity(text, DURATION_UNITS) ??
+      : (parseQuantity(text, DURATION_UNITS) ??
         fail(
           `invalid duration ${JSON.stringify(text)}: expected a number of milliseconds, optionally ` +
             'followed by one of the units ms, s, m (e.g. 250, 250ms, 1.5s)',
-        );
+        ));
   if (!Number.isFinite(ms) || ms < 0) {
     fail(`invalid duration ${showValue(text)}: must be a finite, non-negative number of milliseconds`);
   }
@@ -237,11 +233,9 @@ const parsedWith = (parse: (v: string | number) => number) =>
     }
   });
 
-const integer = (min: number, max: number) =>
-  parsedWith(parseInteger).pipe(z.number().int().min(min).max(max));
+const integer = (min: number, max: number) => parsedWith(parseInteger).pipe(z.number().int().min(min).max(max));
 
-const durationMs = (min: number, max: number) =>
-  parsedWith(parseDuration).pipe(z.number().int().min(min).max(max));
+const durationMs = (min: number, max: number) => parsedWith(parseDuration).pipe(z.number().int().min(min).max(max));
 
 const ringSizeSchema = parsedWith(parseSize).pipe(
   z
@@ -390,9 +384,7 @@ export const DEFAULTS: Omit<TracerConfig, 'pressureSpares' | 'recoverySpares'> =
   exitHooks: true,
 });
 
-export const ENV_VARS: Record<Key, string[]> = Object.fromEntries(
-  KEYS.map((k) => [k, [...SETTINGS[k].env]]),
-) as Record<Key, string[]>;
+export const ENV_VARS: Record<Key, string[]> = Object.fromEntries(KEYS.map((k) => [k, [...SETTINGS[k].env]])) as Record<Key, string[]>;
 
 /** Environment variable -> setting. */
 const ENV_LOOKUP = new Map(KEYS.flatMap((k) => SETTINGS[k].env.map((name) => [name, k] as const)));
@@ -600,8 +592,7 @@ function checkMemory({ config, sources }: ResolvedConfig): void {
       `(${at('ringsPerThread')}) * ringSize ${formatBytes(ringSize)} (${at('ringSize')}) ` +
       `= ${formatBytes(total)} of rings`,
     allowed:
-      `must be less than ${formatBytes(MAX_RING_BYTES)} (2 GiB minus a 64 MiB margin); ` +
-      'lower maxThreads, ringsPerThread or ringSize',
+      `must be less than ${formatBytes(MAX_RING_BYTES)} (2 GiB minus a 64 MiB margin); ` + 'lower maxThreads, ringsPerThread or ringSize',
   });
 }
 
@@ -666,7 +657,5 @@ export function formatConfig(r: ResolvedConfig): string {
   };
   const rows = [['setting', 'value', 'source'], ...KEYS.map((k) => [k, show(k), describeSource(r.sources[k])])];
   const widths = [0, 1].map((col) => Math.max(...rows.map((row) => row[col].length)));
-  return rows
-    .map(([setting, value, source]) => `${setting.padEnd(widths[0])}  ${value.padEnd(widths[1])}  ${source}`)
-    .join('\n');
+  return rows.map(([setting, value, source]) => `${setting.padEnd(widths[0])}  ${value.padEnd(widths[1])}  ${source}`).join('\n');
 }

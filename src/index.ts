@@ -2,7 +2,16 @@
 export { Tracer, type TracerOptions, type TracerHandle, type RegisterOptions, type CloseSummary } from './tracer.js';
 export { Writer } from './record/writer.js';
 export { openTrace, TraceReader, TraceFormatError } from './file/reader.js';
-export type { TraceEvent, TraceDrop, TraceThread, TraceStateChange, TraceSummary, ThreadSummary, TraceDamage, ChunkGap } from './file/reader.js';
+export type {
+  TraceEvent,
+  TraceDrop,
+  TraceThread,
+  TraceStateChange,
+  TraceSummary,
+  ThreadSummary,
+  TraceDamage,
+  ChunkGap,
+} from './file/reader.js';
 export { ConfigError, resolveConfig, type TracerConfig, type DropPolicy, type ResolvedConfig, type ConfigSource } from './config.js';
 export { CapacityError } from './shm/registry.js';
 export { NameTableFullError } from './shm/names.js';

@@ -21,7 +21,10 @@ export const jsonStderrLogger: Logger = (entry) => {
 };
 
 /** Wraps a logger with a level filter and fills in time and the `ringtrace` tag. */
-export function leveled(logger: Logger, minimum: LogLevel | 'silent'): (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void {
+export function leveled(
+  logger: Logger,
+  minimum: LogLevel | 'silent',
+): (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void {
   const floor = RANK[minimum];
   return (level, msg, fields) => {
     if (RANK[level] < floor) return;

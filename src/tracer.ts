@@ -12,9 +12,27 @@ import type { Thresholds } from './shm/backpressure.js';
 import { resolveConfig, type DropPolicy, type ResolvedConfig, type TracerConfig } from './config.js';
 import type { DrainSummary, RegistrationSummary } from './drain/drain.js';
 import type { DrainMessage, DrainWorkerData } from './drain/drain-worker.js';
-import { Ctl, ControlFlag, DrainState, Layout, SharedViews, Slot, SlotState, checkControl, initControl, type Geometry } from './shm/layout.js';
+import {
+  Ctl,
+  ControlFlag,
+  DrainState,
+  Layout,
+  SharedViews,
+  Slot,
+  SlotState,
+  checkControl,
+  initControl,
+  type Geometry,
+} from './shm/layout.js';
 import { jsonStderrLogger, leveled, type Logger } from './logger.js';
-import { closeAbandonedLedgerWrite, collectMetrics, retireIntoLedger, summaryFromSlot, threadFromSlot, type MetricsSnapshot } from './metrics/metrics.js';
+import {
+  closeAbandonedLedgerWrite,
+  collectMetrics,
+  retireIntoLedger,
+  summaryFromSlot,
+  threadFromSlot,
+  type MetricsSnapshot,
+} from './metrics/metrics.js';
 import { NameTable } from './shm/names.js';
 import { claimSlot, encodeThreadName, orphanThreadSlots, publishRetired, reconcileThreadSlots } from './shm/registry.js';
 import { POLICY_CODES, Writer } from './record/writer.js';
@@ -78,7 +96,11 @@ export class Tracer {
   private log: ReturnType<typeof leveled> = () => {};
   private closeTimeoutMs = 1000;
 
-  private constructor(handle: TracerHandle, readonly isOwner: boolean, resolved?: ResolvedConfig) {
+  private constructor(
+    handle: TracerHandle,
+    readonly isOwner: boolean,
+    resolved?: ResolvedConfig,
+  ) {
     this.handle = handle;
     this.path = handle.path;
     this.resolvedConfig = resolved;
@@ -139,7 +161,8 @@ export class Tracer {
       throw new TypeError('ringtrace: Tracer.attach(handle) needs the `handle` of an open tracer (tracer.handle)');
     }
     if (handle.version !== 1) throw new TypeError(`ringtrace: tracer handle version ${handle.version} is not supported`);
-    if (!(handle.buffer instanceof SharedArrayBuffer)) throw new TypeError('ringtrace: tracer handle has no SharedArrayBuffer (was it serialized to JSON?)');
+    if (!(handle.buffer instanceof SharedArrayBuffer))
+      throw new TypeError('ringtrace: tracer handle has no SharedArrayBuffer (was it serialized to JSON?)');
     const known = attachedBySession.get(handle.sessionId);
     if (known) return known;
     const t = new Tracer(handle, false);
@@ -160,7 +183,11 @@ export class Tracer {
       dropLogIntervalMs: c.dropLogIntervalMs,
       dropLogEvery: c.dropLogEvery,
     };
-    const worker = new Worker(new URL('./drain/drain-worker.js', import.meta.url), { workerData: data, name: 'ringtrace-drain', execArgv: drainExecArgv() });
+    const worker = new Worker(new URL('./drain/drain-worker.js', import.meta.url), {
+      workerData: data,
+      name: 'ringtrace-drain',
+      execArgv: drainExecArgv(),
+    });
     this.drainWorker = worker;
     let resolveSummary!: (s: DrainSummary) => void;
     let rejectSummary!: (e: Error) => void;
@@ -198,7 +225,8 @@ export class Tracer {
         // A drain that ends without saying so (terminate(), a crash outside its loop) must not
         // look RUNNING: close(), closeSync() and pauseDrain() wait on that state.
         const i32 = this.views.i32;
-        for (const from of [DrainState.STARTING, DrainState.RUNNING]) Atomics.compareExchange(i32, Ctl.DRAIN_STATE, from, DrainState.FAILED);
+        for (const from of [DrainState.STARTING, DrainState.RUNNING])
+          Atomics.compareExchange(i32, Ctl.DRAIN_STATE, from, DrainState.FAILED);
         Atomics.notify(i32, Ctl.DRAIN_STATE);
         reject(new Error(`ringtrace: drain worker exited (code ${code}) before it was ready`));
         rejectSummary(new Error(`ringtrace: drain worker exited (code ${code}) without a summary`));
@@ -316,7 +344,8 @@ export class Tracer {
   /** Limits the drain to `kibPerSecond` KiB/s (0 lifts the limit): for operations that must
    * spare the disk, and to rehearse a drain that cannot keep up. */
   throttleDrain(kibPerSecond: number): void {
-    if (!Number.isInteger(kibPerSecond) || kibPerSecond < 0) throw new RangeError('ringtrace: throttleDrain(kibPerSecond) needs an integer >= 0');
+    if (!Number.isInteger(kibPerSecond) || kibPerSecond < 0)
+      throw new RangeError('ringtrace: throttleDrain(kibPerSecond) needs an integer >= 0');
     Atomics.store(this.views.i32, Ctl.DRAIN_THROTTLE_KIBPS, kibPerSecond);
     this.wakeDrain();
   }
@@ -362,7 +391,8 @@ export class Tracer {
     const deadline = performance.now() + this.closeTimeoutMs;
     while (performance.now() < deadline && this.liveWriters() > 0) await new Promise((r) => setTimeout(r, 2));
     const stragglers = this.liveWriters();
-    if (stragglers > 0) this.log('warn', `${stragglers} writer(s) did not close within ${this.closeTimeoutMs} ms; what they held is counted as unflushed`);
+    if (stragglers > 0)
+      this.log('warn', `${stragglers} writer(s) did not close within ${this.closeTimeoutMs} ms; what they held is counted as unflushed`);
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.FINISH);
     this.wakeDrain();
     const summary = await this.awaitDrainSummary();

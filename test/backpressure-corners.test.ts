@@ -113,13 +113,21 @@ describe('flush with no spare ring', () => {
       w.close();
       const summary = (await tracer.close())!;
       assert.ok(summary.balanced);
-      assert.deepEqual(summary.threads[0].droppedByReason, { pool_exhausted: before.eventsDropped }, 'no loss beyond the exhaustion (nothing unflushed)');
+      assert.deepEqual(
+        summary.threads[0].droppedByReason,
+        { pool_exhausted: before.eventsDropped },
+        'no loss beyond the exhaustion (nothing unflushed)',
+      );
       const { seqs } = readSingleThread(path, EXHAUST);
       if (policy === 'drop-oldest') {
         assert.equal(kept, EXHAUST, 'drop-oldest keeps every new event');
         assert.equal(seqs.at(-1), EXHAUST - 1, 'what the active ring held at the flush reached the file: the newest event survives');
       } else {
-        assert.deepEqual(seqs, Array.from({ length: kept }, (_, i) => i), 'the oldest events, up to the exhaustion');
+        assert.deepEqual(
+          seqs,
+          Array.from({ length: kept }, (_, i) => i),
+          'the oldest events, up to the exhaustion',
+        );
       }
     });
 
@@ -186,12 +194,17 @@ describe('drain paused longer than the stability period', () => {
       assert.ok(summary.balanced);
       const { seqs } = readSingleThread(path, calls);
       if (policy === 'drop-oldest') assert.equal(seqs.at(-1), calls - 1, 'the ring kept the newest events');
-      else assert.deepEqual(seqs, Array.from({ length: kept }, (_, i) => i), 'the oldest events survive');
+      else
+        assert.deepEqual(
+          seqs,
+          Array.from({ length: kept }, (_, i) => i),
+          'the oldest events survive',
+        );
     });
   }
 });
 
-describe('the drain\'s recovery check against a writer exhausting at the same moment', () => {
+describe("the drain's recovery check against a writer exhausting at the same moment", () => {
   // The race: the drain counts the free spares, the writer (another thread) takes them, fills
   // them and exhausts its pool again, then the drain decides on its stale count. Seen with real
   // threads under CPU load (the recovery test, ~1 run in 60) before checkRecovery read the state
@@ -204,7 +217,11 @@ describe('the drain\'s recovery check against a writer exhausting at the same mo
     const thresholds = { pressureSpares: 1, recoverySpares: 2, stabilityUs: 0 };
     const c = claimSlot(v, encodeThreadName('w'), 1, POLICY_CODES['drop-newest'], 0);
     const w = new Writer({ views: v, thresholds, clockOffsetMs: 0, flushIntervalMs: 0 }, c.slot, c.registration, 'w', 'drop-newest');
-    const drain = new Drain(v, { write() {}, close() {} }, { batchRings: 8, thresholds, dropLogIntervalMs: 0, dropLogEvery: 1, now: () => performance.now() * 1e6, log: () => {} });
+    const drain = new Drain(
+      v,
+      { write() {}, close() {} },
+      { batchRings: 8, thresholds, dropLogIntervalMs: 0, dropLogEvery: 1, now: () => performance.now() * 1e6, log: () => {} },
+    );
     drain.pass(); // registers the thread
     for (let i = 0; i < EXHAUST; i++) w.record(1, i); // uses up the pool: DROPPING, every ring submitted
     assert.equal(collectMetrics(v, performance.now() * 1000, []).threads[0].state, 'dropping');
@@ -281,7 +298,8 @@ describe('records too large for a ring', () => {
         assert.equal(tooLarge(16 * 1024 * 1024), false);
         m = threadOf(tracer, w);
         assert.deepEqual(m.droppedByReason, { record_too_large: 4, pool_exhausted: exhausted });
-        for (let i = 0; i < 50; i++) assert.equal(small(), policy === 'drop-oldest', 'still exhausted: drop-oldest keeps, drop-newest refuses');
+        for (let i = 0; i < 50; i++)
+          assert.equal(small(), policy === 'drop-oldest', 'still exhausted: drop-oldest keeps, drop-newest refuses');
         w.close();
         const summary = (await tracer.close())!;
         assert.ok(summary.balanced);
@@ -291,7 +309,11 @@ describe('records too large for a ring', () => {
         assert.equal(t.droppedByReason.record_too_large, 4);
         const r = openTrace(path);
         const tl = r.drops().filter((d) => d.reason === 'record_too_large');
-        assert.equal(tl.reduce((n, d) => n + d.bytes, 0), tooLargeBytes, 'their bytes are counted');
+        assert.equal(
+          tl.reduce((n, d) => n + d.bytes, 0),
+          tooLargeBytes,
+          'their bytes are counted',
+        );
         if (policy === 'drop-oldest') assert.equal(seqs.at(-1), seq - 1, 'the newest event survives');
         else assert.equal(seqs[0], 0);
         assert.equal(readBack(r).get('big')!.events, seqs.length);
@@ -306,7 +328,17 @@ describe('an idle drop-newest thread: its losses reach the file without another 
   it('flush() once the spares are back hands the losses over on an empty chunk', async () => {
     const path = tempTrace('flush-losses');
     const logs: LogEntry[] = [];
-    const tracer = await Tracer.open({ path, ...SMALL, policy: 'drop-newest', flushIntervalMs: 0, dropLogEvery: 1, dropLogIntervalMs: 0, logLevel: 'warn', exitHooks: false, logger: (e) => logs.push(e) });
+    const tracer = await Tracer.open({
+      path,
+      ...SMALL,
+      policy: 'drop-newest',
+      flushIntervalMs: 0,
+      dropLogEvery: 1,
+      dropLogIntervalMs: 0,
+      logLevel: 'warn',
+      exitHooks: false,
+      logger: (e) => logs.push(e),
+    });
     await tracer.pauseDrain();
     const w = tracer.register('flusher');
     const id = tracer.define('seq');
@@ -374,8 +406,12 @@ describe('an idle drop-newest thread: its losses reach the file without another 
       const { t } = readSingleThread(path, 5000);
       const drops = openTrace(path).drops();
       assert.ok(drops.length > 0);
-      for (const d of drops) assert.ok(d.chunkSeq >= 0, `the ${d.events} ${d.reason} losses came with chunk ${d.chunkSeq}, not only with the end record`);
-      assert.equal(drops.reduce((n, d) => n + d.events, 0), lost);
+      for (const d of drops)
+        assert.ok(d.chunkSeq >= 0, `the ${d.events} ${d.reason} losses came with chunk ${d.chunkSeq}, not only with the end record`);
+      assert.equal(
+        drops.reduce((n, d) => n + d.events, 0),
+        lost,
+      );
       assert.deepEqual(t.lastChunk, { attempted: 5000, balanced: true }, 'the last chunk already accounts for every attempt');
     } finally {
       release(); // a failed wait must not leave the worker (and the test process) running

@@ -14,7 +14,8 @@ const quiet = { logLevel: 'error' as const, exitHooks: false };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** record() calls per thread name, from the scenario workers' reports. */
-const callsOf = (done: ScenarioDone[], names: string[]): Record<string, number> => Object.fromEntries(names.map((n, k) => [n, done[k].calls]));
+const callsOf = (done: ScenarioDone[], names: string[]): Record<string, number> =>
+  Object.fromEntries(names.map((n, k) => [n, done[k].calls]));
 
 /** Polls metrics until `ok` holds (bounded: a condition that never holds fails the test). */
 async function until(tracer: Tracer, ok: (m: MetricsSnapshot) => boolean, what: string): Promise<MetricsSnapshot> {
@@ -110,13 +111,30 @@ describe('thread isolation', () => {
     const control = new SharedArrayBuffer(8);
     const stopFlood = () => Atomics.store(new Int32Array(control), 0, 1);
     try {
-      const flood = startScenario({ trace: tracer.handle, name: 'flood', mode: 'flood-until', events: 0, policy: 'drop-newest', control, close: true });
+      const flood = startScenario({
+        trace: tracer.handle,
+        name: 'flood',
+        mode: 'flood-until',
+        events: 0,
+        policy: 'drop-newest',
+        control,
+        close: true,
+      });
       await flood.registered;
       const QUIET = 2500;
       assert.ok(QUIET * 24 > 4 * 8192 * 1.5, 'well over what a quiet pool holds: the drain must serve them while the flood goes on');
       const names = Array.from({ length: 4 }, (_, k) => `quiet${k}`);
       const quietOnes = names.map((name, k) =>
-        startScenario({ trace: tracer.handle, name, mode: 'trickle', events: QUIET, batch: 2, tickMs: 1, policy: k % 2 ? 'drop-newest' : 'drop-oldest', close: true }),
+        startScenario({
+          trace: tracer.handle,
+          name,
+          mode: 'trickle',
+          events: QUIET,
+          batch: 2,
+          tickMs: 1,
+          policy: k % 2 ? 'drop-newest' : 'drop-oldest',
+          close: true,
+        }),
       );
       const quietDone = await Promise.all(quietOnes.map((q) => q.done));
       stopFlood(); // the flood went on for as long as the quiet workers recorded
@@ -155,7 +173,16 @@ describe('recovery of idle threads', () => {
     const release = () => Atomics.store(new Int32Array(control), 0, 1);
     const names = Array.from({ length: 6 }, (_, k) => `idle${k}`);
     const runs = names.map((name, k) =>
-      startScenario({ trace: tracer.handle, name, mode: 'flood', events: 3000 + 100 * k, policy: k % 2 ? 'drop-newest' : 'drop-oldest', linger: 'loop', close: true, control }),
+      startScenario({
+        trace: tracer.handle,
+        name,
+        mode: 'flood',
+        events: 3000 + 100 * k,
+        policy: k % 2 ? 'drop-newest' : 'drop-oldest',
+        linger: 'loop',
+        close: true,
+        control,
+      }),
     );
     try {
       const done = await Promise.all(runs.map((r) => r.done));
@@ -194,7 +221,16 @@ describe('behavioural load scenarios', () => {
     const release = () => Atomics.store(new Int32Array(control), 0, 1);
     const names = Array.from({ length: 4 }, (_, k) => `b${k}`);
     const runs = names.map((name, k) =>
-      startScenario({ trace: tracer.handle, name, mode: 'flood', events: 30_000, policy: k % 2 ? 'drop-newest' : 'drop-oldest', linger: 'loop', close: true, control }),
+      startScenario({
+        trace: tracer.handle,
+        name,
+        mode: 'flood',
+        events: 30_000,
+        policy: k % 2 ? 'drop-newest' : 'drop-oldest',
+        linger: 'loop',
+        close: true,
+        control,
+      }),
     );
     try {
       // The burst meets the paused drain; once every thread has exhausted its pool, the drain
@@ -216,8 +252,14 @@ describe('behavioural load scenarios', () => {
       assertConservation(r, callsOf(done, names));
       for (const t of r.threads) {
         const mine = r.states().filter((x) => x.thread === t.index);
-        assert.ok(mine.some((x) => x.to === 'dropping'), `${t.name}: DROPPING in the file`);
-        assert.ok(mine.some((x) => x.from === 'recovery' && x.to === 'normal'), `${t.name}: RECOVERY -> NORMAL in the file`);
+        assert.ok(
+          mine.some((x) => x.to === 'dropping'),
+          `${t.name}: DROPPING in the file`,
+        );
+        assert.ok(
+          mine.some((x) => x.from === 'recovery' && x.to === 'normal'),
+          `${t.name}: RECOVERY -> NORMAL in the file`,
+        );
         assert.equal(mine.at(-1)!.to, 'normal', `${t.name}: ends NORMAL (${JSON.stringify(mine.map((x) => `${x.from}->${x.to}`))})`);
       }
     } finally {
@@ -231,7 +273,9 @@ describe('behavioural load scenarios', () => {
     const tracer = await Tracer.open({ path, ringSize: '4KiB', ...quiet });
     tracer.throttleDrain(256);
     const names = ['s0', 's1', 's2'];
-    const runs = names.map((name, k) => startScenario({ trace: tracer.handle, name, mode: 'steady', events: 60_000, policy: k === 0 ? 'drop-newest' : 'drop-oldest' }));
+    const runs = names.map((name, k) =>
+      startScenario({ trace: tracer.handle, name, mode: 'steady', events: 60_000, policy: k === 0 ? 'drop-newest' : 'drop-oldest' }),
+    );
     const done = await Promise.all(runs.map((r) => r.done));
     const during = tracer.metrics();
     // While the drain is held to its budget every thread drops; how much of each reached the file
@@ -266,8 +310,14 @@ describe('behavioural load scenarios', () => {
       assert.equal(m.transitions['pressure->dropping'], 1);
       // At most one round DROPPING -> RECOVERY -> DROPPING per cycle (fewer if the drain had not
       // yet seen the spares back when the next burst came): no flapping within a cycle.
-      assert.ok(m.transitions['dropping->recovery'] <= cycles, `dropping->recovery ${m.transitions['dropping->recovery']} <= ${cycles} cycles`);
-      assert.ok(m.transitions['recovery->dropping'] <= cycles - 1, `recovery->dropping ${m.transitions['recovery->dropping']} <= ${cycles - 1}`);
+      assert.ok(
+        m.transitions['dropping->recovery'] <= cycles,
+        `dropping->recovery ${m.transitions['dropping->recovery']} <= ${cycles} cycles`,
+      );
+      assert.ok(
+        m.transitions['recovery->dropping'] <= cycles - 1,
+        `recovery->dropping ${m.transitions['recovery->dropping']} <= ${cycles - 1}`,
+      );
       assert.equal(m.stateLogOverflows, 0);
       await until(tracer, (x) => x.threads[0].state === 'normal', 'recovers once the load stops');
       w.close();
@@ -284,7 +334,14 @@ describe('behavioural load scenarios', () => {
     await tracer.pauseDrain();
     const names = Array.from({ length: 64 }, (_, k) => `w${k}`);
     const runs = names.map((name, k) =>
-      startScenario({ trace: tracer.handle, name, mode: 'flood', events: 2000 + 37 * k, policy: k % 2 ? 'drop-newest' : 'drop-oldest', close: k % 3 === 0 }),
+      startScenario({
+        trace: tracer.handle,
+        name,
+        mode: 'flood',
+        events: 2000 + 37 * k,
+        policy: k % 2 ? 'drop-newest' : 'drop-oldest',
+        close: k % 3 === 0,
+      }),
     );
     const done = await Promise.all(runs.map((r) => r.done));
     tracer.resumeDrain();
@@ -292,7 +349,10 @@ describe('behavioural load scenarios', () => {
     const summary = await tracer.close();
     assert.ok(summary?.balanced);
     assert.equal(summary.threads.length, 64);
-    assert.ok(summary.threads.every((t) => t.dropped > 0), 'every pool was exhausted');
+    assert.ok(
+      summary.threads.every((t) => t.dropped > 0),
+      'every pool was exhausted',
+    );
     for (const [k, d] of done.entries()) assert.equal(d.calls, 2000 + 37 * k);
     assertConservation(openTrace(path), callsOf(done, names));
   });
@@ -301,7 +361,10 @@ describe('behavioural load scenarios', () => {
 describe('drop-oldest overwrite, mixed record sizes (property)', () => {
   it('the survivors are the newest events, intact; the evicted ones are exactly the counted gap', async () => {
     const fc = (await import('fast-check')).default;
-    const kinds = fc.array(fc.oneof(fc.constant(-2), fc.constant(-1), fc.integer({ min: 0, max: 600 })), { minLength: 600, maxLength: 3000 });
+    const kinds = fc.array(fc.oneof(fc.constant(-2), fc.constant(-1), fc.integer({ min: 0, max: 600 })), {
+      minLength: 600,
+      maxLength: 3000,
+    });
     await fc.assert(
       fc.asyncProperty(kinds, async (plan) => {
         const path = tempTrace('oldest-mixed');
@@ -332,7 +395,10 @@ describe('drop-oldest overwrite, mixed record sizes (property)', () => {
           else if (e.kind === 'value') seqs.push(e.value!);
           else {
             const s = new DataView(e.payload!.buffer, e.payload!.byteOffset).getFloat64(0, true);
-            assert.ok(e.payload!.subarray(8).every((b) => b === (s & 0xff)), `payload of ${s} intact`);
+            assert.ok(
+              e.payload!.subarray(8).every((b) => b === (s & 0xff)),
+              `payload of ${s} intact`,
+            );
             seqs.push(s);
           }
         }

@@ -184,7 +184,11 @@ describe('BackpressureState.transition', () => {
     assert.ok(f.bp.transition(PRESSURE, NORMAL, 3_300));
     const t = f.bp.timeInStates(4_000);
     assert.deepEqual(t, [500 + 250 + 700, 200 + 50, 300 + 300, 100 + 600]);
-    assert.equal(t.reduce((a, b) => a + b), 4_000 - 1_000, 'the states partition the elapsed time');
+    assert.equal(
+      t.reduce((a, b) => a + b),
+      4_000 - 1_000,
+      'the states partition the elapsed time',
+    );
     assert.deepEqual(f.bp.edgeCounts(), [2, 1, 2, 1, 1, 1]);
   });
 
@@ -439,7 +443,12 @@ interface WorkerResult {
   listenerCalls: number;
 }
 
-function runWorkers(n: number, data: Omit<BpWorkerData, 'workers' | 'seed'>, seeds: (i: number) => number, modes?: (i: number) => BpWorkerData['mode']) {
+function runWorkers(
+  n: number,
+  data: Omit<BpWorkerData, 'workers' | 'seed'>,
+  seeds: (i: number) => number,
+  modes?: (i: number) => BpWorkerData['mode'],
+) {
   return Array.from({ length: n }, (_, i) => {
     const w = new Worker(new URL('./helpers/unit-bp-worker.js', import.meta.url), {
       workerData: { ...data, mode: modes ? modes(i) : data.mode, workers: n, seed: seeds(i) } satisfies BpWorkerData,
@@ -472,13 +481,21 @@ describe('concurrent transitions on one slot', () => {
     assert.ok(successes > 1000, `enough transitions applied to be a real test (${successes})`);
     for (const r of results) assert.equal(r.listenerCalls, r.successes, 'the listener ran once per applied transition');
     const counts = bp.edgeCounts();
-    assert.equal(counts.reduce((a, b) => a + b), successes, 'sum over edges == transitions the workers saw succeed');
+    assert.equal(
+      counts.reduce((a, b) => a + b),
+      successes,
+      'sum over edges == transitions the workers saw succeed',
+    );
     const perEdge = results.reduce((acc, r) => acc.map((x, i) => x + r.perEdge[i]), new Array(EDGE_COUNT).fill(0) as number[]);
     assert.deepEqual(counts, perEdge, 'per-edge counts match what the workers applied');
     assert.equal(bp.illegalTransitions(), 0);
     const end = Atomics.load(ctl, 0) + 1;
     const time = bp.timeInStates(end);
-    assert.equal(time.reduce((a, b) => a + b), end - start, 'time in states partitions the elapsed fake time exactly');
+    assert.equal(
+      time.reduce((a, b) => a + b),
+      end - start,
+      'time in states partitions the elapsed fake time exactly',
+    );
     // Flow conservation: each state is entered as often as it is left (±1 for start and end).
     for (let s = 0; s < 4; s++) {
       const into = EDGES.reduce((a, [, to], i) => a + (to === s ? counts[i] : 0), 0) + (s === NORMAL ? 1 : 0);

@@ -124,7 +124,10 @@ describe('ringtrace CLI', () => {
         // Every pool ran out during the burst, and every thread recovered after it.
         const dropping = mine.findIndex((x) => x.to === 'dropping');
         assert.ok(dropping >= 0, `${t.name} reached dropping`);
-        assert.ok(mine.slice(dropping).some((x) => x.to === 'recovery'), `${t.name} recovered after dropping`);
+        assert.ok(
+          mine.slice(dropping).some((x) => x.to === 'recovery'),
+          `${t.name} recovered after dropping`,
+        );
         assert.equal(mine[mine.length - 1].to, 'normal', `${t.name} ended in normal`);
       }
     });
@@ -209,7 +212,10 @@ describe('ringtrace CLI', () => {
       writeFileSync(f, b);
       const r = cli(['inspect', f]);
       assert.equal(r.status, 4, show(r));
-      assert.match(r.stdout, /damage\s+at byte offset \d+: CRC mismatch \(damaged record\); \d+ bytes not read, reading resumed at byte \d+/);
+      assert.match(
+        r.stdout,
+        /damage\s+at byte offset \d+: CRC mismatch \(damaged record\); \d+ bytes not read, reading resumed at byte \d+/,
+      );
       assert.match(r.stdout, /gap\s+thread \d+ \(.+\): 1 chunk\(s\) missing; \d+ events/);
       assert.match(r.stdout, /file\s+complete \(footer present\)/, 'the records after the damage, footer included, were read');
       assert.match(r.stderr, /before and after each damaged region/);
@@ -217,7 +223,10 @@ describe('ringtrace CLI', () => {
       const out = join(dir, 'flip-mid.json');
       const x = cli(['export', f, '--format', 'chrome', '-o', out]);
       assert.equal(x.status, 4, show(x));
-      const j = JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: Array<{ name: string; ph: string; dur?: number }>; metadata: { damaged: unknown[] } };
+      const j = JSON.parse(readFileSync(out, 'utf8')) as {
+        traceEvents: Array<{ name: string; ph: string; dur?: number }>;
+        metadata: { damaged: unknown[] };
+      };
       const gaps = j.traceEvents.filter((e) => e.name === 'ringtrace.gap (damaged file)');
       assert.equal(gaps.length, 1);
       assert.equal(gaps[0].ph, 'X');
@@ -240,7 +249,11 @@ describe('ringtrace CLI', () => {
         { file: bad('length.rtrace', (b) => b.writeUInt32LE(0x7ffffff8, 16 + 4)), want: /at byte offset 16/ },
       ];
       for (const { file, want } of cases) {
-        for (const args of [['inspect', file], ['export', file, '-o', join(dir, 'out.json')], ['report', file, '-o', join(dir, 'out.html')]]) {
+        for (const args of [
+          ['inspect', file],
+          ['export', file, '-o', join(dir, 'out.json')],
+          ['report', file, '-o', join(dir, 'out.html')],
+        ]) {
           const r = cli(args);
           assert.equal(r.status, 4, `${args[0]} ${file}: ${show(r)}`);
           assert.match(r.stderr, want, `${args[0]} ${file}`);
@@ -254,7 +267,11 @@ describe('ringtrace CLI', () => {
       const out = join(dir, 'chrome.json');
       const r = cli(['export', trace, '--format', 'chrome', '-o', out]);
       assert.equal(r.status, 0, show(r));
-      const j = JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: ChromeEvent[]; displayTimeUnit: string; metadata: Record<string, unknown> };
+      const j = JSON.parse(readFileSync(out, 'utf8')) as {
+        traceEvents: ChromeEvent[];
+        displayTimeUnit: string;
+        metadata: Record<string, unknown>;
+      };
       const reader = openTrace(trace);
       const summary = reader.summary();
       assert.equal(j.displayTimeUnit, 'ns');
@@ -299,7 +316,8 @@ describe('ringtrace CLI', () => {
         args: { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: d.firstTs / 1000, lastTsUs: d.lastTs / 1000 },
       }));
       const key = (x: { tid?: number; ts?: number }) => `${x.tid}:${x.ts}`;
-      const byKey = (a: { tid?: number; ts?: number }, b: { tid?: number; ts?: number }) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
+      const byKey = (a: { tid?: number; ts?: number }, b: { tid?: number; ts?: number }) =>
+        key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0;
       assert.deepEqual(
         drops.map((d) => ({ ph: d.ph, s: d.s, tid: d.tid, ts: d.ts, args: d.args })).sort(byKey),
         expected.map((x) => ({ ph: 'i', s: 't', ...x })).sort(byKey),
@@ -307,7 +325,8 @@ describe('ringtrace CLI', () => {
       const exported = drops.reduce((n, d) => n + (d.args!.events as number), 0);
       assert.equal(exported, summary.totals.dropped, 'the export accounts for every dropped event');
       assert.ok(exported > 0);
-      for (const d of drops) assert.ok((d.args!.firstTsUs as number) <= d.ts! && d.ts! <= summary.threads[threadOfTid.get(d.tid)!.index].lastTs / 1000 + 1e6);
+      for (const d of drops)
+        assert.ok((d.args!.firstTsUs as number) <= d.ts! && d.ts! <= summary.threads[threadOfTid.get(d.tid)!.index].lastTs / 1000 + 1e6);
       // ... and a slice from the first to the last lost event on the thread's "losses" track.
       const lossSlices = ev.filter((e) => e.ph === 'X' && e.cat === 'ringtrace.loss');
       const spanning = reader.drops().filter((d) => Math.round(d.lastTs) > Math.round(d.firstTs));
@@ -340,7 +359,8 @@ describe('ringtrace CLI', () => {
           assert.equal(sl.args!.code, STATE_NAMES.indexOf(sl.name as (typeof STATE_NAMES)[number]));
           assert.ok(sl.dur! > 0);
         }
-        for (let i = 1; i < slices.length; i++) assert.ok(Math.abs(slices[i - 1].ts! + slices[i - 1].dur! - slices[i].ts!) < 1e-6, 'back to back');
+        for (let i = 1; i < slices.length; i++)
+          assert.ok(Math.abs(slices[i - 1].ts! + slices[i - 1].dur! - slices[i].ts!) < 1e-6, 'back to back');
         assert.equal(slices[0].name, 'normal');
         assert.ok(Math.abs(slices[0].ts! - t.registeredTs / 1000) < 0.001, 'from the registration');
         assert.equal(slices[slices.length - 1].name, 'normal');
@@ -374,7 +394,9 @@ describe('ringtrace CLI', () => {
       const out = join(dir, 'trace.jsonl');
       const r = cli(['export', trace, '--format', 'jsonl', '-o', out]);
       assert.equal(r.status, 0, show(r));
-      const lines = readFileSync(out, 'utf8').split('\n').filter((l) => l.length > 0);
+      const lines = readFileSync(out, 'utf8')
+        .split('\n')
+        .filter((l) => l.length > 0);
       const reader = openTrace(trace);
       const s = reader.summary();
       assert.equal(lines.length, s.totals.events + reader.drops().length + reader.states().length);
@@ -394,7 +416,10 @@ describe('ringtrace CLI', () => {
 
     it('an output that cannot be written: exit 1 naming the path and why, no stack trace', () => {
       const missingDir = join(dir, 'no-such-dir');
-      for (const [cmd, file] of [['export', join(missingDir, 'x.json')], ['report', join(missingDir, 'x.html')]]) {
+      for (const [cmd, file] of [
+        ['export', join(missingDir, 'x.json')],
+        ['report', join(missingDir, 'x.html')],
+      ]) {
         const r = cli([cmd, trace, '-o', file]);
         assert.equal(r.status, 1, show(r));
         assert.equal(r.stderr.trim(), `ringtrace: cannot write ${file}: the directory ${missingDir} does not exist (ENOENT)`);
@@ -446,16 +471,25 @@ describe('ringtrace CLI', () => {
 
   describe('usage', () => {
     it('--help works on every command', () => {
-      for (const args of [['--help'], ['demo', '--help'], ['inspect', '--help'], ['export', '--help'], ['report', '--help'], ['config', '--help'], ['bench', '--help']]) {
+      for (const args of [
+        ['--help'],
+        ['demo', '--help'],
+        ['inspect', '--help'],
+        ['export', '--help'],
+        ['report', '--help'],
+        ['config', '--help'],
+        ['bench', '--help'],
+      ]) {
         const r = cli(args);
         assert.equal(r.status, 0, `${args.join(' ')}: ${show(r)}`);
         assert.match(r.stdout, /Usage: ringtrace/);
       }
     });
 
-    it('bench declares the benchmark script\'s options; anything else is a usage error', () => {
+    it("bench declares the benchmark script's options; anything else is a usage error", () => {
       const help = cli(['bench', '--help']);
-      for (const opt of ['--quick', '--json <file>', '--write-docs', '--only <sections>']) assert.ok(help.stdout.includes(opt), `${opt} in ${help.stdout}`);
+      for (const opt of ['--quick', '--json <file>', '--write-docs', '--only <sections>'])
+        assert.ok(help.stdout.includes(opt), `${opt} in ${help.stdout}`);
       assert.match(help.stdout.replace(/\s+/g, ' '), /hotpath, drain, e2e, scale, peers/, 'the sections --only takes');
       for (const [args, want] of [
         [['bench', '--bogus'], /unknown option '--bogus'/],
@@ -471,7 +505,14 @@ describe('ringtrace CLI', () => {
     });
 
     it('bad option values, unknown commands and missing arguments exit 2', () => {
-      for (const args of [['demo', '--workers', 'many'], ['demo', '--seconds', '0'], ['demo', '--metrics-linger', '2'], ['inspect'], ['frobnicate'], []]) {
+      for (const args of [
+        ['demo', '--workers', 'many'],
+        ['demo', '--seconds', '0'],
+        ['demo', '--metrics-linger', '2'],
+        ['inspect'],
+        ['frobnicate'],
+        [],
+      ]) {
         const r = cli(args);
         assert.equal(r.status, 2, `${args.join(' ')}: ${show(r)}`);
       }
@@ -492,10 +533,14 @@ describe('ringtrace CLI', () => {
 describe('demo --metrics-port', () => {
   it('serves Prometheus metrics from the start until after the summary, with the final values', async () => {
     const out = mkdtempSync(join(tmpdir(), 'rt-cli-metrics-'));
-    const p = spawn(process.execPath, [CLI, 'demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', '0', '--metrics-linger', '3'], {
-      env: cleanEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const p = spawn(
+      process.execPath,
+      [CLI, 'demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', '0', '--metrics-linger', '3'],
+      {
+        env: cleanEnv(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     const exited = new Promise<number | null>((res) => p.once('exit', res));
     /** Resolves with the first match of `re` in stdout (so far or to come). */
@@ -548,7 +593,10 @@ describe('demo --metrics-port', () => {
     try {
       const r = cli(['demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', String(port)]);
       assert.equal(r.status, 2, show(r));
-      assert.equal(r.stderr.trim(), `ringtrace: --metrics-port ${port}: port ${port} on 127.0.0.1 is already in use (choose another port, or 0 for any free one)`);
+      assert.equal(
+        r.stderr.trim(),
+        `ringtrace: --metrics-port ${port}: port ${port} on 127.0.0.1 is already in use (choose another port, or 0 for any free one)`,
+      );
       noStack(r);
       assert.ok(!existsSync(out), 'no output directory, no half-written trace');
     } finally {
@@ -565,12 +613,21 @@ describe('demo --metrics-port', () => {
       return next(specifier, context);
     }`;
     const register = join(dir, 'no-prom-client.mjs');
-    writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify('data:text/javascript,' + encodeURIComponent(hooks))});\n`);
+    writeFileSync(
+      register,
+      `import { register } from 'node:module';\nregister(${JSON.stringify('data:text/javascript,' + encodeURIComponent(hooks))});\n`,
+    );
     const out = join(dir, 'demo');
     try {
-      const r = cli(['demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', '0'], {}, ['--import', pathToFileURL(register).href]);
+      const r = cli(['demo', '--seconds', '2', '--workers', '1', '--out', out, '--no-live', '--metrics-port', '0'], {}, [
+        '--import',
+        pathToFileURL(register).href,
+      ]);
       assert.equal(r.status, 2, show(r));
-      assert.match(r.stderr, /^ringtrace: --metrics-port needs the optional peer dependency prom-client, which is not installed \(npm install prom-client\)$/m);
+      assert.match(
+        r.stderr,
+        /^ringtrace: --metrics-port needs the optional peer dependency prom-client, which is not installed \(npm install prom-client\)$/m,
+      );
       noStack(r);
       assert.ok(!existsSync(out), 'no output directory, no half-written trace');
       assert.deepEqual(readdirSync(dir), ['no-prom-client.mjs']);
@@ -588,30 +645,47 @@ describe('demo live view', () => {
     assert.equal(phaseLine(p, { paused: true, throttleKiBps: 0 }), 'phase 2/3: burst, 0.3 s left (drain paused)');
     const settling = { ...p, phase: Phase.RECOVERY, step: 3, phaseLeftMs: 0, elapsedMs: 4000, settling: true };
     assert.equal(progressBar(settling, 10), '[██████████] 4.0/3.0 s', 'a full bar past the plan');
-    assert.equal(phaseLine(settling, { paused: false, throttleKiBps: 0 }), 'phase 3/3: recovery, waiting for every thread to be back to normal');
+    assert.equal(
+      phaseLine(settling, { paused: false, throttleKiBps: 0 }),
+      'phase 3/3: recovery, waiting for every thread to be back to normal',
+    );
     assert.equal(phaseLine({ ...p, phase: Phase.STOP, step: 3, phaseLeftMs: undefined }, { paused: false, throttleKiBps: 0 }), 'stopping');
   });
 
   // The live view needs a terminal: script(1) gives the demo a pseudo-terminal (sized with stty).
   const script = spawnSync('script', ['-qec', 'true', '/dev/null'], { stdio: 'ignore' });
-  it('redraws in place on a terminal, with the progress bar and the phase', { skip: script.status !== 0 && 'script(1) cannot run a pseudo-terminal here' }, () => {
-    const out = mkdtempSync(join(tmpdir(), 'rt-cli-tty-'));
-    try {
-      const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
-      const cmd = `stty rows 40 cols 160 && exec ${q(process.execPath)} ${q(CLI)} demo --seconds 2 --workers 1 --out ${q(out)}`;
-      const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 120_000 });
-      const run: Run = { status: r.status, stdout: r.stdout, stderr: r.stderr };
-      assert.equal(run.status, 0, show(run));
-      assert.match(run.stdout, /\u001b\[2K\u001b\[1A/, 'erases the previous frame');
-      const frames = run.stdout.split('ringtrace demo  [').slice(1);
-      assert.ok(frames.length >= 5, `redrawn several times (${frames.length})`);
-      assert.ok(frames.some((f) => /^[█░]{30}\] \d+\.\d\/2\.0 s\r?\n {2}phase 2\/3: burst, \d\.\d s left \(drain throttled to 256 KiB\/s\)/.test(f)), 'a frame in the burst');
-      assert.match(frames[frames.length - 1], /^█{30}\] \d+\.\d\/2\.0 s\r?\n {2}stopping/, 'the last frame is complete');
-      assert.match(run.stdout, /thread\s+policy\s+state\s+events\/s/);
-      assert.match(run.stdout, /result: every thread balanced/);
-      assert.doesNotMatch(run.stdout, /^\[\s*\d+\.\d\/2\.0 s\]/m, 'no plain lines on a terminal');
-    } finally {
-      rmSync(out, { recursive: true, force: true });
-    }
-  });
+  it(
+    'redraws in place on a terminal, with the progress bar and the phase',
+    { skip: script.status !== 0 && 'script(1) cannot run a pseudo-terminal here' },
+    () => {
+      const out = mkdtempSync(join(tmpdir(), 'rt-cli-tty-'));
+      try {
+        const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+        const cmd = `stty rows 40 cols 160 && exec ${q(process.execPath)} ${q(CLI)} demo --seconds 2 --workers 1 --out ${q(out)}`;
+        const r = spawnSync('script', ['-qec', cmd, '/dev/null'], {
+          env: cleanEnv(),
+          stdio: ['ignore', 'pipe', 'pipe'],
+          encoding: 'utf8',
+          timeout: 120_000,
+        });
+        const run: Run = { status: r.status, stdout: r.stdout, stderr: r.stderr };
+        assert.equal(run.status, 0, show(run));
+        assert.match(run.stdout, /\u001b\[2K\u001b\[1A/, 'erases the previous frame');
+        const frames = run.stdout.split('ringtrace demo  [').slice(1);
+        assert.ok(frames.length >= 5, `redrawn several times (${frames.length})`);
+        assert.ok(
+          frames.some((f) =>
+            /^[█░]{30}\] \d+\.\d\/2\.0 s\r?\n {2}phase 2\/3: burst, \d\.\d s left \(drain throttled to 256 KiB\/s\)/.test(f),
+          ),
+          'a frame in the burst',
+        );
+        assert.match(frames[frames.length - 1], /^█{30}\] \d+\.\d\/2\.0 s\r?\n {2}stopping/, 'the last frame is complete');
+        assert.match(run.stdout, /thread\s+policy\s+state\s+events\/s/);
+        assert.match(run.stdout, /result: every thread balanced/);
+        assert.doesNotMatch(run.stdout, /^\[\s*\d+\.\d\/2\.0 s\]/m, 'no plain lines on a terminal');
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+  );
 });

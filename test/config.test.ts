@@ -570,10 +570,7 @@ describe('config files', () => {
 
 describe('precedence', () => {
   test('defaults < file < environment < options, each value reporting its source', () => {
-    const file = writeConfig(
-      '.json',
-      JSON.stringify({ ringSize: '32KiB', ringsPerThread: 3, maxThreads: 10, logLevel: 'warn' }),
-    );
+    const file = writeConfig('.json', JSON.stringify({ ringSize: '32KiB', ringsPerThread: 3, maxThreads: 10, logLevel: 'warn' }));
     const { config, sources } = resolve({
       env: { RINGTRACE_CONFIG: file, RINGTRACE_RINGS_PER_THREAD: '5', RINGTRACE_MAX_THREADS: '20' },
       options: { maxThreads: 30 },
@@ -592,10 +589,11 @@ describe('precedence', () => {
   });
 
   test('an invalid value is reported even when a higher source overrides it', () => {
-    assertConfigError(
-      () => resolve({ env: { RINGTRACE_RING_SIZE: '65000' }, options: { ringSize: 65536 } }),
-      { setting: 'ringSize', value: '65000', source: env('RINGTRACE_RING_SIZE') },
-    );
+    assertConfigError(() => resolve({ env: { RINGTRACE_RING_SIZE: '65000' }, options: { ringSize: 65536 } }), {
+      setting: 'ringSize',
+      value: '65000',
+      source: env('RINGTRACE_RING_SIZE'),
+    });
   });
 });
 
@@ -682,15 +680,12 @@ describe('rejected values', () => {
 
 describe('spare-ring thresholds', () => {
   test('pressureSpares must be less than recoverySpares', () => {
-    assertConfigError(
-      () => resolve({ env: { RINGTRACE_PRESSURE_SPARES: '2', RINGTRACE_RECOVERY_SPARES: '2' } }),
-      {
-        setting: 'pressureSpares',
-        value: 2,
-        source: env('RINGTRACE_PRESSURE_SPARES'),
-        mentions: ['pressureSpares (2) must be less than recoverySpares (2)', 'ringsPerThread - 1 = 7'],
-      },
-    );
+    assertConfigError(() => resolve({ env: { RINGTRACE_PRESSURE_SPARES: '2', RINGTRACE_RECOVERY_SPARES: '2' } }), {
+      setting: 'pressureSpares',
+      value: 2,
+      source: env('RINGTRACE_PRESSURE_SPARES'),
+      mentions: ['pressureSpares (2) must be less than recoverySpares (2)', 'ringsPerThread - 1 = 7'],
+    });
   });
 
   test('a recoverySpares at or below the default pressureSpares is blamed on recoverySpares', () => {
@@ -728,19 +723,16 @@ describe('shared memory limit', () => {
     // 992 * 2 * 1 MiB is exactly 1984 MiB: rejected; one thread fewer fits.
     const ok = resolve({ options: { maxThreads: 991, ringsPerThread: 2, ringSize: '1MiB' } });
     assert.equal(ok.config.maxThreads, 991);
-    assertConfigError(
-      () => resolve({ env: { RINGTRACE_MAX_THREADS: '992' }, options: { ringsPerThread: 2, ringSize: '1MiB' } }),
-      {
-        setting: 'maxThreads * ringsPerThread * ringSize',
-        value: 992 * 2 * 1048576,
-        source: option('ringsPerThread'),
-        mentions: [
-          'maxThreads 992 (env RINGTRACE_MAX_THREADS) * ringsPerThread 2 (option ringsPerThread) * ringSize 1 MiB (option ringSize) = 1984 MiB',
-          'must be less than 1984 MiB',
-          'lower maxThreads, ringsPerThread or ringSize',
-        ],
-      },
-    );
+    assertConfigError(() => resolve({ env: { RINGTRACE_MAX_THREADS: '992' }, options: { ringsPerThread: 2, ringSize: '1MiB' } }), {
+      setting: 'maxThreads * ringsPerThread * ringSize',
+      value: 992 * 2 * 1048576,
+      source: option('ringsPerThread'),
+      mentions: [
+        'maxThreads 992 (env RINGTRACE_MAX_THREADS) * ringsPerThread 2 (option ringsPerThread) * ringSize 1 MiB (option ringSize) = 1984 MiB',
+        'must be less than 1984 MiB',
+        'lower maxThreads, ringsPerThread or ringSize',
+      ],
+    });
   });
 
   test('the largest geometry is rejected and blamed on the most specific source', () => {

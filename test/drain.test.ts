@@ -34,7 +34,14 @@ function setup(threads: number) {
     },
     close() {},
   };
-  const drain = new Drain(v, sink, { batchRings: 1, thresholds, dropLogIntervalMs: 1e9, dropLogEvery: 1, now: () => performance.now() * 1e6, log: () => {} });
+  const drain = new Drain(v, sink, {
+    batchRings: 1,
+    thresholds,
+    dropLogIntervalMs: 1e9,
+    dropLogEvery: 1,
+    now: () => performance.now() * 1e6,
+    log: () => {},
+  });
   return { v, layout, writers, drain, chunks };
 }
 
@@ -55,7 +62,11 @@ describe('drain scheduling', () => {
     assert.equal(bp.transition(BpState.NORMAL, BpState.PRESSURE, 1), true);
     drain.pass();
     assert.equal(chunks[0], writers[3].registration, 'the pressured thread first');
-    assert.deepEqual(chunks.slice(1), [writers[0].registration, writers[1].registration, writers[2].registration], 'then everyone, one ring each');
+    assert.deepEqual(
+      chunks.slice(1),
+      [writers[0].registration, writers[1].registration, writers[2].registration],
+      'then everyone, one ring each',
+    );
   });
 
   it('a flooding thread cannot starve a quiet one: one ring per visit, start rotates', () => {
@@ -79,7 +90,14 @@ describe('drain throttle', () => {
     const { tempTrace } = await import('./helpers/scenario.js');
     const ringSize = 4096;
     const ringsPerThread = 8;
-    const tracer = await Tracer.open({ path: tempTrace('throttle'), ringSize, ringsPerThread, flushIntervalMs: 0, logLevel: 'error', exitHooks: false });
+    const tracer = await Tracer.open({
+      path: tempTrace('throttle'),
+      ringSize,
+      ringsPerThread,
+      flushIntervalMs: 0,
+      logLevel: 'error',
+      exitHooks: false,
+    });
     const w = tracer.register('flood');
     const id = tracer.define('seq');
     const kibps = 64;
@@ -106,7 +124,14 @@ describe('drain throttle', () => {
     // pause normally settles in milliseconds.)
     const { Tracer } = await import('../src/index.js');
     const { tempTrace } = await import('./helpers/scenario.js');
-    const tracer = await Tracer.open({ path: tempTrace('throttle-pause'), ringSize: '64KiB', ringsPerThread: 8, flushIntervalMs: 0, logLevel: 'error', exitHooks: false });
+    const tracer = await Tracer.open({
+      path: tempTrace('throttle-pause'),
+      ringSize: '64KiB',
+      ringsPerThread: 8,
+      flushIntervalMs: 0,
+      logLevel: 'error',
+      exitHooks: false,
+    });
     const w = tracer.register('flood');
     const id = tracer.define('seq');
     tracer.throttleDrain(16);
@@ -114,7 +139,10 @@ describe('drain throttle', () => {
       for (let i = 0; i < 30_000; i++) w.record(id, i);
       await new Promise((r) => setTimeout(r, 5));
     }
-    const settled = await Promise.race([tracer.pauseDrain().then(() => 'paused'), new Promise((r) => setTimeout(() => r('still waiting'), 10_000))]);
+    const settled = await Promise.race([
+      tracer.pauseDrain().then(() => 'paused'),
+      new Promise((r) => setTimeout(() => r('still waiting'), 10_000)),
+    ]);
     assert.equal(settled, 'paused');
     tracer.resumeDrain();
     tracer.throttleDrain(0);

@@ -9,7 +9,11 @@ import { tempTrace } from './helpers/scenario.js';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
 it('examples/quickstart.mjs (the README example) runs and balances', () => {
-  const r = spawnSync(process.execPath, ['examples/quickstart.mjs', tempTrace('example')], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['examples/quickstart.mjs', tempTrace('example')], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /balanced: true/);
   assert.match(r.stdout, /events read back/);
@@ -24,7 +28,11 @@ it("the README's example is examples/quickstart.mjs, line for line", () => {
 });
 
 it('the benchmark suite runs (quick smoke, results not judged)', () => {
-  const r = spawnSync(process.execPath, ['dist/bench/run.js', '--quick', '--only', 'hotpath,peers'], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['dist/bench/run.js', '--quick', '--only', 'hotpath,peers'], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /PASS|MISS/);
 });

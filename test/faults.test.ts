@@ -96,15 +96,35 @@ function inProcess(sinkWrite: (b: readonly Uint8Array[], file: FileSink) => void
   file.write([preamble(), ...headerRecord(Date.now(), {})]);
   const thresholds = { pressureSpares: 1, recoverySpares: 2, stabilityUs: 0 };
   const sink: TraceSink = { write: (b) => sinkWrite(b, file), close: () => file.close() };
-  const drain = new Drain(v, sink, { batchRings: 8, thresholds, dropLogIntervalMs: 0, dropLogEvery: 1, now: () => performance.now() * 1e6, log: (_l, msg) => log(msg) });
-  const handle: TracerHandle = { kind: 'ringtrace.handle', version: 1, sessionId: randomUUID(), buffer, geometry: layout, policy: 'drop-newest', thresholds, flushIntervalMs: 0, path };
+  const drain = new Drain(v, sink, {
+    batchRings: 8,
+    thresholds,
+    dropLogIntervalMs: 0,
+    dropLogEvery: 1,
+    now: () => performance.now() * 1e6,
+    log: (_l, msg) => log(msg),
+  });
+  const handle: TracerHandle = {
+    kind: 'ringtrace.handle',
+    version: 1,
+    sessionId: randomUUID(),
+    buffer,
+    geometry: layout,
+    policy: 'drop-newest',
+    thresholds,
+    flushIntervalMs: 0,
+    path,
+  };
   return { path, v, drain, tracer: Tracer.attach(handle) };
 }
 
 describe('sink faults', () => {
   it('unwritable trace path: a clear error before any recording', async () => {
     const before = process.listenerCount('worker');
-    await assert.rejects(Tracer.open({ path: '/nonexistent-dir/sub/trace.rtrace', logLevel: 'error' }), /cannot open trace file \/nonexistent-dir\/sub\/trace\.rtrace: ENOENT/);
+    await assert.rejects(
+      Tracer.open({ path: '/nonexistent-dir/sub/trace.rtrace', logLevel: 'error' }),
+      /cannot open trace file \/nonexistent-dir\/sub\/trace\.rtrace: ENOENT/,
+    );
     assert.equal(process.listenerCount('worker'), before, 'no listener left behind');
   });
 
@@ -138,7 +158,9 @@ describe('sink faults', () => {
       void tracer.close();
       const s = checkBalanced(path);
       assert.equal(s.threads[0].droppedByReason.sink_error, t.droppedByReason.sink_error);
-      const drops = openTrace(path).drops().filter((d) => d.reason === 'sink_error');
+      const drops = openTrace(path)
+        .drops()
+        .filter((d) => d.reason === 'sink_error');
       assert.ok(drops.every((d) => d.firstTs <= d.lastTs && d.bytes > 0));
     });
   }
@@ -206,7 +228,11 @@ describe('in-process drain edge cases', () => {
     assert.equal(before.retiredTotals.threads, 1);
     assert.equal(before.totals.threads, 1);
     assert.equal(before.totals.eventsAttempted, 300, "the drain's count, not the writer's running one");
-    assert.equal(before.totals.eventsAttempted, before.totals.eventsWritten + before.totals.eventsDropped, 'unflushed included: it adds up');
+    assert.equal(
+      before.totals.eventsAttempted,
+      before.totals.eventsWritten + before.totals.eventsDropped,
+      'unflushed included: it adds up',
+    );
     assert.deepEqual(before.totals.droppedByReason, summary.threads[0].droppedByReason);
     const after = collectMetrics(v, 0, summary.threads);
     assert.deepEqual(after.totals, before.totals, 'the summary message changes no total');
@@ -238,7 +264,9 @@ describe('in-process drain edge cases', () => {
     assert.ok(tail >= 0 && tail < 64, `tail wrapped to a small value (${tail})`);
     const s = checkBalanced(path);
     assert.equal(s.threads[0].dropped > 0, true);
-    const edges = openTrace(path).states().map((x) => `${x.from}->${x.to}`);
+    const edges = openTrace(path)
+      .states()
+      .map((x) => `${x.from}->${x.to}`);
     // Six exhaustions, each logged by the writer as it entered DROPPING: all reached the file.
     assert.equal(edges.filter((e) => e.endsWith('->dropping')).length, 6, 'every writer-side transition reached the file');
   });
@@ -247,7 +275,14 @@ describe('in-process drain edge cases', () => {
 describe('drain death', () => {
   it('recording goes on (dropping, counted), close() still returns, the file reads up to its last chunk', async () => {
     const path = tempTrace('drain-death');
-    const tracer = await Tracer.open({ path, ringSize: '4KiB', logLevel: 'error', exitHooks: false, closeTimeoutMs: 200, policy: 'drop-newest' });
+    const tracer = await Tracer.open({
+      path,
+      ringSize: '4KiB',
+      logLevel: 'error',
+      exitHooks: false,
+      closeTimeoutMs: 200,
+      policy: 'drop-newest',
+    });
     const w = tracer.register('app');
     const id = tracer.define('seq');
     for (let seq = 0; seq < 100; seq++) w.record(id, seq);

@@ -166,24 +166,47 @@ function goodTrace(): TraceFile {
   // Payload in two runs, as a wrapped ring is written.
   t.add(
     'chunk5.0',
-    chunkRecord({ thread: 5, seq: 0, events: 5, firstTs: 100, lastTs: 140, attempted: 7, dropped: 2 }, ID, loss({ [Reason.POOL_EXHAUSTED]: [2, 48, 90, 95] }), [a.subarray(0, 40), a.subarray(40)]),
+    chunkRecord(
+      { thread: 5, seq: 0, events: 5, firstTs: 100, lastTs: 140, attempted: 7, dropped: 2 },
+      ID,
+      loss({ [Reason.POOL_EXHAUSTED]: [2, 48, 90, 95] }),
+      [a.subarray(0, 40), a.subarray(40)],
+    ),
     expect(0, NAMES, MAIN_A),
   );
   t.add('state5.pd', stateRecord(5, BpState.PRESSURE, BpState.DROPPING, 160));
-  t.add('chunk6.0', chunkRecord({ thread: 6, seq: 0, events: 3, firstTs: 200, lastTs: 215 }, ID, newLossBlock(), [encodeRecords(WORKER_A)]), expect(1, NAMES, WORKER_A));
+  t.add(
+    'chunk6.0',
+    chunkRecord({ thread: 6, seq: 0, events: 3, firstTs: 200, lastTs: 215 }, ID, newLossBlock(), [encodeRecords(WORKER_A)]),
+    expect(1, NAMES, WORKER_A),
+  );
   t.add('state6.np', stateRecord(6, BpState.NORMAL, BpState.PRESSURE, 205));
   t.add('state5.np', stateRecord(5, BpState.NORMAL, BpState.PRESSURE, 150));
   t.add(
     'chunk5.1',
-    chunkRecord({ thread: 5, seq: 1, events: 1, firstTs: 300, lastTs: 300, attempted: 9, dropped: 3 }, ID, loss({ [Reason.RECORD_TOO_LARGE]: [1, 5000, 250, 250] }), [encodeRecords(MAIN_B)]),
+    chunkRecord(
+      { thread: 5, seq: 1, events: 1, firstTs: 300, lastTs: 300, attempted: 9, dropped: 3 },
+      ID,
+      loss({ [Reason.RECORD_TOO_LARGE]: [1, 5000, 250, 250] }),
+      [encodeRecords(MAIN_B)],
+    ),
     expect(0, NAMES, MAIN_B),
   );
   t.add('unknown', [rawRecord(99, new Uint8Array(24).fill(7))]); // a later minor revision's record
-  t.add('chunk6.1', chunkRecord({ thread: 6, seq: 1, events: 0, firstTs: NaN, lastTs: NaN }, ID, loss({ [Reason.THREAD_EXIT]: [3, 72, 220, 230] }), []));
+  t.add(
+    'chunk6.1',
+    chunkRecord({ thread: 6, seq: 1, events: 0, firstTs: NaN, lastTs: NaN }, ID, loss({ [Reason.THREAD_EXIT]: [3, 72, 220, 230] }), []),
+  );
   // main: 6 events + 2 + 1 dropped = 9 attempted: balanced.
   t.add('end5', threadEndRecord({ thread: 5, endReason: EndReason.CLOSED, ts: 400, attempted: 9, eventsWritten: 6 }, newLossBlock()));
   // worker: 3 events + 3 + 1 (unflushed, reported in its end record) = 7, but says 8: unbalanced.
-  t.add('end6', threadEndRecord({ thread: 6, endReason: EndReason.EXITED, ts: 410, attempted: 8, eventsWritten: 3 }, loss({ [Reason.UNFLUSHED]: [1, 16, 240, 240] })));
+  t.add(
+    'end6',
+    threadEndRecord(
+      { thread: 6, endReason: EndReason.EXITED, ts: 410, attempted: 8, eventsWritten: 3 },
+      loss({ [Reason.UNFLUSHED]: [1, 16, 240, 240] }),
+    ),
+  );
   t.add('footer', footerRecord({ threads: 2, events: 9, dropped: 7, droppedAfterClose: 4, ts: 500 }));
   return t;
 }
@@ -235,7 +258,10 @@ describe('format: record encoding', () => {
   });
 
   it('chunk payloads must keep the body 8-aligned', () => {
-    assert.throws(() => chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: 0, lastTs: 0 }, ID, newLossBlock(), [new Uint8Array(5)]), /not 8-aligned/);
+    assert.throws(
+      () => chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: 0, lastTs: 0 }, ID, newLossBlock(), [new Uint8Array(5)]),
+      /not 8-aligned/,
+    );
   });
 
   it('newLossBlock has zero counts and NaN time ranges for every reason', () => {
@@ -298,7 +324,10 @@ describe('FileSink', () => {
 
   it('a failing device reports the write error itself (not the failed truncate)', { skip: !existsDevFull() }, () => {
     const sink = new FileSink('/dev/full');
-    assert.throws(() => sink.write([new Uint8Array(16)]), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC');
+    assert.throws(
+      () => sink.write([new Uint8Array(16)]),
+      (e: NodeJS.ErrnoException) => e.code === 'ENOSPC',
+    );
     try {
       sink.close();
     } catch {
@@ -390,7 +419,16 @@ describe('reader: a complete trace reads back exactly', () => {
   it('drops: one entry per reason with losses, in file order, naming the reporting record', () => {
     assert.deepEqual(r.drops(), [
       { thread: 0, reason: 'pool_exhausted', events: 2, bytes: 48, firstTs: 90, lastTs: 95, offset: t.at('chunk5.0').offset, chunkSeq: 0 },
-      { thread: 0, reason: 'record_too_large', events: 1, bytes: 5000, firstTs: 250, lastTs: 250, offset: t.at('chunk5.1').offset, chunkSeq: 1 },
+      {
+        thread: 0,
+        reason: 'record_too_large',
+        events: 1,
+        bytes: 5000,
+        firstTs: 250,
+        lastTs: 250,
+        offset: t.at('chunk5.1').offset,
+        chunkSeq: 1,
+      },
       { thread: 1, reason: 'thread_exit', events: 3, bytes: 72, firstTs: 220, lastTs: 230, offset: t.at('chunk6.1').offset, chunkSeq: 1 },
       { thread: 1, reason: 'unflushed', events: 1, bytes: 16, firstTs: 240, lastTs: 240, offset: t.at('end6').offset, chunkSeq: -1 },
     ]);
@@ -468,7 +506,12 @@ describe('reader: a complete trace reads back exactly', () => {
     const u = new TraceFile();
     u.add('header', header());
     u.add('start', start(1));
-    u.add('chunk', chunkRecord({ thread: 1, seq: 0, events: 1, firstTs: 5, lastTs: 5 }, ID, loss({ [Reason.CLOSED]: [2, 32, 6, 7] }), [encodeRecords([{ kind: 'instant', id: 1, ts: 5 }])]));
+    u.add(
+      'chunk',
+      chunkRecord({ thread: 1, seq: 0, events: 1, firstTs: 5, lastTs: 5 }, ID, loss({ [Reason.CLOSED]: [2, 32, 6, 7] }), [
+        encodeRecords([{ kind: 'instant', id: 1, ts: 5 }]),
+      ]),
+    );
     u.add('end-unknown-reason', threadStartRecord({ thread: 2, slot: 1, nodeThreadId: 2, name: 't2', ts: 1, policy: 0 }));
     u.add('end2', threadEndRecord({ thread: 2, endReason: 77, ts: 9, attempted: 0, eventsWritten: 0 }, newLossBlock()));
     const s = openTrace(u.write(fresh('noend'))).summary();
@@ -490,7 +533,13 @@ describe('reader: files that are not traces at all throw TraceFormatError', () =
   const throwsAt = (path: string, offset: number, reason: RegExp) =>
     assert.throws(
       () => openTrace(path),
-      (e: Error) => e instanceof TraceFormatError && e.name === 'TraceFormatError' && e.offset === offset && reason.test(e.reason) && e.path === path && e.message.includes(`byte offset ${offset}`),
+      (e: Error) =>
+        e instanceof TraceFormatError &&
+        e.name === 'TraceFormatError' &&
+        e.offset === offset &&
+        reason.test(e.reason) &&
+        e.path === path &&
+        e.message.includes(`byte offset ${offset}`),
     );
 
   it('bad magic, and files shorter than the magic', () => {
@@ -609,7 +658,9 @@ describe('reader: damage is reported at the record where it starts, the prefix s
   });
 
   it('many damaged records (chunks out of sequence) are each noted, cheaply; inspect counts past 20', () => {
-    const stale = Array.from({ length: 31 }, () => chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: NaN, lastTs: NaN }, ID, newLossBlock(), []));
+    const stale = Array.from({ length: 31 }, () =>
+      chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: NaN, lastTs: NaN }, ID, newLossBlock(), []),
+    );
     const r = openTrace(fileOf('orphans', header(), start(1), ...stale, nameRecord(4, 'end')));
     assert.equal(r.damaged.length, 30);
     assert.ok(r.damaged.every((d) => /chunk 0 of thread 1 out of order/.test(d.reason) && d.resumedAt === d.offset + d.skippedBytes));
@@ -622,13 +673,18 @@ describe('reader: damage is reported at the record where it starts, the prefix s
   it('chunks of a thread whose start record was lost are read: the chunks say who the thread is', () => {
     const id = chunkIdentity(3, 17, 1, 'wörker-9');
     const chunks = Array.from({ length: 30 }, (_, seq) =>
-      chunkRecord({ thread: 9, seq, events: 1, firstTs: 10 + seq, lastTs: 10 + seq }, id, newLossBlock(), [encodeRecords([{ kind: 'value', id: 1, ts: 10 + seq, value: seq }])]),
+      chunkRecord({ thread: 9, seq, events: 1, firstTs: 10 + seq, lastTs: 10 + seq }, id, newLossBlock(), [
+        encodeRecords([{ kind: 'value', id: 1, ts: 10 + seq, value: seq }]),
+      ]),
     );
     const before = concat([header(), start(1)]);
     const r = openTrace(fileOf('orphans', before, ...chunks, nameRecord(4, 'end')));
     const t9 = r.threads.find((t) => t.registration === 9)!;
     assert.deepEqual([t9.name, t9.slot, t9.nodeThreadId, t9.policy, t9.registeredTs], ['wörker-9', 3, 17, 'drop-newest', 10]);
-    assert.deepEqual([...r.events()].filter((e) => e.thread === t9.index).map((e) => e.value), Array.from({ length: 30 }, (_, i) => i));
+    assert.deepEqual(
+      [...r.events()].filter((e) => e.thread === t9.index).map((e) => e.value),
+      Array.from({ length: 30 }, (_, i) => i),
+    );
     // One note, at the first such chunk, nothing skipped.
     assert.equal(r.damaged.length, 1);
     assert.match(r.damaged[0].reason, /thread 9 \('wörker-9'\) has no start record/);
@@ -636,18 +692,28 @@ describe('reader: damage is reported at the record where it starts, the prefix s
     assert.equal(r.names.get(4), 'end');
   });
 
-  it('a chunk that repeats or goes back in its thread\'s sequence is damage, not a negative gap', () => {
+  it("a chunk that repeats or goes back in its thread's sequence is damage, not a negative gap", () => {
     const c0 = chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: NaN, lastTs: NaN }, ID, newLossBlock(), []);
     const c1 = chunkRecord({ thread: 1, seq: 1, events: 0, firstTs: NaN, lastTs: NaN }, ID, newLossBlock(), []);
     const c3 = chunkRecord({ thread: 1, seq: 3, events: 0, firstTs: NaN, lastTs: NaN }, ID, newLossBlock(), []);
     const r = openTrace(fileOf('dup', header(), start(1), c0, c1, c1, c3));
     assert.match(r.damage!.reason, /chunk 1 of thread 1 out of order \(the next expected is 2\)/);
-    assert.deepEqual(r.gaps.map((g) => [g.fromSeq, g.toSeq]), [[2, 2]]);
+    assert.deepEqual(
+      r.gaps.map((g) => [g.fromSeq, g.toSeq]),
+      [[2, 2]],
+    );
     // A gap between chunks with events has its time span: last event before, first after.
-    const e1 = chunkRecord({ thread: 1, seq: 0, events: 1, firstTs: 5, lastTs: 5 }, ID, newLossBlock(), [encodeRecords([{ kind: 'instant', id: 1, ts: 5 }])]);
-    const e3 = chunkRecord({ thread: 1, seq: 2, events: 1, firstTs: 9, lastTs: 9 }, ID, newLossBlock(), [encodeRecords([{ kind: 'instant', id: 1, ts: 9 }])]);
+    const e1 = chunkRecord({ thread: 1, seq: 0, events: 1, firstTs: 5, lastTs: 5 }, ID, newLossBlock(), [
+      encodeRecords([{ kind: 'instant', id: 1, ts: 5 }]),
+    ]);
+    const e3 = chunkRecord({ thread: 1, seq: 2, events: 1, firstTs: 9, lastTs: 9 }, ID, newLossBlock(), [
+      encodeRecords([{ kind: 'instant', id: 1, ts: 9 }]),
+    ]);
     const timed = openTrace(fileOf('timed-gap', header(), start(1), e1, e3));
-    assert.deepEqual(timed.gaps.map((g) => [g.fromSeq, g.toSeq, g.fromTs, g.toTs]), [[1, 1, 5, 9]]);
+    assert.deepEqual(
+      timed.gaps.map((g) => [g.fromSeq, g.toSeq, g.fromTs, g.toTs]),
+      [[1, 1, 5, 9]],
+    );
     assert.deepEqual(r.summary().threads[0].unreadable, { chunks: 1, events: undefined });
   });
 
@@ -667,10 +733,16 @@ describe('reader: damage is reported at the record where it starts, the prefix s
   });
 
   it('chunk whose thread name runs past the record', () => {
-    const chunk = Buffer.from(concat([chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: NaN, lastTs: NaN }, ID, newLossBlock(), [])]).subarray(FRAME_BYTES));
+    const chunk = Buffer.from(
+      concat([chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: NaN, lastTs: NaN }, ID, newLossBlock(), [])]).subarray(FRAME_BYTES),
+    );
     chunk.writeUInt32LE(chunk.length, 56);
     const at = PREAMBLE_BYTES + concat([header(), start(1)]).length;
-    assertDamage(openTrace(fileOf('longname', header(), start(1), rawRecord(RecordType.CHUNK, chunk))), at, /thread name longer than the record/);
+    assertDamage(
+      openTrace(fileOf('longname', header(), start(1), rawRecord(RecordType.CHUNK, chunk))),
+      at,
+      /thread name longer than the record/,
+    );
   });
 
   it('chunk whose event count disagrees with its payload', () => {
@@ -697,7 +769,9 @@ describe('reader: damage is reported at the record where it starts, the prefix s
   });
 
   it('chunk whose payload length field disagrees with the record length', () => {
-    const body = concat([chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: NaN, lastTs: NaN }, ID, newLossBlock(), [])]).subarray(FRAME_BYTES);
+    const body = concat([chunkRecord({ thread: 1, seq: 0, events: 0, firstTs: NaN, lastTs: NaN }, ID, newLossBlock(), [])]).subarray(
+      FRAME_BYTES,
+    );
     body.writeUInt32LE(16, 12);
     const at = PREAMBLE_BYTES + concat([header(), start(1)]).length;
     assertDamage(openTrace(fileOf('plen', header(), start(1), rawRecord(RecordType.CHUNK, body))), at, /payload length does not match/);
@@ -712,7 +786,9 @@ describe('reader: damage is reported at the record where it starts, the prefix s
   });
 
   it('unknown record types are skipped, framing intact', () => {
-    const r = openTrace(fileOf('skip', header(), rawRecord(1234, new Uint8Array(0)), rawRecord(77, new Uint8Array(16)), nameRecord(1, 'ok')));
+    const r = openTrace(
+      fileOf('skip', header(), rawRecord(1234, new Uint8Array(0)), rawRecord(77, new Uint8Array(16)), nameRecord(1, 'ok')),
+    );
     assert.equal(r.damage, undefined);
     assert.equal(r.names.get(1), 'ok');
   });
@@ -720,16 +796,76 @@ describe('reader: damage is reported at the record where it starts, the prefix s
   // Records whose frame and CRC are fine but whose contents are not.
   const bodyCases: Array<[string, number, Uint8Array, RegExp, boolean?]> = [
     ['header too short', RecordType.HEADER, new Uint8Array(8), /header record too short/],
-    ['header json past its body', RecordType.HEADER, (() => { const b = Buffer.alloc(24); b.writeUInt32LE(9, 4); return b; })(), /header record too short/],
-    ['header not JSON', RecordType.HEADER, (() => { const b = Buffer.alloc(24); b.writeUInt32LE(3, 4); b.write('{x}', 16); return b; })(), /not valid JSON/],
-    ['name too short', RecordType.NAME, (() => { const b = Buffer.alloc(8); b.writeUInt32LE(5, 4); return b; })(), /name record too short/, true],
+    [
+      'header json past its body',
+      RecordType.HEADER,
+      (() => {
+        const b = Buffer.alloc(24);
+        b.writeUInt32LE(9, 4);
+        return b;
+      })(),
+      /header record too short/,
+    ],
+    [
+      'header not JSON',
+      RecordType.HEADER,
+      (() => {
+        const b = Buffer.alloc(24);
+        b.writeUInt32LE(3, 4);
+        b.write('{x}', 16);
+        return b;
+      })(),
+      /not valid JSON/,
+    ],
+    [
+      'name too short',
+      RecordType.NAME,
+      (() => {
+        const b = Buffer.alloc(8);
+        b.writeUInt32LE(5, 4);
+        return b;
+      })(),
+      /name record too short/,
+      true,
+    ],
     ['thread too short', RecordType.THREAD_START, new Uint8Array(24), /thread record too short/, true],
     ['chunk too short', RecordType.CHUNK, new Uint8Array(CHUNK_FIXED_BYTES - 8), /chunk record too short/, true],
     ['state too short', RecordType.STATE, new Uint8Array(16), /state record too short/, true],
-    ['state of unknown thread', RecordType.STATE, (() => { const b = Buffer.alloc(24); b.writeUInt32LE(99, 0); return b; })(), /state change of unknown thread 99/, true],
-    ['invalid state', RecordType.STATE, (() => { const b = Buffer.alloc(24); b.writeUInt32LE(1, 0); b.writeUInt32LE(4, 8); return b; })(), /invalid backpressure state 0->4/, true],
+    [
+      'state of unknown thread',
+      RecordType.STATE,
+      (() => {
+        const b = Buffer.alloc(24);
+        b.writeUInt32LE(99, 0);
+        return b;
+      })(),
+      /state change of unknown thread 99/,
+      true,
+    ],
+    [
+      'invalid state',
+      RecordType.STATE,
+      (() => {
+        const b = Buffer.alloc(24);
+        b.writeUInt32LE(1, 0);
+        b.writeUInt32LE(4, 8);
+        return b;
+      })(),
+      /invalid backpressure state 0->4/,
+      true,
+    ],
     ['end too short', RecordType.THREAD_END, new Uint8Array(24), /thread end record too short/, true],
-    ['end of unknown thread', RecordType.THREAD_END, (() => { const b = Buffer.alloc(32 + LOSS_BLOCK_BYTES); b.writeUInt32LE(98, 0); return b; })(), /end of unknown thread 98/, true],
+    [
+      'end of unknown thread',
+      RecordType.THREAD_END,
+      (() => {
+        const b = Buffer.alloc(32 + LOSS_BLOCK_BYTES);
+        b.writeUInt32LE(98, 0);
+        return b;
+      })(),
+      /end of unknown thread 98/,
+      true,
+    ],
     ['footer too short', RecordType.FOOTER, new Uint8Array(32), /footer record too short/, true],
   ];
   for (const [what, type, body, reason, afterHeader] of bodyCases) {

@@ -46,7 +46,13 @@ describe('golden traces: every format version reads back as pinned', () => {
       // dropped by main's exhausted drop-newest pool, every count balanced.
       const r = openTrace(trace);
       assert.equal(r.version, version);
-      assert.deepEqual(r.threads.map((t) => [t.name, t.slot, t.policy]), [['main', 0, 'drop-newest'], ['worker-1', 1, 'drop-newest']]);
+      assert.deepEqual(
+        r.threads.map((t) => [t.name, t.slot, t.policy]),
+        [
+          ['main', 0, 'drop-newest'],
+          ['worker-1', 1, 'drop-newest'],
+        ],
+      );
       const s = r.summary();
       assert.equal(s.totals.events, 1174);
       assert.equal(s.totals.dropped, 1976);

@@ -17,7 +17,10 @@ import { tempTrace } from './helpers/scenario.js';
 const quiet = { logLevel: 'error' as const, exitHooks: false };
 const workerUrl = new URL('./helpers/metrics-worker.js', import.meta.url);
 
-function run(data: MetricsWorkerData): { done: Promise<{ attempted: number; seen: string[]; retiredSeen: boolean }>; exited: Promise<void> } {
+function run(data: MetricsWorkerData): {
+  done: Promise<{ attempted: number; seen: string[]; retiredSeen: boolean }>;
+  exited: Promise<void>;
+} {
   const w = new Worker(workerUrl, { workerData: data });
   const done = new Promise<{ attempted: number; seen: string[]; retiredSeen: boolean }>((ok, fail) => {
     w.once('message', ok);
@@ -44,7 +47,7 @@ describe('metrics(): exact totals while registrations come and go', () => {
     let prev = { threads: 0, attempted: 0 };
     let samples = 0;
     let rng = 7;
-    const rand = (n: number) => ((rng = (rng * 1103515245 + 12345) & 0x7fffffff) % n);
+    const rand = (n: number) => (rng = (rng * 1103515245 + 12345) & 0x7fffffff) % n;
     const check = () => {
       const m = tracer.metrics();
       samples++;
@@ -86,7 +89,10 @@ describe('metrics(): exact totals while registrations come and go', () => {
     assert.equal(m.totals.eventsWritten + m.totals.eventsDropped, expected);
     assert.ok(samples > 1000, `sampled ${samples} times`);
     const summary = await tracer.close();
-    assert.equal(summary!.threads.reduce((n, t) => n + t.attempted, 0), expected);
+    assert.equal(
+      summary!.threads.reduce((n, t) => n + t.attempted, 0),
+      expected,
+    );
   });
 });
 
@@ -112,7 +118,11 @@ describe('the retired ledger when its writer dies mid-write (close() fallback af
     assert.equal(Atomics.load(v.i32, Ctl.LEDGER_SEQ) & 1, 0);
     const m = collectMetrics(v, 0, []);
     assert.ok(m.consistent);
-    assert.deepEqual([m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length], [0, 0, 1], 'counted once, from its slot');
+    assert.deepEqual(
+      [m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length],
+      [0, 0, 1],
+      'counted once, from its slot',
+    );
   });
 
   it('died after the hand-off: the write is kept, the registration counts from the ledger only', () => {
@@ -120,7 +130,11 @@ describe('the retired ledger when its writer dies mid-write (close() fallback af
     assert.throws(() => retireIntoLedger(v, slot, entry, () => (freeSlot(v, slot), died())), /terminated/);
     closeAbandonedLedgerWrite(v);
     const m = collectMetrics(v, 0, []);
-    assert.deepEqual([m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length], [1, 10, 0], 'counted once, from the ledger');
+    assert.deepEqual(
+      [m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length],
+      [1, 10, 0],
+      'counted once, from the ledger',
+    );
   });
 
   it('died while wiping the slot (RELEASING): the write is kept, the half-wiped slot is not counted', () => {
@@ -133,7 +147,11 @@ describe('the retired ledger when its writer dies mid-write (close() fallback af
     assert.throws(() => retireIntoLedger(v, slot, entry, diesInWipe), /terminated/);
     closeAbandonedLedgerWrite(v);
     const m = collectMetrics(v, 0, []);
-    assert.deepEqual([m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length], [1, 10, 0], 'counted once, from the ledger');
+    assert.deepEqual(
+      [m.retiredTotals.threads, m.retiredTotals.eventsAttempted, m.threads.length],
+      [1, 10, 0],
+      'counted once, from the ledger',
+    );
   });
 
   it('a write that never ends: metrics() gives up waiting and says its read may be torn', () => {

@@ -48,7 +48,17 @@ function inProcess(dropLogEvery: number, dropLogIntervalMs: number) {
     now: () => clock.ms * 1e6,
     log: (level, msg, fields = {}) => lines.push({ level, msg, fields }),
   });
-  const handle: TracerHandle = { kind: 'ringtrace.handle', version: 1, sessionId: randomUUID(), buffer, geometry: layout, policy: 'drop-newest', thresholds, flushIntervalMs: 0, path };
+  const handle: TracerHandle = {
+    kind: 'ringtrace.handle',
+    version: 1,
+    sessionId: randomUUID(),
+    buffer,
+    geometry: layout,
+    policy: 'drop-newest',
+    thresholds,
+    flushIntervalMs: 0,
+    path,
+  };
   const tracer = Tracer.attach(handle);
   const w = tracer.register('mon');
   const id = tracer.define('seq');
@@ -76,7 +86,8 @@ function inProcess(dropLogEvery: number, dropLogIntervalMs: number) {
   return { path, v, w, drain, clock, lines, drop, finish, calls: () => calls };
 }
 
-const summaries = (lines: Line[]) => lines.filter((l) => DROP_LINE.test(l.msg)).map((l) => ({ level: l.level, dropped: l.fields.dropped, total: l.fields.total }));
+const summaries = (lines: Line[]) =>
+  lines.filter((l) => DROP_LINE.test(l.msg)).map((l) => ({ level: l.level, dropped: l.fields.dropped, total: l.fields.total }));
 
 describe('drop summary log: rate limited (in-process drain, fake clock)', () => {
   it('logged only after dropLogEvery new drops, at most once per dropLogIntervalMs, each covering every drop since the last', () => {
@@ -98,7 +109,10 @@ describe('drop summary log: rate limited (in-process drain, fake clock)', () => 
     h.clock.ms = 100_999;
     step('200 more, 999 ms later: none', () => h.drop(100));
     h.clock.ms = 101_000;
-    step('1 s after the last summary, a pass with no new drops: one summary of the 200', () => h.drain.pass(), { dropped: 200, total: 260 });
+    step('1 s after the last summary, a pass with no new drops: one summary of the 200', () => h.drain.pass(), {
+      dropped: 200,
+      total: 260,
+    });
     h.clock.ms = 102_000;
     step('49 drops: none', () => h.drop(49));
     step('the 50th: one summary', () => h.drop(1), { dropped: 50, total: 310 });
@@ -152,13 +166,27 @@ describe('state change log', () => {
     assert.deepEqual(perEdge, Object.fromEntries(Object.entries(m.transitions).filter(([, n]) => n > 0)), 'one line per transition taken');
     assert.deepEqual(perEdge, { 'normal->pressure': 3, 'pressure->dropping': 3, 'dropping->recovery': 3, 'recovery->normal': 3 });
     const states = openTrace(h.path).states();
-    assert.deepEqual(logged, states.map((s) => `${s.from}->${s.to}`), 'the same transitions, in the same order, as the STATE records');
+    assert.deepEqual(
+      logged,
+      states.map((s) => `${s.from}->${s.to}`),
+      'the same transitions, in the same order, as the STATE records',
+    );
   });
 
   it('through Tracer.open({ logger }): every state change of a worker reaches the logger, with time, level, thread and name', async () => {
     const path = tempTrace('monitor-tracer');
     const logs: LogEntry[] = [];
-    const tracer = await Tracer.open({ path, ringSize: '4KiB', ringsPerThread: 4, stabilityMs: 20, dropLogEvery: 1, dropLogIntervalMs: 0, flushIntervalMs: 20, exitHooks: false, logger: (e) => logs.push(e) });
+    const tracer = await Tracer.open({
+      path,
+      ringSize: '4KiB',
+      ringsPerThread: 4,
+      stabilityMs: 20,
+      dropLogEvery: 1,
+      dropLogIntervalMs: 0,
+      flushIntervalMs: 20,
+      exitHooks: false,
+      logger: (e) => logs.push(e),
+    });
     await tracer.pauseDrain();
     const control = new SharedArrayBuffer(8);
     const release = () => Atomics.store(new Int32Array(control), 0, 1);
@@ -190,8 +218,16 @@ describe('state change log', () => {
         assert.ok(t.dropped > 0, `${name}: dropped`);
         const mine = stateLogs.filter((e) => e.thread === reg.registration);
         const inFile = states.filter((s) => r.threads[s.thread].registration === reg.registration).map((s) => `${s.from}->${s.to}`);
-        assert.deepEqual(mine.map((e) => STATE_LINE.exec(e.msg)!.slice(1).join('->')), inFile, `${name}: same transitions, same order`);
-        assert.deepEqual(inFile, ['normal->pressure', 'pressure->dropping', 'dropping->recovery', 'recovery->normal'], `${name}: one exhaustion, one recovery`);
+        assert.deepEqual(
+          mine.map((e) => STATE_LINE.exec(e.msg)!.slice(1).join('->')),
+          inFile,
+          `${name}: same transitions, same order`,
+        );
+        assert.deepEqual(
+          inFile,
+          ['normal->pressure', 'pressure->dropping', 'dropping->recovery', 'recovery->normal'],
+          `${name}: one exhaustion, one recovery`,
+        );
         for (const e of mine) {
           assert.equal(e.level, e.msg.endsWith('-> dropping') ? 'warn' : 'info');
           assert.equal(e.name, name);
@@ -204,7 +240,10 @@ describe('state change log', () => {
       const dropLogs = logs.filter((e) => DROP_LINE.test(e.msg));
       const dropped = summary.dropped;
       assert.ok(dropLogs.length >= 1 && dropLogs.length < dropped, 'fewer summary lines than drops');
-      assert.equal(dropLogs.reduce((n, e) => n + (e.dropped as number), 0), dropped);
+      assert.equal(
+        dropLogs.reduce((n, e) => n + (e.dropped as number), 0),
+        dropped,
+      );
       assert.equal(dropLogs.at(-1)!.total, dropped);
       for (const e of dropLogs) assert.equal(e.level, 'warn');
     } finally {

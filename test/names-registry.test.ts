@@ -25,7 +25,15 @@ import {
 } from '../src/shm/layout.js';
 import { NameTable, NameTableFullError, nameHash } from '../src/shm/names.js';
 import { poolQueues } from '../src/shm/pool.js';
-import { CapacityError, claimSlot, encodeThreadName, orphanThreadSlots, readThreadName, releaseSlot, wipeSlot } from '../src/shm/registry.js';
+import {
+  CapacityError,
+  claimSlot,
+  encodeThreadName,
+  orphanThreadSlots,
+  readThreadName,
+  releaseSlot,
+  wipeSlot,
+} from '../src/shm/registry.js';
 import type { RegistryWorkerData } from './helpers/unit-registry-worker.js';
 
 const geometry: Geometry = { maxThreads: 4, ringsPerThread: 3, ringSize: 4096 };
@@ -41,7 +49,9 @@ function startWorker<T>(data: RegistryWorkerData): Promise<T> {
     let result: T | undefined;
     w.on('message', (m: T) => (result = m));
     w.on('error', reject);
-    w.on('exit', (code) => (code === 0 && result !== undefined ? resolve(result) : reject(new Error(`worker exited ${code} without a result`))));
+    w.on('exit', (code) =>
+      code === 0 && result !== undefined ? resolve(result) : reject(new Error(`worker exited ${code} without a result`)),
+    );
   });
 }
 
@@ -63,7 +73,10 @@ describe('NameTable.define', () => {
     const names = ['a', 'b', 'ünïcødé ✓', 'x'.repeat(NAME_MAX_BYTES)];
     const ids = names.map((n) => a.define(n));
     const b = new NameTable(v);
-    assert.deepEqual(names.map((n) => b.define(n)), ids);
+    assert.deepEqual(
+      names.map((n) => b.define(n)),
+      ids,
+    );
     assert.equal(NameTable.definedCount(v), names.length, 'no name was defined twice');
   });
 
@@ -83,7 +96,11 @@ describe('NameTable.define', () => {
     const ids = pair.map((n) => t.define(n));
     assert.deepEqual(ids, [1, 2]);
     const fresh = new NameTable(v);
-    assert.deepEqual(pair.map((n) => fresh.define(n)), ids, 'both found again from a cold cache');
+    assert.deepEqual(
+      pair.map((n) => fresh.define(n)),
+      ids,
+      'both found again from a cold cache',
+    );
     assert.deepEqual(
       NameTable.readyEntries(v, () => false).sort((x, y) => x.id - y.id),
       [
@@ -95,7 +112,10 @@ describe('NameTable.define', () => {
 
   it('refuses names longer than the limit (in UTF-8 bytes) with a RangeError, and empty or non-strings with a TypeError', () => {
     const t = new NameTable(views());
-    assert.throws(() => t.define('x'.repeat(NAME_MAX_BYTES + 1)), (e: Error) => e instanceof RangeError && /113 bytes/.test(e.message));
+    assert.throws(
+      () => t.define('x'.repeat(NAME_MAX_BYTES + 1)),
+      (e: Error) => e instanceof RangeError && /113 bytes/.test(e.message),
+    );
     // 38 x 3-byte characters: 38 UTF-16 units but 114 bytes.
     assert.throws(() => t.define('€'.repeat(38)), RangeError);
     assert.throws(() => t.define(''), TypeError);
@@ -108,7 +128,10 @@ describe('NameTable.define', () => {
     const t = new NameTable(v);
     const id = t.define('kept');
     Atomics.store(v.i32, Ctl.NEXT_NAME_ID, MAX_NAMES);
-    assert.throws(() => t.define('one-too-many'), (e: Error) => e instanceof NameTableFullError && e.name === 'NameTableFullError' && /1536 names/.test(e.message));
+    assert.throws(
+      () => t.define('one-too-many'),
+      (e: Error) => e instanceof NameTableFullError && e.name === 'NameTableFullError' && /1536 names/.test(e.message),
+    );
     assert.equal(new NameTable(v).define('kept'), id);
   });
 
@@ -120,7 +143,10 @@ describe('NameTable.define', () => {
       v.i32[w + NameEntry.ID] = e + 1;
       v.i32[w + NameEntry.HASH] = 0; // matches no real hash
     }
-    assert.throws(() => new NameTable(v).define('anything'), (e: Error) => e instanceof NameTableFullError && /no room/.test(e.message));
+    assert.throws(
+      () => new NameTable(v).define('anything'),
+      (e: Error) => e instanceof NameTableFullError && /no room/.test(e.message),
+    );
   });
 
   it('an entry left half-written by a dead thread makes define() fail after a bounded wait, not hang', () => {
@@ -173,7 +199,10 @@ describe('NameTable.readyEntries', () => {
     const names = ['alpha', 'beta', 'γάμμα', 'delta'];
     for (const n of names) t.define(n);
     const all = NameTable.readyEntries(v, () => false).sort((a, b) => a.id - b.id);
-    assert.deepEqual(all, names.map((name, i) => ({ id: i + 1, name })));
+    assert.deepEqual(
+      all,
+      names.map((name, i) => ({ id: i + 1, name })),
+    );
     const rest = NameTable.readyEntries(v, (id) => id <= 2).sort((a, b) => a.id - b.id);
     assert.deepEqual(rest, [
       { id: 3, name: 'γάμμα' },
@@ -185,7 +214,10 @@ describe('NameTable.readyEntries', () => {
     const v = views();
     new NameTable(v).define('done');
     v.i32[(v.layout.nameEntryOffset(5) >> 2) + NameEntry.STATE] = NameState.WRITING;
-    assert.deepEqual(NameTable.readyEntries(v, () => false), [{ id: 1, name: 'done' }]);
+    assert.deepEqual(
+      NameTable.readyEntries(v, () => false),
+      [{ id: 1, name: 'done' }],
+    );
   });
 });
 
@@ -201,7 +233,9 @@ describe('concurrent define() from several threads', () => {
       return [...mine.slice((k * 37) % mine.length), ...mine.slice(0, (k * 37) % mine.length)];
     });
     const results = await Promise.all(
-      sets.map((names) => startWorker<{ ids: Record<string, number> }>({ mode: 'define', buffer: v.buffer, geometry, control, workers, names })),
+      sets.map((names) =>
+        startWorker<{ ids: Record<string, number> }>({ mode: 'define', buffer: v.buffer, geometry, control, workers, names }),
+      ),
     );
     const agreed = new Map<string, number>();
     for (const { ids } of results) {
@@ -320,7 +354,11 @@ function assertClean(v: SharedViews, slot: number): void {
     else assert.equal(v.i64[w], 0n, `header 8-byte word ${w - first} is zero`);
   }
   const rings = v.u8.subarray(L.ringOffset(slot, 0), L.ringOffset(slot, 0) + L.ringsPerThread * L.ringSize);
-  assert.equal(rings.findIndex((b) => b !== 0), -1, 'ring bytes are zero');
+  assert.equal(
+    rings.findIndex((b) => b !== 0),
+    -1,
+    'ring bytes are zero',
+  );
 }
 
 describe('wipeSlot / releaseSlot', () => {
@@ -330,7 +368,7 @@ describe('wipeSlot / releaseSlot', () => {
     v.i32[v.layout.slotI32(2, Slot.STATE)] = SlotState.CLOSING;
     wipeSlot(v, 2);
     assertClean(v, 2);
-    assert.equal(slotWord(v, 2, Slot.STATE), SlotState.CLOSING, 'the state word is the caller\'s');
+    assert.equal(slotWord(v, 2, Slot.STATE), SlotState.CLOSING, "the state word is the caller's");
     for (const s of [1, 3]) {
       assert.equal(v.u8[v.layout.slotOffset(s) + 4], 0xab, `slot ${s} header untouched`);
       assert.equal(v.u8[v.layout.ringOffset(s, 0)], 0xcd, `slot ${s} rings untouched`);

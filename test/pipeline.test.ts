@@ -23,7 +23,16 @@ describe('pipeline: main + 8 workers, random payloads, nothing dropped', () => {
     const tracer = await Tracer.open({ path, ringSize: '256KiB', ringsPerThread: 8, maxThreads: 16, ...quiet });
     const N = 100_000;
     const runs = Array.from({ length: 8 }, (_, k) =>
-      startScenario({ trace: tracer.handle, name: `w${k}`, mode: 'exact', events: N, bytesRatio: 0.1, maxPayload: 3000, seed: k + 1, close: k % 2 === 0 }),
+      startScenario({
+        trace: tracer.handle,
+        name: `w${k}`,
+        mode: 'exact',
+        events: N,
+        bytesRatio: 0.1,
+        maxPayload: 3000,
+        seed: k + 1,
+        close: k % 2 === 0,
+      }),
     );
     // The main thread records too, with the same discipline.
     recordExact(tracer.register('main'), { seq: tracer.define('seq'), blob: tracer.define('blob') }, N, 10, 3, 3000);
@@ -75,7 +84,18 @@ describe('pipeline: 64 workers', () => {
     const N = 3000;
     const control = new SharedArrayBuffer(8);
     const runs = Array.from({ length: 64 }, (_, k) =>
-      startScenario({ trace: tracer.handle, name: `w${k}`, mode: 'exact', events: N, bytesRatio: 0.05, maxPayload: 512, seed: 100 + k, close: true, control, hold: true }),
+      startScenario({
+        trace: tracer.handle,
+        name: `w${k}`,
+        mode: 'exact',
+        events: N,
+        bytesRatio: 0.05,
+        maxPayload: 512,
+        seed: 100 + k,
+        close: true,
+        control,
+        hold: true,
+      }),
     );
     // All 64 hold after registering, so they are registered at the same time.
     const slots = await Promise.all(runs.map((r) => r.registered));
@@ -142,10 +162,13 @@ describe('registry', () => {
     const summary = await tracer.close();
     assert.ok(summary?.balanced);
     const r = openTrace(path);
-    assert.deepEqual(r.threads.map((t) => [t.name, t.slot, t.endReason]), [
-      ['first', 0, 'exited'],
-      ['second', 0, 'closed'],
-    ]);
+    assert.deepEqual(
+      r.threads.map((t) => [t.name, t.slot, t.endReason]),
+      [
+        ['first', 0, 'exited'],
+        ['second', 0, 'closed'],
+      ],
+    );
     const back = readBack(r);
     assertContiguous(back.get('first')!.values, 5000, 'first');
     assertContiguous(back.get('second')!.values, 700, 'second');
@@ -183,7 +206,10 @@ describe('salvage', () => {
     const tail = t.attempted - 1 - values[values.length - 1];
     assert.equal(gaps + tail, t.dropped, 'missing sequence numbers = dropped events');
     // The salvage kept the active ring: at most the one event in flight is lost to the exit.
-    assert.ok(values[values.length - 1] >= lastMark, `the newest committed events are in the file (last ${values[values.length - 1]}, mark ${lastMark})`);
+    assert.ok(
+      values[values.length - 1] >= lastMark,
+      `the newest committed events are in the file (last ${values[values.length - 1]}, mark ${lastMark})`,
+    );
     assert.ok((t.droppedByReason.thread_exit ?? 0) <= 1, `thread_exit ${t.droppedByReason.thread_exit}`);
   });
 });
@@ -247,7 +273,15 @@ describe('closing around a busy thread', () => {
       const tracer = await Tracer.open({ path, ringSize: '4KiB', closeTimeoutMs: 0, ...quiet });
       const runs = Array.from({ length: 4 }, (_, k) => {
         const control = new SharedArrayBuffer(8);
-        const run = startScenario({ trace: tracer.handle, name: `r${k}`, mode: 'close-race', events: 4000 << k, seed: round * 4 + k + 1, close: k % 2 === 1, control });
+        const run = startScenario({
+          trace: tracer.handle,
+          name: `r${k}`,
+          mode: 'close-race',
+          events: 4000 << k,
+          seed: round * 4 + k + 1,
+          close: k % 2 === 1,
+          control,
+        });
         return { run, control: new Int32Array(control) };
       });
       for (const { run, control } of runs) {
@@ -256,14 +290,22 @@ describe('closing around a busy thread', () => {
       }
       for (const { control } of runs) Atomics.store(control, 0, 1);
       const summary = await tracer.close();
-      assert.equal(summary!.balanced, true, `round ${round}: ${JSON.stringify({ complete: summary!.complete, threads: summary!.threads.map((t) => [t.name, t.endReason, t.attempted, t.events, t.droppedByReason]) })}`);
+      assert.equal(
+        summary!.balanced,
+        true,
+        `round ${round}: ${JSON.stringify({ complete: summary!.complete, threads: summary!.threads.map((t) => [t.name, t.endReason, t.attempted, t.events, t.droppedByReason]) })}`,
+      );
       const read = openTrace(path).summary();
       for (const [k, { run }] of runs.entries()) {
         const done = (await run.done) as { metrics: { attempted: number; droppedAfterClose: number } };
         await run.exited;
         const t = summary!.threads.find((x) => x.name === `r${k}`)!;
         outcomes[t.endReason === 'closed' ? 'closed' : 'seized']++;
-        assert.equal(done.metrics.attempted, t.attempted + done.metrics.droppedAfterClose, `round ${round} r${k} (${t.endReason}): record() calls = accounted at close + counted as closed`);
+        assert.equal(
+          done.metrics.attempted,
+          t.attempted + done.metrics.droppedAfterClose,
+          `round ${round} r${k} (${t.endReason}): record() calls = accounted at close + counted as closed`,
+        );
         const inFile = read.threads.find((x) => x.name === `r${k}`)!;
         assert.equal(inFile.events, t.events);
         assert.equal(inFile.balanced, true);
@@ -336,7 +378,10 @@ describe('closing around a busy thread', () => {
     const summary = await tracer.close();
     assert.equal(summary!.threads[0].events, 100);
     assert.equal(summary!.balanced, true);
-    assert.deepEqual(['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'worker'].map((e) => process.listenerCount(e)), before);
+    assert.deepEqual(
+      ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'worker'].map((e) => process.listenerCount(e)),
+      before,
+    );
   });
 
   it('recordAt() and tracer.now(): one clock for all threads, non-decreasing per thread', async () => {
@@ -382,15 +427,21 @@ describe('API misuse', () => {
     assert.equal(r.damage, undefined);
     const events = [...r.events()];
     // Stored as ToUint32(id): 1.5 -> 1, undefined/NaN -> 0, -1 -> 2^32 - 1, 2^40 -> 0.
-    assert.deepEqual(events.map((e) => e.id), [1, 0, 4294967295, 0, 0, ok]);
-    assert.deepEqual(events.map((e) => e.value), [7, 7, 7, 7, 7, 8]);
+    assert.deepEqual(
+      events.map((e) => e.id),
+      [1, 0, 4294967295, 0, 0, ok],
+    );
+    assert.deepEqual(
+      events.map((e) => e.value),
+      [7, 7, 7, 7, 7, 8],
+    );
     assert.equal(events[5].name, 'ok');
     assert.equal(events[2].name, undefined, 'an id define() never returned has no name');
   });
 });
 
 describe('periodic flush and configuration', () => {
-  it('a live thread\'s partial ring reaches the file without a swap, flush or close', async () => {
+  it("a live thread's partial ring reaches the file without a swap, flush or close", async () => {
     const path = tempTrace('periodic');
     const tracer = await Tracer.open({ path, flushIntervalMs: 20, ...quiet });
     const w = tracer.register('idle-but-alive');
@@ -416,9 +467,15 @@ describe('periodic flush and configuration', () => {
     assert.equal(c.config.policy, 'drop-oldest', 'env beats the file');
     assert.equal(c.config.maxThreads, 3);
     assert.equal(tracer.handle.thresholds.stabilityUs, 100_000);
-    assert.equal(tracer.sharedBytes, new (await import('../src/shm/layout.js')).Layout({ maxThreads: 3, ringsPerThread: 6, ringSize: 16384 }).totalBytes);
+    assert.equal(
+      tracer.sharedBytes,
+      new (await import('../src/shm/layout.js')).Layout({ maxThreads: 3, ringsPerThread: 6, ringSize: 16384 }).totalBytes,
+    );
     assert.equal(tracer.register('x').policy, 'drop-oldest');
     await tracer.close();
-    await assert.rejects(Tracer.open({ env: { RINGTRACE_RING_SIZE: '65000' }, ...quiet }), /ringSize = "65000" from env RINGTRACE_RING_SIZE/);
+    await assert.rejects(
+      Tracer.open({ env: { RINGTRACE_RING_SIZE: '65000' }, ...quiet }),
+      /ringSize = "65000" from env RINGTRACE_RING_SIZE/,
+    );
   });
 });

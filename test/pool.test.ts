@@ -148,7 +148,11 @@ describe('a slot pool (poolQueues + initPool)', () => {
       assert.equal(p.free.size(), 0, 'filling submit did not touch free');
       const got: number[] = [];
       for (let r = p.submit.pop(); r >= 0; r = p.submit.pop()) got.push(r);
-      assert.deepEqual(got, [0, 1, 2, 3, 4].map((r) => r + 10 * slot), `slot ${slot} got back its own rings`);
+      assert.deepEqual(
+        got,
+        [0, 1, 2, 3, 4].map((r) => r + 10 * slot),
+        `slot ${slot} got back its own rings`,
+      );
       for (const r of got) assert.ok(p.free.push(r));
       assert.equal(p.free.push(99), false);
     }

@@ -6,7 +6,13 @@ import { registerPrometheus } from '../src/metrics/prometheus.js';
 import { tempTrace } from './helpers/scenario.js';
 
 it('exposes per-thread counters, drops by reason and state in Prometheus text format', async () => {
-  const tracer = await Tracer.open({ path: tempTrace('prom'), ringSize: '4KiB', policy: 'drop-newest', logLevel: 'error', exitHooks: false });
+  const tracer = await Tracer.open({
+    path: tempTrace('prom'),
+    ringSize: '4KiB',
+    policy: 'drop-newest',
+    logLevel: 'error',
+    exitHooks: false,
+  });
   const registry = new Registry();
   registerPrometheus(tracer, registry);
   await tracer.pauseDrain();
@@ -26,5 +32,8 @@ it('exposes per-thread counters, drops by reason and state in Prometheus text fo
   w.close();
   await tracer.close();
   const after = await registry.metrics();
-  assert.match(after, new RegExp(`ringtrace_events_dropped_total\\{thread="\\(retired\\)",slot="",reason="pool_exhausted"\\} ${refused}\\n`));
+  assert.match(
+    after,
+    new RegExp(`ringtrace_events_dropped_total\\{thread="\\(retired\\)",slot="",reason="pool_exhausted"\\} ${refused}\\n`),
+  );
 });

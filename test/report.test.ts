@@ -41,49 +41,69 @@ it('the rate chart counts written events and says so; attempted = written + drop
   assert.ok(Math.abs(written - T.events) < 1e-6 * T.events, `written ${written} = ${T.events}`);
   assert.ok(Math.abs(attempted - T.attempted) < 1e-6 * T.attempted, `attempted ${attempted} = ${T.attempted}`);
   const dropped = Object.values(d.drops).reduce((n, b) => n + b.reduce((a, v) => a + v, 0), 0);
-  d.attempted.forEach((v, k) => assert.ok(v >= d.threads.reduce((n, t) => n + t.rates[k], 0) - 1e-6, 'attempted >= written in every bucket'));
+  d.attempted.forEach((v, k) =>
+    assert.ok(v >= d.threads.reduce((n, t) => n + t.rates[k], 0) - 1e-6, 'attempted >= written in every bucket'),
+  );
   assert.ok(Math.abs(dropped - T.dropped) < 1e-6 * T.dropped);
 
   const out = join(dirname(path), 'labels.html');
   writeReport(path, out);
   const html = readFileSync(out, 'utf8');
-  const bucket = d.bucketNs >= 1e6 ? `${(d.bucketNs / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 })} ms` : `${(d.bucketNs / 1e3).toLocaleString('en-US', { maximumFractionDigits: 1 })} µs`;
+  const bucket =
+    d.bucketNs >= 1e6
+      ? `${(d.bucketNs / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 })} ms`
+      : `${(d.bucketNs / 1e3).toLocaleString('en-US', { maximumFractionDigits: 1 })} µs`;
   assert.match(html, /<h2>Written events per second, per thread<\/h2>/);
   assert.ok(html.includes('written events/s per thread (events kept in the file)'), 'the y axis says written');
-  assert.match(html, /<p class="note" id="rate-note">Written events only: events dropped are not in these lines\. .*Attempted \(written \+ dropped, all threads\) peaked at about [\d,]+ events\/s/);
+  assert.match(
+    html,
+    /<p class="note" id="rate-note">Written events only: events dropped are not in these lines\. .*Attempted \(written \+ dropped, all threads\) peaked at about [\d,]+ events\/s/,
+  );
   assert.ok(html.includes(`<h2>Drops over time, by reason (buckets of ${bucket})</h2>`), `bucket width ${bucket}`);
   assert.ok(html.includes(`events dropped per ${bucket} bucket, by reason`));
 });
 
-it('renders charts and the conservation table, with no console errors', { skip: !existsSync(CHROMIUM) && !process.env.CI && 'chromium not installed (CI installs it)' }, async () => {
-  const out = join(dirname(path), 'report.html');
-  const data = writeReport(path, out);
-  assert.ok(data.summary.totals.dropped > 0);
-  const html = readFileSync(out, 'utf8');
-  assert.doesNotMatch(html, /<script/i, 'no scripts');
-  assert.doesNotMatch(html, /https?:\/\//, 'no network references');
-  assert.match(html, /main &#60;&#38;&#62; &#34;quoted&#34;/, 'names are escaped');
+it(
+  'renders charts and the conservation table, with no console errors',
+  { skip: !existsSync(CHROMIUM) && !process.env.CI && 'chromium not installed (CI installs it)' },
+  async () => {
+    const out = join(dirname(path), 'report.html');
+    const data = writeReport(path, out);
+    assert.ok(data.summary.totals.dropped > 0);
+    const html = readFileSync(out, 'utf8');
+    assert.doesNotMatch(html, /<script/i, 'no scripts');
+    assert.doesNotMatch(html, /https?:\/\//, 'no network references');
+    assert.match(html, /main &#60;&#38;&#62; &#34;quoted&#34;/, 'names are escaped');
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  try {
-    const page = await browser.newPage();
-    const errors: string[] = [];
-    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(pathToFileURL(out).href);
-    assert.deepEqual(errors, []);
-    assert.ok((await page.locator('#events-rate polyline.series').count()) >= 1);
-    assert.ok((await page.locator('#drops rect.drop').count()) >= 1);
-    assert.ok((await page.locator('#states rect.state').count()) >= 4, 'normal, pressure, dropping, recovery spans');
-    const box = await page.locator('#drops').boundingBox();
-    assert.ok(box && box.width > 500 && box.height > 100, 'the drops chart is laid out');
-    assert.equal(await page.locator('#totals tfoot td.ok').count(), 1, 'conservation check shown and passing');
-    assert.ok(await page.locator('#rate-note').isVisible(), 'the note on what the rate chart leaves out');
-    await page.screenshot({ path: join(dirname(path), 'report.png'), fullPage: true });
-  } finally {
-    await browser.close();
-  }
-});
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(pathToFileURL(out).href);
+      assert.deepEqual(errors, []);
+      assert.ok((await page.locator('#events-rate polyline.series').count()) >= 1);
+      assert.ok((await page.locator('#drops rect.drop').count()) >= 1);
+      assert.ok((await page.locator('#states rect.state').count()) >= 4, 'normal, pressure, dropping, recovery spans');
+      const box = await page.locator('#drops').boundingBox();
+      assert.ok(box && box.width > 500 && box.height > 100, 'the drops chart is laid out');
+      assert.equal(await page.locator('#totals tfoot td.ok').count(), 1, 'conservation check shown and passing');
+      assert.ok(await page.locator('#rate-note').isVisible(), 'the note on what the rate chart leaves out');
+      await page.screenshot({ path: join(dirname(path), 'report.png'), fullPage: true });
+    } finally {
+      await browser.close();
+    }
+  },
+);

@@ -236,7 +236,10 @@ function checkInvariants(m: Model): void {
   assert.equal(present[present.length - 1], newest, 'the newest record is always present');
   // Present records are the newest ones, consecutive and in order; evicted ones the oldest, in order.
   const first = present[0];
-  assert.deepEqual(present, Array.from({ length: present.length }, (_, i) => first + i));
+  assert.deepEqual(
+    present,
+    Array.from({ length: present.length }, (_, i) => first + i),
+  );
   assert.equal(m.evicted.length + present.length, m.written, 'evicted + present == written');
   m.evicted.forEach((e, i) => {
     assert.equal(e.ts, i, 'eviction goes oldest first and reports the record timestamp');
@@ -265,7 +268,10 @@ describe('makeRoomEvictingOldest', () => {
     checkInvariants(m);
     write(m, 48); // needs [24, 72): evicts records 1 and 2
     assert.deepEqual(published(m), { head: 72, tail: 72, wrapEnd: 240 });
-    assert.deepEqual(m.evicted.map((e) => e.ts), [0, 1, 2]);
+    assert.deepEqual(
+      m.evicted.map((e) => e.ts),
+      [0, 1, 2],
+    );
     checkInvariants(m);
   });
 
@@ -328,26 +334,39 @@ describe('makeRoomEvictingOldest', () => {
   it('property: eviction is never gratuitous: nothing is evicted while the record still fits after the tail', () => {
     const ringSize = 512;
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 2, max: 40 }).map((n) => n * 8), { minLength: 1, maxLength: 120, size: 'max' }), (sizes) => {
-        const m = newModel(ringSize);
-        for (const size of sizes) {
-          const before = m.evicted.length;
-          const ext = published(m);
-          const roomAfterTail = ext.wrapEnd < 0 ? ringSize - ext.tail : ext.head - ext.tail;
-          write(m, size);
-          if (size <= roomAfterTail) assert.equal(m.evicted.length, before, 'no eviction when the record fits');
-        }
-      }),
+      fc.property(
+        fc.array(
+          fc.integer({ min: 2, max: 40 }).map((n) => n * 8),
+          { minLength: 1, maxLength: 120, size: 'max' },
+        ),
+        (sizes) => {
+          const m = newModel(ringSize);
+          for (const size of sizes) {
+            const before = m.evicted.length;
+            const ext = published(m);
+            const roomAfterTail = ext.wrapEnd < 0 ? ringSize - ext.tail : ext.head - ext.tail;
+            write(m, size);
+            if (size <= roomAfterTail) assert.equal(m.evicted.length, before, 'no eviction when the record fits');
+          }
+        },
+      ),
       { numRuns: 200 },
     );
   });
 });
 
-describe('evictOneForOne: the writer\'s inline steady-state step', () => {
+describe("evictOneForOne: the writer's inline steady-state step", () => {
   it('property: with it first, every write leaves exactly the state makeRoomEvictingOldest alone leaves', () => {
     const ringSize = 256;
     // Runs of one size (the steady state it is for), with changes of size in between.
-    const runArb = fc.tuple(fc.oneof(fc.constant(16), fc.constant(24), fc.integer({ min: 2, max: 12 }).map((n) => n * 8)), fc.integer({ min: 1, max: 40 }));
+    const runArb = fc.tuple(
+      fc.oneof(
+        fc.constant(16),
+        fc.constant(24),
+        fc.integer({ min: 2, max: 12 }).map((n) => n * 8),
+      ),
+      fc.integer({ min: 1, max: 40 }),
+    );
     let taken = 0;
     fc.assert(
       fc.property(fc.array(runArb, { minLength: 1, maxLength: 12 }), (runs) => {
@@ -373,11 +392,19 @@ describe('evictOneForOne: the writer\'s inline steady-state step', () => {
     const m = newModel(256);
     for (let i = 0; i < 16; i++) write(m, 16); // full and linear
     const before = structuredClone(m.c);
-    assert.equal(evictOneForOne(m.c, 16, m.s.u32, m.s.f64, m.s.i32, PUB, () => assert.fail('no eviction')), -1, 'linear');
+    assert.equal(
+      evictOneForOne(m.c, 16, m.s.u32, m.s.f64, m.s.i32, PUB, () => assert.fail('no eviction')),
+      -1,
+      'linear',
+    );
     write(m, 16); // wraps
     assert.notDeepEqual(m.c, before);
     const wrapped = structuredClone(m.c);
-    assert.equal(evictOneForOne(m.c, 32, m.s.u32, m.s.f64, m.s.i32, PUB, () => assert.fail('no eviction')), -1, 'needs two');
+    assert.equal(
+      evictOneForOne(m.c, 32, m.s.u32, m.s.f64, m.s.i32, PUB, () => assert.fail('no eviction')),
+      -1,
+      'needs two',
+    );
     assert.deepEqual(m.c, wrapped);
   });
 });

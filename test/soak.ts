@@ -21,11 +21,26 @@ export interface SoakResult {
 
 export async function runSoak(seconds: number, workers: number, seed = 42): Promise<SoakResult> {
   const path = tempTrace('soak');
-  const tracer = await Tracer.open({ path, ringSize: '16KiB', ringsPerThread: 4, maxThreads: workers + 1, stabilityMs: 50, logLevel: 'error', exitHooks: false });
+  const tracer = await Tracer.open({
+    path,
+    ringSize: '16KiB',
+    ringsPerThread: 4,
+    maxThreads: workers + 1,
+    stabilityMs: 50,
+    logLevel: 'error',
+    exitHooks: false,
+  });
   const control = new SharedArrayBuffer(4);
   const threads = Array.from({ length: workers }, (_, k) => {
     const worker = new Worker(new URL('./helpers/soak-worker.js', import.meta.url), {
-      workerData: { trace: tracer.handle, name: `soak-${k}`, seed: seed * 1000 + k, policy: k % 2 ? 'drop-newest' : 'drop-oldest', control, close: k % 3 !== 0 },
+      workerData: {
+        trace: tracer.handle,
+        name: `soak-${k}`,
+        seed: seed * 1000 + k,
+        policy: k % 2 ? 'drop-newest' : 'drop-oldest',
+        control,
+        close: k % 3 !== 0,
+      },
     });
     const done = new Promise<number>((res, rej) => {
       worker.on('message', (m) => typeof m === 'object' && res(m.attempted));
@@ -34,7 +49,7 @@ export async function runSoak(seconds: number, workers: number, seed = 42): Prom
     return { worker, done, exited: new Promise((r) => worker.once('exit', r)) };
   });
   let rng = seed;
-  const random = () => ((rng = (Math.imul(rng, 48271) >>> 0) % 2147483647) / 2147483647);
+  const random = () => (rng = (Math.imul(rng, 48271) >>> 0) % 2147483647) / 2147483647;
   const end = Date.now() + seconds * 1000;
   while (Date.now() < end) {
     // Random drain trouble: a stall, a slow disk, or nothing.

@@ -20,7 +20,15 @@ async function lateWorker(end: LateWorkerJob['end'], opts: { watch: boolean; exi
   w.on('error', () => {}); // 'throw' ends it with an error on purpose
   await new Promise((r) => w.once('online', r));
   const path = tempTrace(`late-${end}`);
-  const tracer = await Tracer.open({ path, ringSize: '64KiB', ringsPerThread: 4, maxThreads: 2, flushIntervalMs: 0, logLevel: 'error', exitHooks: opts.exitHooks ?? true });
+  const tracer = await Tracer.open({
+    path,
+    ringSize: '64KiB',
+    ringsPerThread: 4,
+    maxThreads: 2,
+    flushIntervalMs: 0,
+    logLevel: 'error',
+    exitHooks: opts.exitHooks ?? true,
+  });
   if (opts.watch) tracer.watch(w);
   const exited = new Promise((r) => w.once('exit', r));
   const recorded = new Promise((r) => w.once('message', r));
@@ -45,7 +53,10 @@ describe('workers the tracer did not see start', () => {
     it(`ending by ${end}: its exit hook closes the writer, every event is in the file`, async () => {
       const { summary, late, values, reused } = await lateWorker(end, { watch: false });
       assert.equal(late.endReason, 'closed');
-      assert.deepEqual(values, Array.from({ length: N }, (_, i) => i));
+      assert.deepEqual(
+        values,
+        Array.from({ length: N }, (_, i) => i),
+      );
       assert.ok(reused, 'its slot was released while the tracer ran');
       assert.ok(summary.balanced);
     });
@@ -54,7 +65,10 @@ describe('workers the tracer did not see start', () => {
   it('terminated, and watched with tracer.watch(): salvaged by the drain, every event in the file', async () => {
     const { summary, late, values, reused } = await lateWorker('hang', { watch: true });
     assert.equal(late.endReason, 'exited');
-    assert.deepEqual(values, Array.from({ length: N }, (_, i) => i));
+    assert.deepEqual(
+      values,
+      Array.from({ length: N }, (_, i) => i),
+    );
     assert.ok(reused);
     assert.ok(summary.balanced);
   });

@@ -7,7 +7,15 @@ import { performance } from 'node:perf_hooks';
 import { Tracer } from '../../dist/src/index.js';
 
 const open = async (policy) => {
-  const tracer = await Tracer.open({ path: join(tmpdir(), `ringtrace-loop-${policy}.rtrace`), ringSize: '4KiB', ringsPerThread: 4, maxThreads: 2, flushIntervalMs: 0, exitHooks: false, logLevel: 'error' });
+  const tracer = await Tracer.open({
+    path: join(tmpdir(), `ringtrace-loop-${policy}.rtrace`),
+    ringSize: '4KiB',
+    ringsPerThread: 4,
+    maxThreads: 2,
+    flushIntervalMs: 0,
+    exitHooks: false,
+    logLevel: 'error',
+  });
   await tracer.pauseDrain();
   const w = tracer.register('main', { policy });
   const id = tracer.define('e');
@@ -28,7 +36,8 @@ for (let round = 0; round < 9; round++) {
     (times[`${policy} recordAt(ts, id)`] ??= []).push(((performance.now() - t0) * 1e6) / N);
   }
 }
-for (const [name, t] of Object.entries(times)) console.log(name.padEnd(32), t.sort((a, b) => a - b)[t.length >> 1].toFixed(1), 'ns/event (median of 9 x 1 M)');
+for (const [name, t] of Object.entries(times))
+  console.log(name.padEnd(32), t.sort((a, b) => a - b)[t.length >> 1].toFixed(1), 'ns/event (median of 9 x 1 M)');
 for (const { tracer } of Object.values(writers)) {
   if (tracer.metrics().threads[0].state !== 'dropping') throw new Error('expected DROPPING throughout');
   await tracer.close();

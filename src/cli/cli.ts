@@ -21,7 +21,10 @@ const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4 } as const;
 
 /** A failure with its exit code and a message meant for the user (no stack trace). */
 class CliError extends Error {
-  constructor(message: string, readonly exitCode: number) {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
     super(message);
   }
 }
@@ -53,7 +56,8 @@ const BENCH_SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers'] as const;
 function benchSections(value: string): string[] {
   const list = value.split(',').map((x) => x.trim());
   const unknown = list.filter((x) => !(BENCH_SECTIONS as readonly string[]).includes(x));
-  if (unknown.length > 0 || list.length === 0) throw new InvalidArgumentError(`unknown section ${unknown.join(', ') || '(none)'}; choose from ${BENCH_SECTIONS.join(', ')}.`);
+  if (unknown.length > 0 || list.length === 0)
+    throw new InvalidArgumentError(`unknown section ${unknown.join(', ') || '(none)'}; choose from ${BENCH_SECTIONS.join(', ')}.`);
   return list;
 }
 
@@ -166,17 +170,31 @@ function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('record a realistic multi-thread load with a burst that exhausts the ring pools while the drain is throttled, then inspect the trace')
+    .description(
+      'record a realistic multi-thread load with a burst that exhausts the ring pools while the drain is throttled, then inspect the trace',
+    )
     .option('--out <dir>', 'directory for trace.rtrace, trace.json and report.html (default: a new temp directory)')
     .option('--seconds <n>', 'total run time in seconds', secondsIn(2, 3600), 4)
     .option('--workers <n>', 'worker threads besides the main thread', integerIn(0, 32), 3)
     .option('--no-live', 'print each phase and one plain line per second instead of the live view (automatic when stdout is not a TTY)')
-    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:<port>/metrics until the summary is printed (0: any free port; needs prom-client)', integerIn(0, 65535))
-    .option('--metrics-linger <seconds>', 'with --metrics-port: keep serving the final values this long after the summary', secondsIn(0, 3600, 'to keep serving'), 0)
-    .action(async (opts: { out?: string; seconds: number; workers: number; live: boolean; metricsPort?: number; metricsLinger: number }) => {
-      if (opts.metricsPort === undefined && opts.metricsLinger > 0) throw new CliError('ringtrace: --metrics-linger needs --metrics-port', EXIT.USAGE);
-      process.exitCode = await runDemo(opts);
-    });
+    .option(
+      '--metrics-port <port>',
+      'serve Prometheus metrics on 127.0.0.1:<port>/metrics until the summary is printed (0: any free port; needs prom-client)',
+      integerIn(0, 65535),
+    )
+    .option(
+      '--metrics-linger <seconds>',
+      'with --metrics-port: keep serving the final values this long after the summary',
+      secondsIn(0, 3600, 'to keep serving'),
+      0,
+    )
+    .action(
+      async (opts: { out?: string; seconds: number; workers: number; live: boolean; metricsPort?: number; metricsLinger: number }) => {
+        if (opts.metricsPort === undefined && opts.metricsLinger > 0)
+          throw new CliError('ringtrace: --metrics-linger needs --metrics-port', EXIT.USAGE);
+        process.exitCode = await runDemo(opts);
+      },
+    );
 
   program
     .command('inspect')
@@ -206,7 +224,9 @@ function buildProgram(): Command {
       await done();
       // Keep stdout clean for the data when it is the output.
       const tell = file === '-' ? console.error : console.log;
-      tell(`wrote ${file === '-' ? 'stdout' : file}: ${counts.events} events, ${counts.drops} losses, ${counts.states} state changes (${opts.format})`);
+      tell(
+        `wrote ${file === '-' ? 'stdout' : file}: ${counts.events} events, ${counts.drops} losses, ${counts.states} state changes (${opts.format})`,
+      );
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
     });
@@ -227,7 +247,7 @@ function buildProgram(): Command {
       let written = false;
       try {
         const html = Buffer.from(renderReport(reportData(reader)));
-        for (let at = 0; at < html.length; ) at += writeSync(fd, html, at);
+        for (let at = 0; at < html.length;) at += writeSync(fd, html, at);
         written = true;
       } catch (e) {
         if (typeof (e as NodeJS.ErrnoException).code === 'string') throw writeFailure(file, e);

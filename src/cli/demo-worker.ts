@@ -40,7 +40,10 @@ export class DemoLoad {
   private depth = 32;
   private readonly id: { request: number; seq: number; depth: number; miss: number; payload: number };
 
-  constructor(tracer: Tracer, private readonly w: Writer) {
+  constructor(
+    tracer: Tracer,
+    private readonly w: Writer,
+  ) {
     this.id = {
       request: tracer.define('request'),
       seq: tracer.define('seq'),
@@ -100,7 +103,12 @@ export interface DemoWorkerDone {
  * Plays the phases on one thread until STOP: a steady rate (catching up on the units owed since
  * the last tick, since timers drift), or bursts of `burstSliceMs` separated by `betweenBursts`.
  */
-export async function driveLoad(load: DemoLoad, phase: Int32Array, burstSliceMs: number, betweenBursts: () => Promise<unknown>): Promise<void> {
+export async function driveLoad(
+  load: DemoLoad,
+  phase: Int32Array,
+  burstSliceMs: number,
+  betweenBursts: () => Promise<unknown>,
+): Promise<void> {
   let last = performance.now();
   let owed = 0;
   for (;;) {

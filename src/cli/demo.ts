@@ -84,7 +84,12 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   }
 }
 
-async function record(opts: DemoOptions, out: DemoOutput, say: (line?: string) => void, metrics: MetricsServer | undefined): Promise<number> {
+async function record(
+  opts: DemoOptions,
+  out: DemoOutput,
+  say: (line?: string) => void,
+  metrics: MetricsServer | undefined,
+): Promise<number> {
   const dir = opts.out === undefined ? mkdtempSync(join(tmpdir(), 'ringtrace-demo-')) : resolve(opts.out);
   mkdirSync(dir, { recursive: true });
   const path = join(dir, 'trace.rtrace');
@@ -203,7 +208,9 @@ async function startMetricsServer(port: number): Promise<MetricsServer> {
   try {
     prom = await import('prom-client');
   } catch {
-    throw new DemoSetupError('ringtrace: --metrics-port needs the optional peer dependency prom-client, which is not installed (npm install prom-client)');
+    throw new DemoSetupError(
+      'ringtrace: --metrics-port needs the optional peer dependency prom-client, which is not installed (npm install prom-client)',
+    );
   }
   const { registerPrometheus } = await import('../metrics/prometheus.js');
   const registry = new prom.Registry();
@@ -409,7 +416,8 @@ class LiveView {
     if (!this.render) {
       for (const e of this.log.pending.splice(0)) if (e.level !== 'debug') this.out.write(`  log: ${describeLog(e)}\n`);
       const threads = m.threads.map(
-        (t) => `${t.name} ${t.state} ${rate(rates.get(t.thread) ?? 0)}/s dropped ${dropped(t.droppedByReason)} free ${t.freeSpares}/${DEMO_RINGS.ringsPerThread - 1}`,
+        (t) =>
+          `${t.name} ${t.state} ${rate(rates.get(t.thread) ?? 0)}/s dropped ${dropped(t.droppedByReason)} free ${t.freeSpares}/${DEMO_RINGS.ringsPerThread - 1}`,
       );
       this.out.write(`[${seconds(p.elapsedMs).padStart(5)}/${seconds(p.totalMs)} s] ${phase} | ${threads.join(' | ')}\n`);
       return;

@@ -184,7 +184,9 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
       await emit({ name: 'ringtrace.drop', ph: 'i', s: 't', pid: PID, tid: tid(t.index), ts: us(ts), args });
       await counter(ts, total);
     }
-    const spans = dropsOf[t.index].filter((d) => Number.isFinite(d.firstTs) && Number.isFinite(d.lastTs) && Math.round(d.lastTs) > Math.round(d.firstTs));
+    const spans = dropsOf[t.index].filter(
+      (d) => Number.isFinite(d.firstTs) && Number.isFinite(d.lastTs) && Math.round(d.lastTs) > Math.round(d.firstTs),
+    );
     spans.sort((a, b) => a.firstTs - b.firstTs);
     const lanes: Array<{ tid: number; end: number }> = [];
     for (const d of spans) {
@@ -197,7 +199,15 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
       }
       lane.end = Math.round(d.lastTs);
       const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: us(d.firstTs), lastTsUs: us(d.lastTs) };
-      await emit({ name: `ringtrace.drop: ${d.reason}`, cat: 'ringtrace.loss', ph: 'X', pid: PID, tid: lane.tid, ...slice(d.firstTs, d.lastTs), args });
+      await emit({
+        name: `ringtrace.drop: ${d.reason}`,
+        cat: 'ringtrace.loss',
+        ph: 'X',
+        pid: PID,
+        tid: lane.tid,
+        ...slice(d.firstTs, d.lastTs),
+        args,
+      });
     }
   }
 
@@ -210,7 +220,16 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
     for (const s of spans[t.index]) {
       if (Math.round(s.to) <= Math.round(s.from)) continue; // nothing to draw; the instants show it
       const args = { state: s.state, code: STATE_CODE[s.state], from: s.entered, thread: t.name };
-      await emit({ name: s.state, cat: 'ringtrace.backpressure', ph: 'X', pid: PID, tid: stateTid[t.index], ...slice(s.from, s.to), cname: STATE_CNAME[s.state], args });
+      await emit({
+        name: s.state,
+        cat: 'ringtrace.backpressure',
+        ph: 'X',
+        pid: PID,
+        tid: stateTid[t.index],
+        ...slice(s.from, s.to),
+        cname: STATE_CNAME[s.state],
+        args,
+      });
     }
   }
   for (const t of threads) {
@@ -220,8 +239,24 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
   }
   for (const s of states) {
     const t = threads[s.thread];
-    await emit({ name: 'backpressure state', ph: 'C', pid: PID, tid: tid(t.index), id: t.name, ts: us(s.ts), args: { state: STATE_CODE[s.to] } });
-    await emit({ name: `state: ${s.from}->${s.to}`, ph: 'i', s: 't', pid: PID, tid: tid(t.index), ts: us(s.ts), args: { from: s.from, to: s.to } });
+    await emit({
+      name: 'backpressure state',
+      ph: 'C',
+      pid: PID,
+      tid: tid(t.index),
+      id: t.name,
+      ts: us(s.ts),
+      args: { state: STATE_CODE[s.to] },
+    });
+    await emit({
+      name: `state: ${s.from}->${s.to}`,
+      ph: 'i',
+      s: 't',
+      pid: PID,
+      tid: tid(t.index),
+      ts: us(s.ts),
+      args: { from: s.from, to: s.to },
+    });
   }
 
   // Damage: what a damaged file lost of a thread, as a slice over the time it covers.
@@ -262,7 +297,15 @@ async function writeJsonl(reader: TraceReader, o: BatchedOutput): Promise<Export
   let events = 0;
   for (const e of reader.events()) {
     events++;
-    const line: Record<string, unknown> = { type: 'event', thread: e.thread, threadName: threadName(e.thread), ts: e.ts, id: e.id, name: e.name ?? null, kind: e.kind };
+    const line: Record<string, unknown> = {
+      type: 'event',
+      thread: e.thread,
+      threadName: threadName(e.thread),
+      ts: e.ts,
+      id: e.id,
+      name: e.name ?? null,
+      kind: e.kind,
+    };
     if (e.kind === 'value') line.value = e.value;
     if (e.kind === 'bytes') line.payloadBytes = e.payload?.length ?? 0;
     await o.push(JSON.stringify(line) + '\n');

@@ -71,16 +71,33 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
         (d.resumedAt === undefined ? 'nothing intact after it' : `reading resumed at byte ${d.resumedAt}`),
     );
   }
-  if (shownDamage.length < s.damaged.length) out.push(`damage   ... ${s.damaged.length - shownDamage.length} more damaged regions (ringtrace inspect --json lists them all)`);
+  if (shownDamage.length < s.damaged.length)
+    out.push(`damage   ... ${s.damaged.length - shownDamage.length} more damaged regions (ringtrace inspect --json lists them all)`);
   for (const t of s.threads) {
     if (!t.unreadable) continue;
     const ev = t.unreadable.events === undefined ? 'an unknown number of' : String(t.unreadable.events);
-    out.push(`gap      thread ${t.thread} (${t.name}): ${t.unreadable.chunks} chunk(s) missing; ${ev} events (or their drop counts) were in damaged records`);
+    out.push(
+      `gap      thread ${t.thread} (${t.name}): ${t.unreadable.chunks} chunk(s) missing; ${ev} events (or their drop counts) were in damaged records`,
+    );
   }
   out.push('');
 
   const names = new Map(s.threads.map((t) => [t.thread, t.name]));
-  const header = ['#', 'thread', 'slot', 'events', 'payload B', 'time range (ms)', 'attempted', 'dropped', 'by reason', 'bytes dropped', 'states', 'end', 'balanced'];
+  const header = [
+    '#',
+    'thread',
+    'slot',
+    'events',
+    'payload B',
+    'time range (ms)',
+    'attempted',
+    'dropped',
+    'by reason',
+    'bytes dropped',
+    'states',
+    'end',
+    'balanced',
+  ];
   const numeric = [true, false, true, true, true, false, true, true, false, true, true, false, false];
   const rows = s.threads.map((t) => [
     String(t.thread),
@@ -122,7 +139,11 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
   out.push(table([header, ...rows], numeric));
   out.push('');
   const unknown = s.threads.filter((t) => t.balanced === undefined).length;
-  const verdict = T.balanced ? 'yes' : s.threads.some((t) => t.balanced === false) ? 'NO' : `unknown for ${unknown} thread(s) without an end record`;
+  const verdict = T.balanced
+    ? 'yes'
+    : s.threads.some((t) => t.balanced === false)
+      ? 'NO'
+      : `unknown for ${unknown} thread(s) without an end record`;
   out.push(
     `balanced: ${verdict} (attempted = events + dropped for every thread)` +
       (T.droppedAfterClose > 0 ? `; ${T.droppedAfterClose} events recorded after close were refused` : ''),
@@ -142,7 +163,10 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
       range(d.firstTs, d.lastTs),
       d.chunkSeq < 0 ? 'end record' : `chunk ${d.chunkSeq}`,
     ]);
-    const lossTable = table([['thread', 'reason', 'events', 'bytes', 'time range (ms)', 'reported by'], ...lossRows], [false, false, true, true, false, false]);
+    const lossTable = table(
+      [['thread', 'reason', 'events', 'bytes', 'time range (ms)', 'reported by'], ...lossRows],
+      [false, false, true, true, false, false],
+    );
     out.push(lossTable.replace(/^/gm, '  '));
     if (shown.length < drops.length) out.push(`  ... ${drops.length - shown.length} more (ringtrace inspect --json lists them all)`);
   }

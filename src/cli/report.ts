@@ -137,7 +137,9 @@ function axes(d: ReportData, maxY: number | undefined, yLabel: string, height = 
     })
     .join('');
   const yTicks =
-    maxY === undefined ? '' : [0, 0.5, 1].map((f) => `<text x="${x0 - 6}" y="${y0 - f * height + 4}" text-anchor="end">${fmt(f * maxY)}</text>`).join('');
+    maxY === undefined
+      ? ''
+      : [0, 0.5, 1].map((f) => `<text x="${x0 - 6}" y="${y0 - f * height + 4}" text-anchor="end">${fmt(f * maxY)}</text>`).join('');
   return (
     `<line x1="${x0}" y1="${y0}" x2="${x1}" y2="${y0}" stroke="#555"/><line x1="${x0}" y1="${MARGIN.top}" x2="${x0}" y2="${y0}" stroke="#555"/>` +
     ticks +
@@ -148,7 +150,10 @@ function axes(d: ReportData, maxY: number | undefined, yLabel: string, height = 
 
 function legend(items: Array<[string, string]>): string {
   return items
-    .map(([label, color], i) => `<rect x="${W - MARGIN.right + 12}" y="${MARGIN.top + i * 16}" width="10" height="10" fill="${color}"/><text x="${W - MARGIN.right + 26}" y="${MARGIN.top + i * 16 + 9}">${esc(label)}</text>`)
+    .map(
+      ([label, color], i) =>
+        `<rect x="${W - MARGIN.right + 12}" y="${MARGIN.top + i * 16}" width="10" height="10" fill="${color}"/><text x="${W - MARGIN.right + 26}" y="${MARGIN.top + i * 16 + 9}">${esc(label)}</text>`,
+    )
     .join('');
 }
 
@@ -162,12 +167,21 @@ function ratesChart(d: ReportData): string {
   const dx = (W - MARGIN.right - MARGIN.left) / BUCKETS;
   const lines = d.threads
     .map((t, i) => {
-      const pts = t.rates.map((v, k) => `${(x0 + (k + 0.5) * dx).toFixed(1)},${(MARGIN.top + PLOT_H - (v / maxY) * PLOT_H).toFixed(1)}`).join(' ');
+      const pts = t.rates
+        .map((v, k) => `${(x0 + (k + 0.5) * dx).toFixed(1)},${(MARGIN.top + PLOT_H - (v / maxY) * PLOT_H).toFixed(1)}`)
+        .join(' ');
       return `<polyline class="series" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5" points="${pts}"><title>${esc(t.name)}</title></polyline>`;
     })
     .join('');
   const h = MARGIN.top + PLOT_H + MARGIN.bottom;
-  return svg('events-rate', h, axes(d, maxY, 'written events/s per thread (events kept in the file)') + lines + legend(d.threads.map((t, i) => [t.name, PALETTE[i % PALETTE.length]])), 'events written per second per thread over time');
+  return svg(
+    'events-rate',
+    h,
+    axes(d, maxY, 'written events/s per thread (events kept in the file)') +
+      lines +
+      legend(d.threads.map((t, i) => [t.name, PALETTE[i % PALETTE.length]])),
+    'events written per second per thread over time',
+  );
 }
 
 function dropsChart(d: ReportData): string {
@@ -188,7 +202,12 @@ function dropsChart(d: ReportData): string {
   }
   const used = REASONS.filter((r) => d.drops[r].some((v) => v > 0));
   const h = MARGIN.top + PLOT_H + MARGIN.bottom;
-  return svg('drops', h, axes(d, maxY, `events dropped per ${duration(d.bucketNs)} bucket, by reason`) + bars + legend(used.map((r) => [r, REASON_COLORS[r]])), 'dropped events over time by reason');
+  return svg(
+    'drops',
+    h,
+    axes(d, maxY, `events dropped per ${duration(d.bucketNs)} bucket, by reason`) + bars + legend(used.map((r) => [r, REASON_COLORS[r]])),
+    'dropped events over time by reason',
+  );
 }
 
 function statesChart(d: ReportData): string {
@@ -209,21 +228,33 @@ function statesChart(d: ReportData): string {
     }
   });
   const h = MARGIN.top + height + MARGIN.bottom;
-  return svg('states', h, axes(d, undefined, 'backpressure state per thread', height) + body + legend(STATE_NAMES.map((s) => [s, STATE_COLORS[s]])), 'backpressure state of each thread over time');
+  return svg(
+    'states',
+    h,
+    axes(d, undefined, 'backpressure state per thread', height) + body + legend(STATE_NAMES.map((s) => [s, STATE_COLORS[s]])),
+    'backpressure state of each thread over time',
+  );
 }
 
 function totalsTable(d: ReportData): string {
   const s = d.summary;
   const rows = s.threads
     .map((t) => {
-      const reasons = Object.entries(t.droppedByReason).map(([r, n]) => `${r} ${fmt(n)}`).join(', ') || '–';
+      const reasons =
+        Object.entries(t.droppedByReason)
+          .map(([r, n]) => `${r} ${fmt(n)}`)
+          .join(', ') || '–';
       const ok = t.balanced === undefined ? '?' : t.balanced ? '✓' : '✗';
       return `<tr><td>${esc(t.name)}</td><td>${t.slot}</td><td>${fmt(t.attempted ?? NaN)}</td><td>${fmt(t.events)}</td><td>${fmt(t.dropped)}</td><td>${esc(reasons)}</td><td>${fmt(t.bytesDropped)}</td><td>${t.stateChanges}</td><td>${esc(t.endReason ?? '–')}</td><td class="${t.balanced ? 'ok' : 'bad'}">${ok}</td></tr>`;
     })
     .join('');
   const T = s.totals;
   return `<table id="totals"><thead><tr><th>thread</th><th>slot</th><th>attempted</th><th>in file</th><th>dropped</th><th>by reason</th><th>bytes dropped</th><th>state changes</th><th>end</th><th>attempted = in file + dropped</th></tr></thead><tbody>${rows}</tbody>
-<tfoot><tr><td>total</td><td></td><td>${fmt(T.attempted)}</td><td>${fmt(T.events)}</td><td>${fmt(T.dropped)}</td><td>${esc(Object.entries(T.droppedByReason).map(([r, n]) => `${r} ${fmt(n)}`).join(', ') || '–')}</td><td>${fmt(T.bytesDropped)}</td><td></td><td></td><td class="${T.balanced ? 'ok' : 'bad'}">${T.balanced ? '✓' : '✗'}</td></tr></tfoot></table>`;
+<tfoot><tr><td>total</td><td></td><td>${fmt(T.attempted)}</td><td>${fmt(T.events)}</td><td>${fmt(T.dropped)}</td><td>${esc(
+    Object.entries(T.droppedByReason)
+      .map(([r, n]) => `${r} ${fmt(n)}`)
+      .join(', ') || '–',
+  )}</td><td>${fmt(T.bytesDropped)}</td><td></td><td></td><td class="${T.balanced ? 'ok' : 'bad'}">${T.balanced ? '✓' : '✗'}</td></tr></tfoot></table>`;
 }
 
 /** Damaged regions listed one by one in the report; the rest are counted. */
@@ -234,8 +265,15 @@ export function renderReport(d: ReportData): string {
   const status = s.damage
     ? s.damaged
         .slice(0, MAX_DAMAGE_SHOWN)
-        .map((d) => `<p class="bad">The file is damaged at byte ${d.offset} (${esc(d.reason)}); ${fmt(d.skippedBytes)} bytes were not read${d.resumedAt === undefined ? '' : `, reading resumed at byte ${d.resumedAt}`}.</p>`)
-        .concat(s.damaged.length > MAX_DAMAGE_SHOWN ? [`<p class="bad">... and ${fmt(s.damaged.length - MAX_DAMAGE_SHOWN)} more damaged regions.</p>`] : [])
+        .map(
+          (d) =>
+            `<p class="bad">The file is damaged at byte ${d.offset} (${esc(d.reason)}); ${fmt(d.skippedBytes)} bytes were not read${d.resumedAt === undefined ? '' : `, reading resumed at byte ${d.resumedAt}`}.</p>`,
+        )
+        .concat(
+          s.damaged.length > MAX_DAMAGE_SHOWN
+            ? [`<p class="bad">... and ${fmt(s.damaged.length - MAX_DAMAGE_SHOWN)} more damaged regions.</p>`]
+            : [],
+        )
         .join('\n')
     : s.complete
       ? '<p>The file is complete.</p>'

@@ -98,8 +98,10 @@ interface Registration {
 
 /** A retired registration: its final counts, and its backpressure history and pool counters as
  * metrics() showed them. */
-export interface RegistrationSummary
-  extends Pick<ThreadMetrics, 'policy' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'freeSparesMin' | 'chunksWritten' | 'drainLagMs'> {
+export interface RegistrationSummary extends Pick<
+  ThreadMetrics,
+  'policy' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'freeSparesMin' | 'chunksWritten' | 'drainLagMs'
+> {
   thread: number;
   name: string;
   slot: number;
@@ -333,11 +335,28 @@ export class Drain {
         break;
       }
     }
-    const entry: BatchEntry = { reg, ring, events: s.events, bytes: s.bytes, firstTs: s.firstTs, lastTs: s.lastTs, loss: reg.pending, written: false };
+    const entry: BatchEntry = {
+      reg,
+      ring,
+      events: s.events,
+      bytes: s.bytes,
+      firstTs: s.firstTs,
+      lastTs: s.lastTs,
+      loss: reg.pending,
+      written: false,
+    };
     this.batch.push(entry);
     if (s.events === 0 && !lossPending(reg.pending)) return; // nothing to say: just return the ring
     entry.written = true;
-    const head = { thread: reg.registration, seq: reg.seq, events: s.events, firstTs: s.firstTs, lastTs: s.lastTs, attempted, dropped: this.droppedOf(reg) };
+    const head = {
+      thread: reg.registration,
+      seq: reg.seq,
+      events: s.events,
+      firstTs: s.firstTs,
+      lastTs: s.lastTs,
+      attempted,
+      dropped: this.droppedOf(reg),
+    };
     for (const b of chunkRecord(head, reg.identity, reg.pending, payload)) {
       this.batchBuffers.push(b);
     }
@@ -387,7 +406,8 @@ export class Drain {
       f64[layout.slotF64(reg.slot, SlotF64.BYTES_WRITTEN)] = reg.bytesWritten;
       f64[layout.slotF64(reg.slot, SlotF64.CHUNKS_WRITTEN)] = reg.seq;
       // Release (inside push): the ring is the writer's again; we no longer touch it.
-      if (e.ring >= 0 && !reg.queues.free.push(e.ring)) throw new Error('ringtrace: internal error: free queue full (ring accounting broken)');
+      if (e.ring >= 0 && !reg.queues.free.push(e.ring))
+        throw new Error('ringtrace: internal error: free queue full (ring accounting broken)');
     }
     this.batch = [];
     this.batchBuffers = [];
@@ -399,7 +419,10 @@ export class Drain {
     const msg = err instanceof Error ? err.message : String(err);
     if (msg !== this.lastSinkError) {
       this.lastSinkError = msg;
-      this.opts.log('error', 'trace sink write failed; the chunk is counted as sink_error', { error: msg, code: (err as NodeJS.ErrnoException)?.code });
+      this.opts.log('error', 'trace sink write failed; the chunk is counted as sink_error', {
+        error: msg,
+        code: (err as NodeJS.ErrnoException)?.code,
+      });
     }
   }
 
@@ -444,7 +467,12 @@ export class Drain {
     if (edgeIndex(from, to) < 0) return;
     this.emit(stateRecord(reg.registration, from, to, tsNs));
     const level = to === BpState.DROPPING ? 'warn' : 'info';
-    this.opts.log(level, `backpressure ${STATE_NAMES[from]} -> ${STATE_NAMES[to]}`, { thread: reg.registration, name: reg.name, slot: reg.slot, ts: tsNs });
+    this.opts.log(level, `backpressure ${STATE_NAMES[from]} -> ${STATE_NAMES[to]}`, {
+      thread: reg.registration,
+      name: reg.name,
+      slot: reg.slot,
+      ts: tsNs,
+    });
   }
 
   /** A dead thread's active ring: its committed records go to the file, as the thread left them. */
@@ -480,9 +508,16 @@ export class Drain {
       const reason = endReason === EndReason.EXITED ? Reason.THREAD_EXIT : Reason.UNFLUSHED;
       this.addDrainLoss(reg, reason, unaccounted, 0, NaN, NaN);
     } else if (unaccounted < 0) {
-      this.opts.log('error', 'accounting mismatch: more events written and dropped than attempted', { thread: reg.registration, attempted, excess: -unaccounted });
+      this.opts.log('error', 'accounting mismatch: more events written and dropped than attempted', {
+        thread: reg.registration,
+        attempted,
+        excess: -unaccounted,
+      });
     }
-    const end = threadEndRecord({ thread: reg.registration, endReason, ts: this.opts.now(), attempted, eventsWritten: reg.eventsWritten }, reg.pending);
+    const end = threadEndRecord(
+      { thread: reg.registration, endReason, ts: this.opts.now(), attempted, eventsWritten: reg.eventsWritten },
+      reg.pending,
+    );
     this.emit(end);
     this.flushOut();
     const summary = this.summarize(reg, attempted, endReason);
@@ -572,7 +607,11 @@ export class Drain {
       this.readTransitionLog(reg);
       if (st === SlotState.ORPHANED) this.salvage(reg);
       const seized = st === SlotState.RETIRING;
-      this.retire(reg, st === SlotState.CLOSING ? EndReason.CLOSED : st === SlotState.ORPHANED ? EndReason.EXITED : EndReason.TRACER_CLOSED, seized);
+      this.retire(
+        reg,
+        st === SlotState.CLOSING ? EndReason.CLOSED : st === SlotState.ORPHANED ? EndReason.EXITED : EndReason.TRACER_CLOSED,
+        seized,
+      );
     }
     const threads = this.finished.slice().sort((a, b) => a.thread - b.thread);
     let events = 0;

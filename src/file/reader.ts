@@ -30,7 +30,11 @@ import { RECORD_HEADER_BYTES, RecordKind, recordBytes } from '../shm/ring.js';
 
 export class TraceFormatError extends Error {
   override readonly name = 'TraceFormatError';
-  constructor(readonly offset: number, readonly reason: string, readonly path: string) {
+  constructor(
+    readonly offset: number,
+    readonly reason: string,
+    readonly path: string,
+  ) {
     super(`${path}: ${reason} at byte offset ${offset}`);
   }
 }
@@ -245,7 +249,11 @@ export class TraceReader {
       if (got < PREAMBLE_BYTES) throw new TraceFormatError(got, 'file ends inside the preamble', path);
       this.version = pre.readUInt32LE(8);
       if (this.version > FORMAT_VERSION) {
-        throw new TraceFormatError(8, `format version ${this.version} is newer than this reader (version ${FORMAT_VERSION}); upgrade ringtrace`, path);
+        throw new TraceFormatError(
+          8,
+          `format version ${this.version} is newer than this reader (version ${FORMAT_VERSION}); upgrade ringtrace`,
+          path,
+        );
       }
       if (this.version < 1) throw new TraceFormatError(8, `invalid format version ${this.version}`, path);
       const idx = this.index(fd, size);
@@ -396,7 +404,7 @@ export class TraceReader {
     budget.window ??= Buffer.alloc(RESYNC_WINDOW_BYTES);
     const win = budget.window;
     const follow = Buffer.alloc(FRAME_BYTES);
-    for (let base = from; base + FRAME_BYTES <= size; ) {
+    for (let base = from; base + FRAME_BYTES <= size;) {
       const got = readSync(fd, win, 0, Math.min(want, size - base), base);
       for (let p = 0; p + FRAME_BYTES <= got; p += 8) {
         const at = base + p;
@@ -413,7 +421,14 @@ export class TraceReader {
     return size;
   }
 
-  private addThread(registration: number, slot: number, nodeThreadId: number, name: string, policy: number, registeredTs: number): TraceThread {
+  private addThread(
+    registration: number,
+    slot: number,
+    nodeThreadId: number,
+    name: string,
+    policy: number,
+    registeredTs: number,
+  ): TraceThread {
     const t: TraceThread = {
       index: this.threads.length,
       registration,
@@ -452,7 +467,14 @@ export class TraceReader {
         if (b.length < 32 || 32 + b.readUInt32LE(12) > b.length) return 'thread record too short';
         const registration = b.readUInt32LE(0);
         if (this.byRegistration.has(registration)) return `thread ${registration} started twice`;
-        this.addThread(registration, b.readUInt32LE(4), b.readInt32LE(8), decoder.decode(b.subarray(32, 32 + b.readUInt32LE(12))), b.readUInt32LE(24), b.readDoubleLE(16));
+        this.addThread(
+          registration,
+          b.readUInt32LE(4),
+          b.readInt32LE(8),
+          decoder.decode(b.subarray(32, 32 + b.readUInt32LE(12))),
+          b.readUInt32LE(24),
+          b.readDoubleLE(16),
+        );
         return undefined;
       }
       case RecordType.CHUNK: {
@@ -475,11 +497,19 @@ export class TraceReader {
           // Its THREAD_START is damaged or missing: the chunk says who the thread is.
           const name = decoder.decode(b.subarray(CHUNK_FIXED_BYTES, CHUNK_FIXED_BYTES + nameBytes));
           const firstTs = b.readDoubleLE(16);
-          t = this.addThread(registration, b.readUInt32LE(48), b.readInt32LE(52), name, b.readUInt32LE(60), Number.isFinite(firstTs) ? firstTs : 0);
+          t = this.addThread(
+            registration,
+            b.readUInt32LE(48),
+            b.readInt32LE(52),
+            name,
+            b.readUInt32LE(60),
+            Number.isFinite(firstTs) ? firstTs : 0,
+          );
           this.readNote = `thread ${registration} ('${name}') has no start record: known from its chunks`;
         }
         const seq = b.readUInt32LE(4);
-        if (seq < this.nextSeq[t.index]) return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
+        if (seq < this.nextSeq[t.index])
+          return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
         if (bad !== undefined) return bad;
         if (seq !== this.nextSeq[t.index]) {
           const toTs = events > 0 ? b.readDoubleLE(16) : NaN;
@@ -590,7 +620,12 @@ export class TraceReader {
 
   summary(): TraceSummary {
     // One pass over the drops and the state changes (a long trace has many of both).
-    const perThread = this.threads.map(() => ({ byReason: {} as Partial<Record<DropReason, number>>, dropped: 0, bytesDropped: 0, states: 0 }));
+    const perThread = this.threads.map(() => ({
+      byReason: {} as Partial<Record<DropReason, number>>,
+      dropped: 0,
+      bytesDropped: 0,
+      states: 0,
+    }));
     for (const d of this.dropList) {
       const p = perThread[d.thread];
       p.byReason[d.reason] = (p.byReason[d.reason] ?? 0) + d.events;
@@ -621,7 +656,8 @@ export class TraceReader {
         endReason: t.endReason,
         balanced: t.attempted === undefined ? undefined : t.attempted === events + dropped,
         lastChunk: this.lastChunk[t.index],
-        unreadable: missing > 0 || (this.damaged.length > 0 && short !== undefined && short > 0) ? { chunks: missing, events: short } : undefined,
+        unreadable:
+          missing > 0 || (this.damaged.length > 0 && short !== undefined && short > 0) ? { chunks: missing, events: short } : undefined,
       };
     });
     const totals = {

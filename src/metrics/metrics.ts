@@ -10,7 +10,20 @@
  * or missed (unless the read had to give up waiting: `consistent` false).
  */
 import { BackpressureState, EDGES, STATE_NAMES, edgeName, type StateName } from '../shm/backpressure.js';
-import { Ctl, ControlFlag, LEDGER_WORDS, Ledger, Loss, REASONS, REASON_COUNT, Slot, SlotF64, SlotState, type DropReason, type SharedViews } from '../shm/layout.js';
+import {
+  Ctl,
+  ControlFlag,
+  LEDGER_WORDS,
+  Ledger,
+  Loss,
+  REASONS,
+  REASON_COUNT,
+  Slot,
+  SlotF64,
+  SlotState,
+  type DropReason,
+  type SharedViews,
+} from '../shm/layout.js';
 import { poolQueues } from '../shm/pool.js';
 import { readThreadName } from '../shm/registry.js';
 import type { RegistrationSummary } from '../drain/drain.js';
@@ -50,7 +63,17 @@ export interface ThreadMetrics {
 /** The counters that add up across registrations (totals, the retired ledger). */
 export type SummableCounters = Pick<
   ThreadMetrics,
-  'eventsAttempted' | 'eventsWritten' | 'eventsDropped' | 'bytesDropped' | 'droppedByReason' | 'bytesDroppedByReason' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'chunksWritten'
+  | 'eventsAttempted'
+  | 'eventsWritten'
+  | 'eventsDropped'
+  | 'bytesDropped'
+  | 'droppedByReason'
+  | 'bytesDroppedByReason'
+  | 'transitions'
+  | 'timeInStateMs'
+  | 'exhaustions'
+  | 'swaps'
+  | 'chunksWritten'
 >;
 
 /** Totals of the registrations retired so far (closed, exited, accounted at the tracer's close):
@@ -75,13 +98,29 @@ export interface MetricsSnapshot {
     /** Events recorded on writers after their tracer closed. */
     droppedAfterClose: number;
   };
-  drain: { heartbeat: number; paused: boolean; state: 'starting' | 'running' | 'stopped' | 'failed'; sinkErrors: number; throttleKiBps: number };
+  drain: {
+    heartbeat: number;
+    paused: boolean;
+    state: 'starting' | 'running' | 'stopped' | 'failed';
+    sinkErrors: number;
+    throttleKiBps: number;
+  };
 }
 
 /** A retired registration's numbers, as the ledger adds them up. */
 export type LedgerEntry = Pick<
   RegistrationSummary,
-  'attempted' | 'events' | 'dropped' | 'bytesDropped' | 'droppedByReason' | 'bytesDroppedByReason' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'chunksWritten'
+  | 'attempted'
+  | 'events'
+  | 'dropped'
+  | 'bytesDropped'
+  | 'droppedByReason'
+  | 'bytesDroppedByReason'
+  | 'transitions'
+  | 'timeInStateMs'
+  | 'exhaustions'
+  | 'swaps'
+  | 'chunksWritten'
 >;
 
 /**
@@ -270,7 +309,14 @@ function readConsistent(v: SharedViews, nowUs: number): { threads: ThreadMetrics
     for (let slot = 0; slot < layout.maxThreads; slot++) {
       const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
       // FREE, CLAIMING: nobody's yet. RETIRED, RECONCILED, RELEASING: counted in the ledger.
-      if (st === SlotState.FREE || st === SlotState.CLAIMING || st === SlotState.RETIRED || st === SlotState.RECONCILED || st === SlotState.RELEASING) continue;
+      if (
+        st === SlotState.FREE ||
+        st === SlotState.CLAIMING ||
+        st === SlotState.RETIRED ||
+        st === SlotState.RECONCILED ||
+        st === SlotState.RELEASING
+      )
+        continue;
       threads.push(threadFromSlot(v, slot, nowUs));
     }
     const ledger = readLedger(v);
@@ -302,8 +348,10 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
     totals.eventsWritten += t.eventsWritten;
     totals.eventsDropped += t.eventsDropped;
     totals.bytesDropped += t.bytesDropped;
-    for (const [r, n] of Object.entries(t.droppedByReason)) totals.droppedByReason[r as DropReason] = (totals.droppedByReason[r as DropReason] ?? 0) + n;
-    for (const [r, n] of Object.entries(t.bytesDroppedByReason)) totals.bytesDroppedByReason[r as DropReason] = (totals.bytesDroppedByReason[r as DropReason] ?? 0) + n;
+    for (const [r, n] of Object.entries(t.droppedByReason))
+      totals.droppedByReason[r as DropReason] = (totals.droppedByReason[r as DropReason] ?? 0) + n;
+    for (const [r, n] of Object.entries(t.bytesDroppedByReason))
+      totals.bytesDroppedByReason[r as DropReason] = (totals.bytesDroppedByReason[r as DropReason] ?? 0) + n;
     for (const [e, n] of Object.entries(t.transitions)) totals.transitions[e] = (totals.transitions[e] ?? 0) + n;
     for (const st of STATE_NAMES) totals.timeInStateMs[st] += t.timeInStateMs[st];
     totals.exhaustions += t.exhaustions;

@@ -31,7 +31,13 @@ export function registerPrometheus(tracer: MetricsSource, registry: Registry, pr
   type Sample = [labels: Record<string, string>, value: number];
   const threadLabels = (t: Thread) => ({ thread: t.name, slot: String(t.slot) });
   /** A metric whose samples are recomputed from the snapshot at every scrape. */
-  const metric = (kind: 'counter' | 'gauge', name: string, help: string, extraLabels: string[], samples: (m: MetricsSnapshot) => Sample[]) => {
+  const metric = (
+    kind: 'counter' | 'gauge',
+    name: string,
+    help: string,
+    extraLabels: string[],
+    samples: (m: MetricsSnapshot) => Sample[],
+  ) => {
     const Kind = kind === 'counter' ? Counter : Gauge;
     new Kind({
       name: `${prefix}${name}`,
@@ -51,7 +57,13 @@ export function registerPrometheus(tracer: MetricsSource, registry: Registry, pr
   /** A counter per live thread plus one `(retired)` sample (the shared ledger of threads that
    * closed or exited), so totals never go backwards when a thread goes. `extra` splits a
    * thread's value by one more label (reason, edge, state). */
-  const counter = (name: string, help: string, extra: string | undefined, live: (t: Thread) => Sample[], retired: (r: Retired) => Sample[]) =>
+  const counter = (
+    name: string,
+    help: string,
+    extra: string | undefined,
+    live: (t: Thread) => Sample[],
+    retired: (r: Retired) => Sample[],
+  ) =>
     metric('counter', name, help, extra ? [extra] : [], (m) => {
       const out: Sample[] = m.threads.flatMap((t) => live(t).map(([l, n]): Sample => [{ ...threadLabels(t), ...l }, n]));
       if (m.retiredTotals.threads > 0) for (const [l, n] of retired(m.retiredTotals)) out.push([{ ...RETIRED, ...l }, n]);
@@ -62,8 +74,20 @@ export function registerPrometheus(tracer: MetricsSource, registry: Registry, pr
   const byEdge = (rec: Record<string, number>): Sample[] => Object.entries(rec).map(([edge, n]) => [{ edge }, n]);
   const byState = (rec: Record<string, number>): Sample[] => STATE_NAMES.map((state) => [{ state }, rec[state] / 1000]);
 
-  counter('events_attempted_total', 'Events the thread tried to record.', undefined, (t) => plain(t.eventsAttempted), (r) => plain(r.eventsAttempted));
-  counter('events_written_total', 'Events written to the trace file.', undefined, (t) => plain(t.eventsWritten), (r) => plain(r.eventsWritten));
+  counter(
+    'events_attempted_total',
+    'Events the thread tried to record.',
+    undefined,
+    (t) => plain(t.eventsAttempted),
+    (r) => plain(r.eventsAttempted),
+  );
+  counter(
+    'events_written_total',
+    'Events written to the trace file.',
+    undefined,
+    (t) => plain(t.eventsWritten),
+    (r) => plain(r.eventsWritten),
+  );
   metric('counter', 'events_dropped_total', 'Events dropped, by reason.', ['reason'], (m) => {
     const out: Sample[] = [];
     for (const t of m.threads) for (const [l, n] of byReason(t.droppedByReason)) out.push([{ ...threadLabels(t), ...l }, n]);
@@ -71,17 +95,47 @@ export function registerPrometheus(tracer: MetricsSource, registry: Registry, pr
     if (m.totals.droppedAfterClose > 0) out.push([{ thread: '(after close)', slot: '', reason: 'closed' }, m.totals.droppedAfterClose]);
     return out;
   });
-  counter('bytes_dropped_total', 'Record bytes dropped.', undefined, (t) => plain(t.bytesDropped), (r) => plain(r.bytesDropped));
+  counter(
+    'bytes_dropped_total',
+    'Record bytes dropped.',
+    undefined,
+    (t) => plain(t.bytesDropped),
+    (r) => plain(r.bytesDropped),
+  );
   metric('gauge', 'backpressure_state', 'Backpressure state of the thread: 1 for the current state, 0 for the others.', ['state'], (m) =>
     m.threads.flatMap((t) => STATE_NAMES.map((state): Sample => [{ ...threadLabels(t), state }, t.state === state ? 1 : 0])),
   );
-  counter('backpressure_transitions_total', 'Backpressure transitions taken, by edge.', 'edge', (t) => byEdge(t.transitions), (r) => byEdge(r.transitions));
-  counter('backpressure_state_seconds_total', 'Time spent in each backpressure state.', 'state', (t) => byState(t.timeInStateMs), (r) => byState(r.timeInStateMs));
+  counter(
+    'backpressure_transitions_total',
+    'Backpressure transitions taken, by edge.',
+    'edge',
+    (t) => byEdge(t.transitions),
+    (r) => byEdge(r.transitions),
+  );
+  counter(
+    'backpressure_state_seconds_total',
+    'Time spent in each backpressure state.',
+    'state',
+    (t) => byState(t.timeInStateMs),
+    (r) => byState(r.timeInStateMs),
+  );
   perThread('gauge', 'free_spare_rings', 'Spare rings free for the thread now.', (t) => t.freeSpares);
   perThread('gauge', 'free_spare_rings_min', 'Lowest number of free spare rings seen (low watermark).', (t) => t.freeSparesMin);
   perThread('gauge', 'drain_lag_seconds', 'Time from the hand-over of the last ring to its write.', (t) => t.drainLagMs.last / 1000);
-  counter('pool_exhaustions_total', 'Times the thread found no spare ring.', undefined, (t) => plain(t.exhaustions), (r) => plain(r.exhaustions));
-  counter('ring_swaps_total', 'Rings handed to the drain at a swap.', undefined, (t) => plain(t.swaps), (r) => plain(r.swaps));
+  counter(
+    'pool_exhaustions_total',
+    'Times the thread found no spare ring.',
+    undefined,
+    (t) => plain(t.exhaustions),
+    (r) => plain(r.exhaustions),
+  );
+  counter(
+    'ring_swaps_total',
+    'Rings handed to the drain at a swap.',
+    undefined,
+    (t) => plain(t.swaps),
+    (r) => plain(r.swaps),
+  );
   new Counter({
     name: `${prefix}sink_errors_total`,
     help: 'Chunks the drain could not write.',

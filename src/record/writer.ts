@@ -165,7 +165,8 @@ export class Writer {
     const attempted = this.attempted + 1;
     this.attempted = attempted;
     this.f64[this.attemptedIdx] = attempted;
-    if (!(ts >= this.lastTs)) ts = this.lastTs; // also a NaN ts
+    if (!(ts >= this.lastTs))
+      ts = this.lastTs; // also a NaN ts
     else this.lastTs = ts;
     const p = this.pos;
     if (value === undefined) {
@@ -257,7 +258,14 @@ export class Writer {
 
   // ---------------------------------------------------------------- slow path (out of line)
 
-  private slowPath(ts: number, id: number, word0: number, size: number, payload: Uint8Array | undefined, value: number | undefined): boolean {
+  private slowPath(
+    ts: number,
+    id: number,
+    word0: number,
+    size: number,
+    payload: Uint8Array | undefined,
+    value: number | undefined,
+  ): boolean {
     if (this.closed) return this.dropClosed();
     if (size > this.ringSize) return this.dropTooLarge(size, ts);
     // The per-event cost while exhausted is this branch and one plain load: the atomic checks

@@ -217,4 +217,3 @@ const entryTime = (nowUs: number, floor: number): number => {
   return Math.min(MAX_ENTRY_US, Math.max(us >= 0 ? us : 0, floor));
 };
 const pack = (state: number, atUs: number): bigint => (BigInt(entryTime(atUs, 0)) << 3n) | BigInt(state);
-

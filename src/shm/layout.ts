@@ -175,14 +175,7 @@ export const SlotState = {
 } as const;
 
 /** Drop reasons: index into loss blocks and the order of loss blocks in the trace file. */
-export const REASONS = [
-  'pool_exhausted',
-  'record_too_large',
-  'sink_error',
-  'closed',
-  'thread_exit',
-  'unflushed',
-] as const;
+export const REASONS = ['pool_exhausted', 'record_too_large', 'sink_error', 'closed', 'thread_exit', 'unflushed'] as const;
 export type DropReason = (typeof REASONS)[number];
 export const Reason = {
   POOL_EXHAUSTED: 0,
@@ -371,7 +364,10 @@ export class SharedViews {
   readonly f64: Float64Array;
   readonly i64: BigInt64Array;
   readonly u8: Uint8Array;
-  constructor(readonly buffer: SharedArrayBuffer, readonly layout: Layout) {
+  constructor(
+    readonly buffer: SharedArrayBuffer,
+    readonly layout: Layout,
+  ) {
     this.i32 = new Int32Array(buffer);
     this.u32 = new Uint32Array(buffer);
     this.f64 = new Float64Array(buffer);

@@ -3,15 +3,7 @@
  * the same name from any thread. Open addressing over NAME_TABLE_ENTRIES entries in the shared
  * buffer; an entry is claimed by CAS EMPTY -> WRITING, filled, then published READY.
  */
-import {
-  Ctl,
-  MAX_NAMES,
-  NAME_MAX_BYTES,
-  NAME_TABLE_ENTRIES,
-  NameEntry,
-  NameState,
-  type SharedViews,
-} from './layout.js';
+import { Ctl, MAX_NAMES, NAME_MAX_BYTES, NAME_TABLE_ENTRIES, NameEntry, NameState, type SharedViews } from './layout.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -70,7 +62,11 @@ export class NameTable {
       }
       if (state === NameState.WRITING) state = waitReady(i32, w + NameEntry.STATE);
       // READY (acquired by the load above): compare.
-      if (i32[w + NameEntry.HASH] === hash && i32[w + NameEntry.BYTE_LENGTH] === bytes.length && sameBytes(u8, base + NameEntry.BYTES_OFFSET, bytes)) {
+      if (
+        i32[w + NameEntry.HASH] === hash &&
+        i32[w + NameEntry.BYTE_LENGTH] === bytes.length &&
+        sameBytes(u8, base + NameEntry.BYTES_OFFSET, bytes)
+      ) {
         return i32[w + NameEntry.ID];
       }
     }

@@ -78,7 +78,13 @@ export interface PoolQueues {
 export function poolQueues(i32: Int32Array, layout: Layout, slot: number): PoolQueues {
   const R = layout.ringsPerThread;
   return {
-    submit: new SpscQueue(i32, layout.submitQueueI32(slot), R, layout.slotI32(slot, Slot.SUBMIT_HEAD), layout.slotI32(slot, Slot.SUBMIT_TAIL)),
+    submit: new SpscQueue(
+      i32,
+      layout.submitQueueI32(slot),
+      R,
+      layout.slotI32(slot, Slot.SUBMIT_HEAD),
+      layout.slotI32(slot, Slot.SUBMIT_TAIL),
+    ),
     free: new SpscQueue(i32, layout.freeQueueI32(slot), R, layout.slotI32(slot, Slot.FREE_HEAD), layout.slotI32(slot, Slot.FREE_TAIL)),
   };
 }

@@ -6,16 +6,7 @@
  * starts clean.
  */
 import { BackpressureState } from './backpressure.js';
-import {
-  Ctl,
-  Loss,
-  REASON_COUNT,
-  Slot,
-  SlotF64,
-  SlotState,
-  THREAD_NAME_MAX_BYTES,
-  type SharedViews,
-} from './layout.js';
+import { Ctl, Loss, REASON_COUNT, Slot, SlotF64, SlotState, THREAD_NAME_MAX_BYTES, type SharedViews } from './layout.js';
 import { initPool } from './pool.js';
 
 export class CapacityError extends Error {

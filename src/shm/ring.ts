@@ -155,7 +155,15 @@ export const PUBLISHED_WRAP_END = 2;
  * size). Does exactly makeRoomEvictingOldest's step for that record and returns `c.tail`, or -1
  * (nothing changed) when the general case applies.
  */
-export function evictOneForOne(c: CircularCursor, need: number, u32: Uint32Array, f64: Float64Array, i32: Int32Array, publishIdx: number, evict: EvictFn): number {
+export function evictOneForOne(
+  c: CircularCursor,
+  need: number,
+  u32: Uint32Array,
+  f64: Float64Array,
+  i32: Int32Array,
+  publishIdx: number,
+  evict: EvictFn,
+): number {
   const h = c.head;
   if (c.wrapEnd < 0 || c.tail + need <= h) return -1;
   const size = sizeOf(u32[h >> 2]);

@@ -185,7 +185,12 @@ function run(): void {
         w.record(id, seq++);
         spin(200);
       }
-      post({ type: 'done', kept: seq, calls: seq, metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose, closed: w.isClosed } });
+      post({
+        type: 'done',
+        kept: seq,
+        calls: seq,
+        metrics: { attempted: seq, droppedAfterClose: w.droppedAfterClose, closed: w.isClosed },
+      });
       return;
     }
     case 'forever':

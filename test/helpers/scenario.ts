@@ -28,7 +28,14 @@ export function paceUntilSpare(w: Writer): void {
 /** The main thread's share of an exact scenario: values 0..n-1, every `bytesEvery`th event
  * (those with seq % bytesEvery === bytesAt) a payloadFor(seq, seq % (maxPayload + 1)) instead,
  * paced so that nothing is dropped. */
-export function recordExact(w: Writer, ids: { seq: number; blob: number }, n: number, bytesEvery: number, bytesAt: number, maxPayload: number): void {
+export function recordExact(
+  w: Writer,
+  ids: { seq: number; blob: number },
+  n: number,
+  bytesEvery: number,
+  bytesAt: number,
+  maxPayload: number,
+): void {
   for (let seq = 0; seq < n; seq++) {
     if ((seq & 127) === 0) paceUntilSpare(w);
     if (seq % bytesEvery === bytesAt) w.recordBytes(ids.blob, payloadFor(seq, seq % (maxPayload + 1)));

@@ -4,7 +4,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Tracer, type TracerHandle } from '../../src/index.js';
 
-const d = workerData as { trace: TracerHandle; name: string; seed: number; policy: 'drop-oldest' | 'drop-newest'; control: SharedArrayBuffer; close: boolean };
+const d = workerData as {
+  trace: TracerHandle;
+  name: string;
+  seed: number;
+  policy: 'drop-oldest' | 'drop-newest';
+  control: SharedArrayBuffer;
+  close: boolean;
+};
 const tracer = Tracer.attach(d.trace);
 const w = tracer.register(d.name, { policy: d.policy });
 const valueId = tracer.define('soak.value');
