@@ -180,6 +180,8 @@ export class Tracer {
       thresholds: this.handle.thresholds,
       batchRings: c.drainBatchRings,
       idleMs: c.drainIdleMs,
+      // A live writer's ring is copied once its records waited a flush interval (see Drain.scrapeActive).
+      scrapeAfterMs: c.flushIntervalMs > 0 ? c.flushIntervalMs : Infinity,
       dropLogIntervalMs: c.dropLogIntervalMs,
       dropLogEvery: c.dropLogEvery,
     };

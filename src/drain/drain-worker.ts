@@ -18,6 +18,7 @@ export interface DrainWorkerData {
   thresholds: Thresholds;
   batchRings: number;
   idleMs: number;
+  scrapeAfterMs: number;
   dropLogIntervalMs: number;
   dropLogEvery: number;
 }
@@ -56,6 +57,7 @@ if (sink) {
     thresholds: data.thresholds,
     dropLogIntervalMs: data.dropLogIntervalMs,
     dropLogEvery: data.dropLogEvery,
+    scrapeAfterMs: data.scrapeAfterMs,
     now,
     log,
     onRetired: (summary) => post({ type: 'retired', summary }),

@@ -18,6 +18,7 @@ import {
   REASONS,
   REASON_COUNT,
   Reason,
+  ScrapeWord,
   Slot,
   SlotF64,
   SlotState,
@@ -57,6 +58,10 @@ export interface DrainOptions {
   /** ns on the tracer clock. */
   now: () => number;
   log: DrainLog;
+  /** Copy a live writer's committed records once they have waited this long (ms) in its active
+   * ring without being handed over (a thread whose event loop does not run); Infinity: only at
+   * the tracer's close. */
+  scrapeAfterMs?: number;
   /** Told of each registration the drain retires (closed or exited thread). */
   onRetired?: (summary: RegistrationSummary) => void;
 }
@@ -94,6 +99,10 @@ interface Registration {
   tlogHead: number;
   /** Repeated in each of its chunks, so a damaged THREAD_START does not orphan them. */
   identity: ChunkIdentity;
+  /** The last look at the active ring: its Slot.SCRAPE word and committed end, and when. */
+  seenWord: number;
+  seenTail: number;
+  seenAtNs: number;
 }
 
 /** A retired registration: its final counts, and its backpressure history and pool counters as
@@ -226,6 +235,9 @@ export class Drain {
       bytesWritten: 0,
       tlogHead: Atomics.load(i32, layout.slotI32(slot, Slot.TLOG_HEAD)),
       identity: chunkIdentity(slot, nodeThreadId, policy, name),
+      seenWord: -1,
+      seenTail: 0,
+      seenAtNs: 0,
     };
     this.regs[slot] = reg;
     this.emit(
@@ -249,9 +261,10 @@ export class Drain {
       for (let taken = 0; taken < limit; taken++) {
         const ring = reg.queues.submit.pop();
         if (ring < 0) break;
-        this.takeRing(reg, ring);
+        this.takeSubmitted(reg, ring);
         worked = true;
       }
+      if (st === SlotState.LIVE && this.scrapeActive(reg, false)) worked = true;
       this.flushBatch();
     }
     const now = this.opts.now();
@@ -271,7 +284,7 @@ export class Drain {
 
   /** Turns one handed-over ring into a chunk of the current batch; the ring goes back to the
    * writer once the batch is written (its bytes are written straight from shared memory). */
-  private takeRing(reg: Registration, ring: number): void {
+  private takeSubmitted(reg: Registration, ring: number): void {
     const { f64, layout } = this.v;
     const d = layout.descF64(reg.slot, ring, 0);
     const extent: RingExtent = { head: f64[d + Desc.HEAD], tail: f64[d + Desc.TAIL], wrapEnd: f64[d + Desc.WRAP_END] };
@@ -318,11 +331,7 @@ export class Drain {
    */
   private addChunk(reg: Registration, base: number, extent: RingExtent, ring: number, attempted: number): void {
     const { u32, f64, u8 } = this.v;
-    const s = this.scan;
-    s.events = 0;
-    s.bytes = 0;
-    s.firstTs = NaN;
-    s.lastTs = NaN;
+    const s = this.resetScan();
     const payload: Uint8Array[] = [];
     for (const [from, to] of extentRuns(extent)) {
       s.badOffset = -1;
@@ -335,6 +344,22 @@ export class Drain {
         break;
       }
     }
+    this.queueChunk(reg, ring, payload, attempted);
+  }
+
+  private resetScan(): ScanResult {
+    const s = this.scan;
+    s.events = 0;
+    s.bytes = 0;
+    s.firstTs = NaN;
+    s.lastTs = NaN;
+    s.badOffset = -1;
+    return s;
+  }
+
+  /** Queues the records just scanned (this.scan), in `payload`, as a chunk of the batch. */
+  private queueChunk(reg: Registration, ring: number, payload: Uint8Array[], attempted: number): void {
+    const s = this.scan;
     const entry: BatchEntry = {
       reg,
       ring,
@@ -365,6 +390,65 @@ export class Drain {
     reg.eventsWritten += s.events;
     reg.bytesWritten += s.bytes;
     reg.pending = newLossBlock();
+  }
+
+  /**
+   * Copies the committed records of a live writer's active ring that the writer has not handed
+   * over, and queues them as a chunk; the rest of the ring follows when the writer hands it over
+   * (from where this copy ended). Protocol, on the Slot.SCRAPE word (see ScrapeWord):
+   * 1. Acquire-load the word: it names the ring generation whose cursors the writer stored before
+   *    it. CLOSED: the writer has taken the ring back; nothing to do.
+   * 2. Rings submitted before it go first: the writer pushed them before storing the word, so a
+   *    non-empty submit queue here means they were not written yet; try again next pass.
+   * 3. Not at close: copy only what was committed at the previous look, at least `scrapeAfterMs`
+   *    ago (a thread whose event loop runs hands its ring over by then; and records that old are
+   *    visible to this thread whatever the CPU's store order, see architecture.md).
+   * 4. BUSY by compare-exchange, copy [offset, to) out of shared memory, then exchange BUSY for the
+   *    new offset. If the writer closed the word meanwhile, that exchange fails and the copy is
+   *    dropped: the writer hands over from the old offset, so every record is written once.
+   */
+  private scrapeActive(reg: Registration, final: boolean): boolean {
+    const { i32, u8, layout } = this.v;
+    const wordIdx = layout.slotI32(reg.slot, Slot.SCRAPE);
+    const word = Atomics.load(i32, wordIdx); // acquire: this generation's ring cursors
+    if ((word & (ScrapeWord.CLOSED | ScrapeWord.BUSY)) !== 0) return false;
+    if (reg.queues.submit.size() > 0) return false;
+    const tail = Atomics.load(i32, layout.slotI32(reg.slot, Slot.ACTIVE_TAIL));
+    const from = ScrapeWord.offset(word);
+    let to = tail;
+    if (!final) {
+      const now = this.opts.now();
+      if (word !== reg.seenWord || tail < reg.seenTail) {
+        reg.seenWord = word;
+        reg.seenTail = tail;
+        reg.seenAtNs = now;
+        return false;
+      }
+      if (!(now - reg.seenAtNs >= (this.opts.scrapeAfterMs ?? Infinity) * 1e6)) return false;
+      to = reg.seenTail;
+      reg.seenTail = tail;
+      reg.seenAtNs = now;
+    }
+    if (to <= from) return false;
+    const busy = word | ScrapeWord.BUSY;
+    if (Atomics.compareExchange(i32, wordIdx, word, busy) !== word) return false;
+    const ring = Atomics.load(i32, layout.slotI32(reg.slot, Slot.ACTIVE_RING));
+    if (ring < 0 || Atomics.load(i32, layout.slotI32(reg.slot, Slot.ACTIVE_TAIL)) < to) {
+      Atomics.compareExchange(i32, wordIdx, busy, word); // a cursor from another generation: not now
+      return false;
+    }
+    const base = layout.ringOffset(reg.slot, ring);
+    const copy = u8.slice(base + from, base + to); // the writer may rewrite the ring once it closes the word
+    const s = this.resetScan();
+    scanRecords(new Uint32Array(copy.buffer), new Float64Array(copy.buffer), 0, copy.length, s);
+    const good = s.badOffset >= 0 ? s.badOffset : copy.length;
+    const next = ScrapeWord.of(ScrapeWord.generation(word), from + good, 0);
+    // The copy is ours only if the writer did not close the word while it was made.
+    if (Atomics.compareExchange(i32, wordIdx, busy, next) !== busy) return false;
+    reg.seenWord = next;
+    if (good === 0) return false;
+    this.queueChunk(reg, -1, [copy.subarray(0, good)], NaN);
+    return true;
   }
 
   /**
@@ -480,11 +564,15 @@ export class Drain {
     const { i32, layout } = this.v;
     const s = (w: number) => i32[layout.slotI32(reg.slot, w)];
     // Everything the thread handed over first (order matters for the loss deltas).
-    for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeRing(reg, ring);
+    for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeSubmitted(reg, ring);
     this.accountWriterLoss(reg, layout.slotF64(reg.slot, SlotF64.WRITER_LOSS));
     const active = s(Slot.ACTIVE_RING);
     if (active >= 0) {
       const extent: RingExtent = { head: s(Slot.ACTIVE_HEAD), tail: s(Slot.ACTIVE_TAIL), wrapEnd: s(Slot.ACTIVE_WRAP_END) };
+      // While linear, [0, offset) was scraped already: the word holds that offset (also while the
+      // writer closes it, until ACTIVE_HEAD does; then the word's offset is 0).
+      const scraped = ScrapeWord.offset(s(Slot.SCRAPE));
+      if (extent.wrapEnd < 0 && scraped > extent.head) extent.head = scraped;
       this.addChunk(reg, layout.ringOffset(reg.slot, active), extent, -1, NaN);
     }
     this.flushBatch();
@@ -495,7 +583,7 @@ export class Drain {
    * record is written, and (unless the thread still lives: `seized`) the slot is released. */
   private retire(reg: Registration, endReason: number, seized: boolean): void {
     const { f64, layout } = this.v;
-    for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeRing(reg, ring);
+    for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeSubmitted(reg, ring);
     this.flushBatch();
     // Writer loss before attempted: the writer counts an event as attempted before it counts its
     // drop, so (loads in program order) every drop seen here is inside the attempted count.
@@ -529,6 +617,14 @@ export class Drain {
     // counts the rest as `closed`.
     retireIntoLedger(this.v, reg.slot, summary, () => (seized ? publishRetired(this.v, reg.slot, attempted) : freeSlot(this.v, reg.slot)));
     this.opts.onRetired?.(summary);
+  }
+
+  /** A writer seized at close (it did not close itself: blocked, or busy elsewhere): what it
+   * handed over, then what it committed in its active ring, go to the file before it is retired. */
+  private collectSeized(reg: Registration): void {
+    for (let ring = reg.queues.submit.pop(); ring >= 0; ring = reg.queues.submit.pop()) this.takeSubmitted(reg, ring);
+    this.scrapeActive(reg, true);
+    this.flushBatch();
   }
 
   private droppedOf(reg: Registration): number {
@@ -606,6 +702,7 @@ export class Drain {
       const reg = this.registrationOf(slot);
       this.readTransitionLog(reg);
       if (st === SlotState.ORPHANED) this.salvage(reg);
+      if (st === SlotState.RETIRING) this.collectSeized(reg);
       const seized = st === SlotState.RETIRING;
       this.retire(
         reg,

@@ -19,6 +19,7 @@ import {
   Loss,
   REASON_COUNT,
   Reason,
+  ScrapeWord,
   Slot,
   SlotF64,
   SlotState,
@@ -98,6 +99,9 @@ export class Writer {
   private readonly dropNewest: boolean;
   private readonly lossBase: number;
   private readonly timer: NodeJS.Timeout | undefined;
+  /** Generation of the active ring in the Slot.SCRAPE word (see ScrapeWord). */
+  private scrapeGen = 0;
+  private readonly scrapeIdx: number;
   private tooLargeWarned = false;
   private closedCheckCountdown = CLOSED_CHECK_EVERY;
   /** Events refused after close(): they belong to no registration any more. */
@@ -119,6 +123,7 @@ export class Writer {
     this.ringSize = L.ringSize;
     this.clockOffsetMs = ctx.clockOffsetMs;
     this.tailIdx = L.slotI32(slot, Slot.ACTIVE_TAIL);
+    this.scrapeIdx = L.slotI32(slot, Slot.SCRAPE);
     this.attemptedIdx = L.slotF64(slot, SlotF64.ATTEMPTED);
     this.lossBase = L.slotF64(slot, SlotF64.WRITER_LOSS);
     this.dropNewest = policy === 'drop-newest';
@@ -329,6 +334,10 @@ export class Writer {
     this.i32[L.slotI32(this.slot, Slot.ACTIVE_HEAD)] = 0;
     this.i32[L.slotI32(this.slot, Slot.ACTIVE_WRAP_END)] = -1;
     this.i32[this.tailIdx] = 0;
+    // Release: a drain that acquires the new generation sees the cursors above. ACTIVE_RING is
+    // stored after it, so a word naming an older ring is never seen beside this ring's index.
+    this.scrapeGen = (this.scrapeGen + 1) & ScrapeWord.GENERATION_MASK;
+    Atomics.store(this.i32, this.scrapeIdx, ScrapeWord.of(this.scrapeGen, 0, 0));
     this.i32[L.slotI32(this.slot, Slot.ACTIVE_RING)] = ring;
     const free = this.freeQ.size();
     const minIdx = L.slotI32(this.slot, Slot.FREE_MIN);
@@ -346,11 +355,13 @@ export class Writer {
     const L = v.layout;
     const f64 = this.f64;
     const d = L.descF64(this.slot, this.activeRing, 0);
+    // What the drain already copied of this ring (scraped) is not handed over again.
+    const scraped = this.closeScrape();
     if (this.exhausted && !this.dropNewest) {
-      f64[d + Desc.HEAD] = this.circ.head - this.ringBase;
+      f64[d + Desc.HEAD] = this.circ.head - this.ringBase; // the circle started after what was scraped
       f64[d + Desc.WRAP_END] = this.circ.wrapEnd < 0 ? -1 : this.circ.wrapEnd - this.ringBase;
     } else {
-      f64[d + Desc.HEAD] = 0;
+      f64[d + Desc.HEAD] = scraped;
       f64[d + Desc.WRAP_END] = -1;
     }
     f64[d + Desc.TAIL] = this.pos - this.ringBase;
@@ -389,9 +400,18 @@ export class Writer {
       this.submitActive(ts, 1);
       this.pos = this.limit = 0;
     } else {
+      // The ring is about to be rewritten circularly: the drain may copy no more of it, and what
+      // it copied is free space. The word keeps the copied offset until ACTIVE_HEAD holds it, and
+      // nothing between closeScrape()'s exchange and that store is a point where V8 stops a
+      // terminated thread (function entries, loop edges), so a salvage never writes them twice.
+      const headIdx = L.slotI32(this.slot, Slot.ACTIVE_HEAD);
+      const scraped = this.closeScrape();
+      const head = scraped > this.i32[headIdx] ? scraped : this.i32[headIdx]; // the head is 0 while linear
+      this.i32[headIdx] = head;
+      Atomics.store(this.i32, this.scrapeIdx, ScrapeWord.of(this.scrapeGen, 0, ScrapeWord.CLOSED));
       const c = this.circ;
       c.base = this.ringBase;
-      c.head = this.ringBase + this.i32[L.slotI32(this.slot, Slot.ACTIVE_HEAD)];
+      c.head = this.ringBase + head;
       c.tail = this.pos;
       c.wrapEnd = -1;
       this.limit = this.pos;
@@ -403,6 +423,20 @@ export class Writer {
     if (next < 0) return;
     if (this.ringBase >= 0) this.submitActive(ts, inFlight);
     this.takeRing(next, ts);
+  }
+
+  /**
+   * Takes the active ring back from the drain's scraping (CLOSED, by compare-exchange) and returns
+   * how many of its bytes the drain had copied; 0 if it was closed already. A copy the drain is
+   * making (BUSY) becomes void: its own exchange will fail, and those bytes stay the writer's.
+   */
+  private closeScrape(): number {
+    for (;;) {
+      const word = Atomics.load(this.i32, this.scrapeIdx);
+      if ((word & ScrapeWord.CLOSED) !== 0) return 0;
+      const closed = (word & ~ScrapeWord.BUSY) | ScrapeWord.CLOSED;
+      if (Atomics.compareExchange(this.i32, this.scrapeIdx, word, closed) === word) return ScrapeWord.offset(word);
+    }
   }
 
   private countDrop(reason: number, bytes: number, ts: number): void {

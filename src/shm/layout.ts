@@ -231,6 +231,37 @@ export const Slot = {
   EDGES: 20,
   TLOG_OVERFLOW: 26,
   FLUSHES: 27,
+  /** How far the drain has copied the writer's active ring while the writer kept it (see
+   * ScrapeWord): changed by compare-exchange (the drain) and by the writer at each ring change. */
+  SCRAPE: 28,
+} as const;
+
+/**
+ * The Slot.SCRAPE word. The drain may copy the committed records of a live writer's active ring
+ * (a thread whose event loop never runs cannot hand it over: a worker blocked in Atomics.wait);
+ * this word says how far it got, and for which ring, so that the rest of the ring, handed over
+ * later, is written exactly once:
+ * ```
+ *   bit 31   30 ........ 24  23 ................. 2   1        0
+ *   +------+----------------+-----------------------+--------+------+
+ *   |  0   |  generation:7  |  offset / 8  (22 bits) | CLOSED | BUSY |
+ *   +------+----------------+-----------------------+--------+------+
+ * ```
+ * - generation: bumped by the writer each time it takes a ring as active (release store of the
+ *   whole word, after the ring's cursors), so a word names one ring's time as the active one.
+ * - offset: bytes [0, offset) of that ring are in the drain's hands (written or being written).
+ * - BUSY: the drain is copying [offset, to); set and cleared by the drain, by compare-exchange.
+ * - CLOSED: the writer took the ring back (it is handing it over, or rewriting it circularly under
+ *   drop-oldest): the drain copies no more of it. The writer sets it by compare-exchange, which
+ *   makes a copy in progress void (the drain's clearing exchange fails) and keeps the offset.
+ */
+export const ScrapeWord = {
+  BUSY: 1,
+  CLOSED: 2,
+  GENERATION_MASK: 0x7f,
+  of: (generation: number, offset: number, flags: number): number => ((generation & 0x7f) << 24) | ((offset >>> 3) << 2) | flags,
+  offset: (word: number): number => ((word >>> 2) & 0x3fffff) << 3,
+  generation: (word: number): number => (word >>> 24) & 0x7f,
 } as const;
 /** The Int32 words above occupy the first 128 bytes; 8-byte words start after them. */
 const W8 = 16;
