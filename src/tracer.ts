@@ -397,9 +397,14 @@ export class Tracer {
       this.log('warn', `${stragglers} writer(s) did not close within ${this.closeTimeoutMs} ms; what they held is counted as unflushed`);
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.FINISH);
     this.wakeDrain();
+    return this.closeSummary();
+  }
+
+  /** Once the drain was told to finish: its summary (or the fallback), and the tracer closed. */
+  private async closeSummary(): Promise<CloseSummary> {
     const summary = await this.awaitDrainSummary();
     this.finished = true;
-    Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSED);
+    Atomics.or(this.views.i32, Ctl.FLAGS, ControlFlag.CLOSED);
     this.detach();
     const balanced = summary.complete && summary.threads.every((t) => t.balanced);
     this.log('info', 'tracer closed', { path: this.path, events: summary.events, dropped: summary.dropped, balanced });
@@ -491,17 +496,23 @@ export class Tracer {
       Atomics.wait(i32, Ctl.DRAIN_STATE, DrainState.RUNNING, left);
     }
     Atomics.or(i32, Ctl.FLAGS, ControlFlag.CLOSED);
-    this.closing ??= Promise.resolve(undefined);
+    // The drain's summary message arrives if the event loop turns again (a signal hook, not
+    // 'exit'): a later close() returns it, as after an ordinary close.
+    this.closing ??= this.closeSummary();
   }
 
   private installExitHooks(): void {
     const onBeforeExit = () => void this.close();
     const onExit = () => this.closeSync();
     const onSignal = (signal: NodeJS.Signals) => {
+      // The application handles the signal itself (a graceful shutdown that stops its workers and
+      // then awaits close()): finishing the file now would cut that shutdown short. The 'exit'
+      // hook still finishes the file if the application never calls close().
+      if (process.listenerCount(signal) > 1) return;
       this.closeSync();
       process.removeListener(signal, onSignal);
-      // Keep the default behaviour (exit by the signal) unless the application handles it too.
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+      // The default behaviour: exit by the signal.
+      process.kill(process.pid, signal);
     };
     process.once('beforeExit', onBeforeExit);
     process.on('exit', onExit);
