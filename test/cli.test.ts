@@ -86,7 +86,7 @@ describe('ringtrace CLI', () => {
 
     it('says each phase as it begins; the burst throttles the drain, recovery runs it at full speed', () => {
       assert.equal(demo.status, 0, show(demo));
-      const phases = [...demo.stdout.matchAll(/^  (phase [123]\/3: .+|stopping.*)$/gm)].map((m) => m[1]);
+      const phases = [...demo.stdout.matchAll(/^ {2}(phase [123]\/3: .+|stopping.*)$/gm)].map((m) => m[1]);
       assert.equal(phases.length, 4, phases.join('\n'));
       assert.match(phases[0], /^phase 1\/3: normal load, \d+\.\d s left$/);
       // Read back from the tracer's shared state, so this is what the drain was told.
@@ -670,7 +670,7 @@ describe('demo live view', () => {
         });
         const run: Run = { status: r.status, stdout: r.stdout, stderr: r.stderr };
         assert.equal(run.status, 0, show(run));
-        assert.match(run.stdout, /\u001b\[2K\u001b\[1A/, 'erases the previous frame');
+        assert.ok(run.stdout.includes('\u001b[2K\u001b[1A'), 'erases the previous frame');
         const frames = run.stdout.split('ringtrace demo  [').slice(1);
         assert.ok(frames.length >= 5, `redrawn several times (${frames.length})`);
         assert.ok(
