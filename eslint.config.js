@@ -1,9 +1,10 @@
 // ESLint flat config: recommended JS and typescript-eslint rules, type-aware only where it pays
-// (floating promises), and a length limit for src/.
+// (floating promises), no import cycles among runtime imports, and a length limit for src/.
 // Formatting is Prettier's job (`prettier --check .` in `npm run lint`).
 import { defineConfig } from 'eslint/config';
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { createNodeResolver, importX } from 'eslint-plugin-import-x';
 import globals from 'globals';
 
 export default defineConfig(
@@ -23,8 +24,17 @@ export default defineConfig(
     },
   },
   {
-    files: ['src/**/*.ts'],
+    // Imports are written with the .js of the emitted file; resolve them to the .ts source.
+    // test/fixtures/import-cycle (ignored by `npm run lint`) proves the rule resolves them: test/lint.test.ts.
+    files: ['src/**/*.ts', 'test/fixtures/import-cycle/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: {
+      'import-x/extensions': ['.ts', '.js'],
+      'import-x/resolver-next': [createNodeResolver({ extensionAlias: { '.js': ['.ts', '.js'] } })],
+    },
     rules: {
+      // Counts runtime imports only: an `import type` is erased by tsc and cannot cycle at load time.
+      'import-x/no-cycle': ['error', { ignoreExternal: true }],
       'max-lines-per-function': ['warn', { max: 80, skipBlankLines: true, skipComments: true }],
     },
   },
