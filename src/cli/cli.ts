@@ -168,6 +168,17 @@ function buildProgram(): Command {
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
 
+  addDemoCommand(program);
+  addInspectCommand(program);
+  addExportCommand(program);
+  addReportCommand(program);
+  addConfigCommand(program);
+  addBenchCommand(program);
+  return program;
+}
+
+/** `ringtrace demo`: a multi-thread load with a burst, then the summary and the three output files. */
+function addDemoCommand(program: Command): void {
   program
     .command('demo')
     .description(
@@ -195,7 +206,10 @@ function buildProgram(): Command {
         process.exitCode = await runDemo(opts);
       },
     );
+}
 
+/** `ringtrace inspect`: the per-thread summary, as text or JSON. */
+function addInspectCommand(program: Command): void {
   program
     .command('inspect')
     .description('per-thread summary of a trace: events, losses by reason, backpressure state changes, damage')
@@ -208,7 +222,10 @@ function buildProgram(): Command {
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
     });
+}
 
+/** `ringtrace export`: Chrome trace JSON or JSON lines, streamed to a file or stdout. */
+function addExportCommand(program: Command): void {
   program
     .command('export')
     .description('convert a trace to Chrome trace event JSON (Perfetto UI, chrome://tracing) or JSON lines')
@@ -230,7 +247,10 @@ function buildProgram(): Command {
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
     });
+}
 
+/** `ringtrace report`: the self-contained HTML report. */
+function addReportCommand(program: Command): void {
   program
     .command('report')
     .description('write a self-contained HTML report: events/s, drops by reason, backpressure timeline, conservation table')
@@ -260,7 +280,10 @@ function buildProgram(): Command {
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
     });
+}
 
+/** `ringtrace config`: the effective configuration and where each value came from. */
+function addConfigCommand(program: Command): void {
   program
     .command('config')
     .description('show the effective tracer configuration and where each value comes from (file, RINGTRACE_* env, default)')
@@ -269,7 +292,10 @@ function buildProgram(): Command {
       const resolved = resolveConfig();
       console.log(opts.json ? JSON.stringify(resolved, null, 2) : formatConfig(resolved));
     });
+}
 
+/** `ringtrace bench`: runs the built benchmarks. */
+function addBenchCommand(program: Command): void {
   // The benchmarks are another build output (bench/ compiles to dist/bench); this command only
   // runs them when they were built, as `npm run bench` does (node dist/bench/run.js).
   const benchUrl = new URL('../../bench/run.js', import.meta.url);
@@ -292,8 +318,6 @@ function buildProgram(): Command {
       process.argv = [process.argv[0], fileURLToPath(benchUrl), ...args];
       await import(benchUrl.href);
     });
-
-  return program;
 }
 
 async function main(): Promise<void> {
