@@ -190,6 +190,16 @@ const RESYNC_FIRST_BYTES = 64 * 1024;
 /** How many records afterDamagedRecord follows to tell a damaged length from a damaged body. */
 const RESYNC_CHAIN_STEPS = 4096;
 
+/** What the index pass learns about the file as a whole. */
+interface FileFacts {
+  damaged: TraceDamage[];
+  sawHeader: boolean;
+  complete: boolean;
+  sessionStartEpochMs: number;
+  config: Record<string, unknown>;
+  droppedAfterClose: number;
+}
+
 interface ResyncState {
   /** CRC bytes the resyncs of this file may still check. */
   crcBudget: number;
@@ -280,16 +290,12 @@ export class TraceReader {
     }
   }
 
-  private index(fd: number, size: number) {
+  private index(fd: number, size: number): FileFacts {
     const frameBuf = Buffer.alloc(FRAME_BYTES);
     let body = Buffer.alloc(64 * 1024);
     let offset = PREAMBLE_BYTES;
-    const damaged: TraceDamage[] = [];
-    let sawHeader = false;
-    let complete = false;
-    let sessionStartEpochMs = NaN;
-    let config: Record<string, unknown> = {};
-    let droppedAfterClose = 0;
+    const facts: FileFacts = { damaged: [], sawHeader: false, complete: false, sessionStartEpochMs: NaN, config: {}, droppedAfterClose: 0 };
+    const damaged = facts.damaged;
     const resync: ResyncState = { crcBudget: Math.max(RESYNC_MIN_CRC_BYTES, 2 * size), window: undefined };
     const note = (at: number, reason: string, next: number) => {
       const resumed = next < size ? next : undefined;
@@ -298,10 +304,8 @@ export class TraceReader {
     };
     /** A damaged frame: search for the next intact record (none: the rest is skipped). */
     const search = (at: number, reason: string) => note(at, reason, this.findRecord(fd, at + 8, size, resync));
-    /** An intact record with unusable contents: skip exactly it. */
-    const skip = (at: number, reason: string, bodyLength: number) => note(at, reason, at + FRAME_BYTES + bodyLength);
     while (offset < size) {
-      if (complete) {
+      if (facts.complete) {
         note(offset, 'data after the footer', size);
         break;
       }
@@ -333,36 +337,39 @@ export class TraceReader {
       if (offset === PREAMBLE_BYTES && type !== RecordType.HEADER) {
         damaged.push({ offset, reason: 'first record is not a header (the header is missing)', skippedBytes: 0, resumedAt: offset });
       }
-      const problem = this.take(type, b, offset);
-      if (typeof problem === 'string') {
-        skip(offset, problem, bodyLength);
-        continue;
-      }
-      if (this.readNote !== undefined) {
-        damaged.push({ offset, reason: this.readNote, skippedBytes: 0, resumedAt: offset });
-        this.readNote = undefined;
-      }
-      if (type === RecordType.HEADER) {
-        try {
-          config = JSON.parse(
-            decoder.decode(
-              b.subarray(HeaderField.CONFIG_JSON_AT, HeaderField.CONFIG_JSON_AT + b.readUInt32LE(HeaderField.CONFIG_JSON_BYTES)),
-            ),
-          ) as Record<string, unknown>;
-        } catch {
-          skip(offset, 'header configuration is not valid JSON', bodyLength);
-          continue;
-        }
-        sawHeader = true;
-        sessionStartEpochMs = b.readDoubleLE(HeaderField.SESSION_START_EPOCH_MS);
-      } else if (type === RecordType.FOOTER) {
-        complete = true;
-        droppedAfterClose = b.readDoubleLE(FooterField.DROPPED_AFTER_CLOSE);
-      }
-      offset += FRAME_BYTES + bodyLength;
+      const problem = this.takeIntact(type, b, offset, facts);
+      if (problem !== undefined) note(offset, problem, offset + FRAME_BYTES + bodyLength);
+      else offset += FRAME_BYTES + bodyLength;
     }
-    if (!sawHeader && damaged.length === 0) note(offset, 'file has no header record', size);
-    return { damaged, complete, sessionStartEpochMs, config, droppedAfterClose };
+    if (!facts.sawHeader && damaged.length === 0) note(offset, 'file has no header record', size);
+    return facts;
+  }
+
+  /**
+   * Takes an intact record into the index, and the header's and footer's facts about the file;
+   * returns why its contents are unusable, if they are (the caller skips exactly it).
+   */
+  private takeIntact(type: number, b: Buffer, offset: number, facts: FileFacts): string | undefined {
+    const problem = this.take(type, b, offset);
+    if (problem !== undefined) return problem;
+    if (this.readNote !== undefined) {
+      facts.damaged.push({ offset, reason: this.readNote, skippedBytes: 0, resumedAt: offset });
+      this.readNote = undefined;
+    }
+    if (type === RecordType.HEADER) {
+      const json = b.subarray(HeaderField.CONFIG_JSON_AT, HeaderField.CONFIG_JSON_AT + b.readUInt32LE(HeaderField.CONFIG_JSON_BYTES));
+      try {
+        facts.config = JSON.parse(decoder.decode(json)) as Record<string, unknown>;
+      } catch {
+        return 'header configuration is not valid JSON';
+      }
+      facts.sawHeader = true;
+      facts.sessionStartEpochMs = b.readDoubleLE(HeaderField.SESSION_START_EPOCH_MS);
+    } else if (type === RecordType.FOOTER) {
+      facts.complete = true;
+      facts.droppedAfterClose = b.readDoubleLE(FooterField.DROPPED_AFTER_CLOSE);
+    }
+    return undefined;
   }
 
   /**
@@ -476,108 +483,130 @@ export class TraceReader {
           HeaderField.CONFIG_JSON_AT + b.readUInt32LE(HeaderField.CONFIG_JSON_BYTES) > b.length
           ? 'header record too short'
           : undefined;
-      case RecordType.NAME: {
-        const F = NameField;
-        if (b.length < F.UTF8_AT || F.UTF8_AT + b.readUInt32LE(F.BYTE_LENGTH) > b.length) return 'name record too short';
-        this.names.set(b.readUInt32LE(F.ID), decoder.decode(b.subarray(F.UTF8_AT, F.UTF8_AT + b.readUInt32LE(F.BYTE_LENGTH))));
-        return undefined;
-      }
-      case RecordType.THREAD_START: {
-        const F = ThreadStartField;
-        if (b.length < F.NAME_AT || F.NAME_AT + b.readUInt32LE(F.NAME_BYTES) > b.length) return 'thread record too short';
-        const registration = b.readUInt32LE(F.THREAD);
-        if (this.byRegistration.has(registration)) return `thread ${registration} started twice`;
-        this.addThread(
-          registration,
-          b.readUInt32LE(F.SLOT),
-          b.readInt32LE(F.NODE_THREAD_ID),
-          decoder.decode(b.subarray(F.NAME_AT, F.NAME_AT + b.readUInt32LE(F.NAME_BYTES))),
-          b.readUInt32LE(F.POLICY),
-          b.readDoubleLE(F.TS),
-        );
-        return undefined;
-      }
-      case RecordType.CHUNK: {
-        const F = ChunkField;
-        // Version 1 chunks have no identity: the loss block follows the running totals.
-        const v1 = this.version === 1;
-        const lossAt = v1 ? V1_CHUNK_LOSS_AT : F.LOSS_AT;
-        if (b.length < lossAt + LOSS_BLOCK_BYTES) return 'chunk record too short';
-        const nameBytes = v1 ? 0 : b.readUInt32LE(F.NAME_BYTES);
-        if (nameBytes > b.length - CHUNK_FIXED_BYTES) return 'chunk thread name longer than the record';
-        const payloadAt = v1 ? V1_CHUNK_LOSS_AT + LOSS_BLOCK_BYTES : chunkPayloadAt(nameBytes);
-        const payloadBytes = b.readUInt32LE(F.PAYLOAD_BYTES);
-        if (payloadAt + payloadBytes !== b.length) return 'chunk payload length does not match the record';
-        const events = b.readUInt32LE(F.EVENTS);
-        const bad = checkPayload(b, payloadAt, b.length, events);
-        if (bad !== undefined) return bad;
-        const registration = b.readUInt32LE(F.THREAD);
-        let t = this.byRegistration.get(registration);
-        if (!t) {
-          if (v1) return `chunk of unknown thread ${registration}`;
-          // Its THREAD_START is damaged or missing: the chunk says who the thread is.
-          const name = decoder.decode(b.subarray(CHUNK_FIXED_BYTES, CHUNK_FIXED_BYTES + nameBytes));
-          const firstTs = b.readDoubleLE(F.FIRST_TS);
-          t = this.addThread(
-            registration,
-            b.readUInt32LE(F.SLOT),
-            b.readInt32LE(F.NODE_THREAD_ID),
-            name,
-            b.readUInt32LE(F.POLICY),
-            Number.isFinite(firstTs) ? firstTs : 0,
-          );
-          this.readNote = `thread ${registration} ('${name}') has no start record: known from its chunks`;
-        }
-        const seq = b.readUInt32LE(F.SEQ);
-        if (seq < this.nextSeq[t.index])
-          return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
-        if (bad !== undefined) return bad;
-        if (seq !== this.nextSeq[t.index]) {
-          const toTs = events > 0 ? b.readDoubleLE(F.FIRST_TS) : NaN;
-          this.gapList.push({ thread: t.index, fromSeq: this.nextSeq[t.index], toSeq: seq - 1, offset, fromTs: t.lastTs, toTs });
-        }
-        if (events > 0) {
-          if (Number.isNaN(t.firstTs)) t.firstTs = b.readDoubleLE(F.FIRST_TS);
-          t.lastTs = b.readDoubleLE(F.LAST_TS);
-        }
-        this.eventsByThread[t.index] += events;
-        this.payloadByThread[t.index] += payloadBytes;
-        this.chunksByThread[t.index]++;
-        this.chunks.push({ offset, thread: t.index, seq, events, payloadAt, payloadBytes });
-        this.nextSeq[t.index] = seq + 1;
-        this.runningDrops[t.index] += this.takeLoss(b, lossAt, t.index, offset, seq);
-        const attempted = b.readDoubleLE(F.ATTEMPTED);
-        if (!Number.isNaN(attempted)) {
-          this.lastChunk[t.index] = { attempted, balanced: attempted === this.eventsByThread[t.index] + this.runningDrops[t.index] };
-        }
-        return undefined;
-      }
-      case RecordType.STATE: {
-        const F = StateField;
-        if (b.length < STATE_BYTES) return 'state record too short';
-        const t = this.byRegistration.get(b.readUInt32LE(F.THREAD));
-        const from = b.readUInt32LE(F.FROM);
-        const to = b.readUInt32LE(F.TO);
-        if (!t) return `state change of unknown thread ${b.readUInt32LE(F.THREAD)}`;
-        if (from > BpState.RECOVERY || to > BpState.RECOVERY) return `invalid backpressure state ${from}->${to}`;
-        this.stateList.push({ thread: t.index, ts: b.readDoubleLE(F.TS), from: STATE_NAMES[from], to: STATE_NAMES[to] });
-        return undefined;
-      }
-      case RecordType.THREAD_END: {
-        const F = ThreadEndField;
-        if (b.length < THREAD_END_BYTES) return 'thread end record too short';
-        const t = this.byRegistration.get(b.readUInt32LE(F.THREAD));
-        if (!t) return `end of unknown thread ${b.readUInt32LE(F.THREAD)}`;
-        t.endReason = END_REASON_NAMES[b.readUInt32LE(F.END_REASON)] ?? `unknown(${b.readUInt32LE(F.END_REASON)})`;
-        t.attempted = b.readDoubleLE(F.ATTEMPTED);
-        this.takeLoss(b, F.LOSS_AT, t.index, offset, -1);
-        return undefined;
-      }
+      case RecordType.NAME:
+        return this.takeName(b);
+      case RecordType.THREAD_START:
+        return this.takeThreadStart(b);
+      case RecordType.CHUNK:
+        return this.takeChunk(b, offset);
+      case RecordType.STATE:
+        return this.takeState(b);
+      case RecordType.THREAD_END:
+        return this.takeThreadEnd(b, offset);
       case RecordType.FOOTER:
         return b.length < FOOTER_BYTES ? 'footer record too short' : undefined;
       default:
         return undefined; // a record type from a later minor revision: skipped, framing is generic
     }
+  }
+
+  private takeName(b: Buffer): string | undefined {
+    const F = NameField;
+    if (b.length < F.UTF8_AT || F.UTF8_AT + b.readUInt32LE(F.BYTE_LENGTH) > b.length) return 'name record too short';
+    this.names.set(b.readUInt32LE(F.ID), decoder.decode(b.subarray(F.UTF8_AT, F.UTF8_AT + b.readUInt32LE(F.BYTE_LENGTH))));
+    return undefined;
+  }
+
+  private takeThreadStart(b: Buffer): string | undefined {
+    const F = ThreadStartField;
+    if (b.length < F.NAME_AT || F.NAME_AT + b.readUInt32LE(F.NAME_BYTES) > b.length) return 'thread record too short';
+    const registration = b.readUInt32LE(F.THREAD);
+    if (this.byRegistration.has(registration)) return `thread ${registration} started twice`;
+    this.addThread(
+      registration,
+      b.readUInt32LE(F.SLOT),
+      b.readInt32LE(F.NODE_THREAD_ID),
+      decoder.decode(b.subarray(F.NAME_AT, F.NAME_AT + b.readUInt32LE(F.NAME_BYTES))),
+      b.readUInt32LE(F.POLICY),
+      b.readDoubleLE(F.TS),
+    );
+    return undefined;
+  }
+
+  private takeChunk(b: Buffer, offset: number): string | undefined {
+    const F = ChunkField;
+    // Version 1 chunks have no identity: the loss block follows the running totals.
+    const v1 = this.version === 1;
+    const lossAt = v1 ? V1_CHUNK_LOSS_AT : F.LOSS_AT;
+    if (b.length < lossAt + LOSS_BLOCK_BYTES) return 'chunk record too short';
+    const nameBytes = v1 ? 0 : b.readUInt32LE(F.NAME_BYTES);
+    if (nameBytes > b.length - CHUNK_FIXED_BYTES) return 'chunk thread name longer than the record';
+    const payloadAt = v1 ? V1_CHUNK_LOSS_AT + LOSS_BLOCK_BYTES : chunkPayloadAt(nameBytes);
+    const payloadBytes = b.readUInt32LE(F.PAYLOAD_BYTES);
+    if (payloadAt + payloadBytes !== b.length) return 'chunk payload length does not match the record';
+    const events = b.readUInt32LE(F.EVENTS);
+    const bad = checkPayload(b, payloadAt, b.length, events);
+    if (bad !== undefined) return bad;
+    const t = this.chunkThread(b, nameBytes);
+    if (typeof t === 'string') return t;
+    const seq = b.readUInt32LE(F.SEQ);
+    if (seq < this.nextSeq[t.index])
+      return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
+    if (seq !== this.nextSeq[t.index]) {
+      const toTs = events > 0 ? b.readDoubleLE(F.FIRST_TS) : NaN;
+      this.gapList.push({ thread: t.index, fromSeq: this.nextSeq[t.index], toSeq: seq - 1, offset, fromTs: t.lastTs, toTs });
+    }
+    if (events > 0) {
+      if (Number.isNaN(t.firstTs)) t.firstTs = b.readDoubleLE(F.FIRST_TS);
+      t.lastTs = b.readDoubleLE(F.LAST_TS);
+    }
+    this.eventsByThread[t.index] += events;
+    this.payloadByThread[t.index] += payloadBytes;
+    this.chunksByThread[t.index]++;
+    this.chunks.push({ offset, thread: t.index, seq, events, payloadAt, payloadBytes });
+    this.nextSeq[t.index] = seq + 1;
+    this.runningDrops[t.index] += this.takeLoss(b, lossAt, t.index, offset, seq);
+    const attempted = b.readDoubleLE(F.ATTEMPTED);
+    if (!Number.isNaN(attempted)) {
+      this.lastChunk[t.index] = { attempted, balanced: attempted === this.eventsByThread[t.index] + this.runningDrops[t.index] };
+    }
+    return undefined;
+  }
+
+  /** A chunk's thread; one whose THREAD_START is damaged or missing is known from what the chunk
+   * repeats of it (format 2). A message if there is no such thread. */
+  private chunkThread(b: Buffer, nameBytes: number): TraceThread | string {
+    const F = ChunkField;
+    const registration = b.readUInt32LE(F.THREAD);
+    const known = this.byRegistration.get(registration);
+    if (known) return known;
+    if (this.version === 1) return `chunk of unknown thread ${registration}`;
+    const name = decoder.decode(b.subarray(CHUNK_FIXED_BYTES, CHUNK_FIXED_BYTES + nameBytes));
+    const firstTs = b.readDoubleLE(F.FIRST_TS);
+    const t = this.addThread(
+      registration,
+      b.readUInt32LE(F.SLOT),
+      b.readInt32LE(F.NODE_THREAD_ID),
+      name,
+      b.readUInt32LE(F.POLICY),
+      Number.isFinite(firstTs) ? firstTs : 0,
+    );
+    this.readNote = `thread ${registration} ('${name}') has no start record: known from its chunks`;
+    return t;
+  }
+
+  private takeState(b: Buffer): string | undefined {
+    const F = StateField;
+    if (b.length < STATE_BYTES) return 'state record too short';
+    const t = this.byRegistration.get(b.readUInt32LE(F.THREAD));
+    const from = b.readUInt32LE(F.FROM);
+    const to = b.readUInt32LE(F.TO);
+    if (!t) return `state change of unknown thread ${b.readUInt32LE(F.THREAD)}`;
+    if (from > BpState.RECOVERY || to > BpState.RECOVERY) return `invalid backpressure state ${from}->${to}`;
+    this.stateList.push({ thread: t.index, ts: b.readDoubleLE(F.TS), from: STATE_NAMES[from], to: STATE_NAMES[to] });
+    return undefined;
+  }
+
+  private takeThreadEnd(b: Buffer, offset: number): string | undefined {
+    const F = ThreadEndField;
+    if (b.length < THREAD_END_BYTES) return 'thread end record too short';
+    const t = this.byRegistration.get(b.readUInt32LE(F.THREAD));
+    if (!t) return `end of unknown thread ${b.readUInt32LE(F.THREAD)}`;
+    const reason = b.readUInt32LE(F.END_REASON);
+    t.endReason = END_REASON_NAMES[reason] ?? `unknown(${reason})`;
+    t.attempted = b.readDoubleLE(F.ATTEMPTED);
+    this.takeLoss(b, F.LOSS_AT, t.index, offset, -1);
+    return undefined;
   }
 
   /** Records the losses a chunk or end record reports; returns how many events they are. */
