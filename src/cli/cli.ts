@@ -13,9 +13,9 @@ import type { Writable } from 'node:stream';
 import { ConfigError, formatConfig, resolveConfig } from '../config.js';
 import { DemoSetupError, runDemo } from './demo.js';
 import { EXPORT_FORMATS, exportTrace, type ExportFormat } from './export.js';
-import { collectReport, formatReport, reportJson } from './inspect.js';
+import { collectInspection, formatInspection, inspectionJson } from './inspect.js';
 import { TraceFormatError, openTrace, type TraceReader } from '../file/reader.js';
-import { renderReport, reportData } from './report.js';
+import { renderReport, htmlReportData } from './report.js';
 
 const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4 } as const;
 
@@ -217,8 +217,8 @@ function addInspectCommand(program: Command): void {
     .option('--json', 'print { summary, drops, states } as JSON')
     .action((trace: string, opts: { json?: boolean }) => {
       const reader = loadTrace(trace);
-      const report = collectReport(reader);
-      console.log(opts.json ? reportJson(report) : formatReport(report, { maxDamage: 20 }));
+      const report = collectInspection(reader);
+      console.log(opts.json ? inspectionJson(report) : formatInspection(report, { maxDamage: 20 }));
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
     });
@@ -266,7 +266,7 @@ function addReportCommand(program: Command): void {
       const fd = openForWriting(file);
       let written = false;
       try {
-        const html = Buffer.from(renderReport(reportData(reader)));
+        const html = Buffer.from(renderReport(htmlReportData(reader)));
         for (let at = 0; at < html.length;) at += writeSync(fd, html, at);
         written = true;
       } catch (e) {

@@ -21,11 +21,11 @@ import { Worker } from 'node:worker_threads';
 import { createLogUpdate } from 'log-update';
 import { DemoLoad, PHASE_NAMES, Phase, driveLoad, type DemoWorkerData, type PhaseValue } from './demo-worker.js';
 import { exportTrace } from './export.js';
-import { collectReport, formatReport } from './inspect.js';
+import { collectInspection, formatInspection } from './inspect.js';
 import type { LogEntry } from '../logger.js';
 import type { MetricsSnapshot } from '../metrics/metrics.js';
 import { openTrace } from '../file/reader.js';
-import { renderReport, reportData } from './report.js';
+import { renderReport, htmlReportData } from './report.js';
 import { Tracer } from '../tracer.js';
 
 /** Where the demo prints: a terminal gets the live view when it reports a size. */
@@ -194,15 +194,15 @@ async function runPhases(tracer: Tracer, workerCount: number, progress: Progress
  */
 async function writeOutputs(path: string, dir: string, say: (line?: string) => void): Promise<boolean> {
   const reader = openTrace(path);
-  const report = collectReport(reader);
-  say(formatReport(report, { maxDrops: 12 }));
+  const report = collectInspection(reader);
+  say(formatInspection(report, { maxDrops: 12 }));
   const jsonPath = join(dir, 'trace.json');
   const json = createWriteStream(jsonPath);
   await exportTrace(reader, 'chrome', json);
   json.end();
   await new Promise<void>((res, rej) => json.once('finish', res).once('error', rej));
   const htmlPath = join(dir, 'report.html');
-  writeFileSync(htmlPath, renderReport(reportData(reader)));
+  writeFileSync(htmlPath, renderReport(htmlReportData(reader)));
 
   const s = report.summary;
   say('');

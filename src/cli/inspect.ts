@@ -4,18 +4,19 @@
  */
 import type { ThreadSummary, TraceDrop, TraceReader, TraceStateChange, TraceSummary } from '../file/reader.js';
 
-export interface InspectReport {
+/** What `ringtrace inspect` prints: the reader's summary, its loss records and state changes. */
+export interface Inspection {
   summary: TraceSummary;
   drops: TraceDrop[];
   states: TraceStateChange[];
 }
 
-export function collectReport(reader: TraceReader): InspectReport {
+export function collectInspection(reader: TraceReader): Inspection {
   return { summary: reader.summary(), drops: reader.drops(), states: reader.states() };
 }
 
 /** The `--json` form. NaN timestamps (a loss with no time, a thread with no events) become null. */
-export function reportJson(report: InspectReport): string {
+export function inspectionJson(report: Inspection): string {
   return JSON.stringify(report, null, 2);
 }
 
@@ -57,7 +58,7 @@ export interface FormatOptions {
   maxDamage?: number;
 }
 
-export function formatReport(report: InspectReport, options: FormatOptions = {}): string {
+export function formatInspection(report: Inspection, options: FormatOptions = {}): string {
   return [
     ...fileLines(report.summary, options),
     '',
@@ -112,7 +113,7 @@ const THREAD_COLUMNS: Array<[header: string, numeric: boolean]> = [
 ];
 
 /** A row per thread and a total row. */
-function threadTable(report: InspectReport): string {
+function threadTable(report: Inspection): string {
   const s = report.summary;
   const rows = s.threads.map((t) => [
     String(t.thread),
@@ -171,7 +172,7 @@ function balanceLine(s: TraceSummary): string {
 }
 
 /** The loss records, one a line (at most options.maxDrops of them). */
-function lossLines(report: InspectReport, options: FormatOptions): string[] {
+function lossLines(report: Inspection, options: FormatOptions): string[] {
   const { summary: s, drops } = report;
   if (drops.length === 0) return ['losses: none'];
   const names = new Map(s.threads.map((t) => [t.thread, t.name]));

@@ -30,7 +30,7 @@ const fmt = (n: number): string => (Number.isFinite(n) ? n.toLocaleString('en-US
 const duration = (ns: number): string => (ns >= 1e6 ? `${fmt(ns / 1e6)} ms` : ns >= 1e3 ? `${fmt(ns / 1e3)} µs` : `${fmt(ns)} ns`);
 
 /** What the written-rate chart leaves out: the attempted rate, when events were dropped. */
-function attemptedNote(d: ReportData): string {
+function attemptedNote(d: HtmlReportData): string {
   const dropped = d.summary.totals.dropped;
   let peak = 0;
   let at = 0;
@@ -44,7 +44,8 @@ function attemptedNote(d: ReportData): string {
   return `${base} Attempted (written + dropped, all threads) peaked at about ${fmt(Math.round(peak))} events/s around ${fmt(Math.round(when))} ms (a loss counts evenly over the time it covers), against a written peak of ${fmt(Math.round(written))} events/s for one thread; the dropped part is in the next chart.</p>`;
 }
 
-export interface ReportData {
+/** What the HTML report draws: the trace in fixed time buckets, with its summary. */
+export interface HtmlReportData {
   title: string;
   t0: number;
   t1: number;
@@ -61,7 +62,7 @@ export interface ReportData {
 }
 
 /** Aggregates a trace into fixed time buckets (one streaming pass over the events). */
-export function reportData(r: TraceReader): ReportData {
+export function htmlReportData(r: TraceReader): HtmlReportData {
   const s = r.summary();
   let t0 = Infinity;
   let t1 = -Infinity;
@@ -125,7 +126,7 @@ export function reportData(r: TraceReader): ReportData {
   };
 }
 
-function axes(d: ReportData, maxY: number | undefined, yLabel: string, height = PLOT_H): string {
+function axes(d: HtmlReportData, maxY: number | undefined, yLabel: string, height = PLOT_H): string {
   const x0 = MARGIN.left;
   const x1 = W - MARGIN.right;
   const y0 = MARGIN.top + height;
@@ -161,7 +162,7 @@ function svg(id: string, height: number, body: string, label: string): string {
   return `<svg id="${id}" role="img" aria-label="${esc(label)}" viewBox="0 0 ${W} ${height}" width="${W}" height="${height}" font-family="sans-serif" font-size="11">${body}</svg>`;
 }
 
-function ratesChart(d: ReportData): string {
+function ratesChart(d: HtmlReportData): string {
   const maxY = Math.max(1, ...d.threads.flatMap((t) => t.rates));
   const x0 = MARGIN.left;
   const dx = (W - MARGIN.right - MARGIN.left) / BUCKETS;
@@ -184,7 +185,7 @@ function ratesChart(d: ReportData): string {
   );
 }
 
-function dropsChart(d: ReportData): string {
+function dropsChart(d: HtmlReportData): string {
   const totals = new Array<number>(BUCKETS).fill(0);
   for (const r of REASONS) d.drops[r].forEach((v, k) => (totals[k] += v));
   const maxY = Math.max(1, ...totals);
@@ -210,7 +211,7 @@ function dropsChart(d: ReportData): string {
   );
 }
 
-function statesChart(d: ReportData): string {
+function statesChart(d: HtmlReportData): string {
   const row = 18;
   // At least as tall as the legend beside it (4 states x 16 px).
   const height = Math.max(STATE_NAMES.length * 16, d.states.length * row);
@@ -236,7 +237,7 @@ function statesChart(d: ReportData): string {
   );
 }
 
-function totalsTable(d: ReportData): string {
+function totalsTable(d: HtmlReportData): string {
   const s = d.summary;
   const rows = s.threads
     .map((t) => {
@@ -260,7 +261,7 @@ function totalsTable(d: ReportData): string {
 /** Damaged regions listed one by one in the report; the rest are counted. */
 const MAX_DAMAGE_SHOWN = 20;
 
-export function renderReport(d: ReportData): string {
+export function renderReport(d: HtmlReportData): string {
   const s = d.summary;
   const status = s.damage
     ? s.damaged
@@ -305,8 +306,8 @@ ${totalsTable(d)}
 }
 
 /** Writes the HTML report of the trace at `tracePath` to `outPath`. */
-export function writeReport(tracePath: string, outPath: string): ReportData {
-  const data = reportData(openTrace(tracePath));
+export function writeReport(tracePath: string, outPath: string): HtmlReportData {
+  const data = htmlReportData(openTrace(tracePath));
   writeFileSync(outPath, renderReport(data));
   return data;
 }
