@@ -44,6 +44,8 @@ function cli(args: string[], env: Record<string, string> = {}, nodeArgs: string[
 
 const show = (r: Run) => `exit ${r.status}\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`;
 
+const isCharDevice = (path: string): boolean => existsSync(path) && statSync(path).isCharacterDevice();
+
 /** A user-facing error: no stack trace lines. */
 const noStack = (r: Run) => assert.doesNotMatch(r.stderr, /^\s+at .+:\d+:\d+\)?$/m, `no stack trace: ${show(r)}`);
 
@@ -428,6 +430,40 @@ describe('ringtrace CLI', () => {
       const r = cli(['report', trace, '-o', dir]);
       assert.equal(r.status, 1, show(r));
       assert.equal(r.stderr.trim(), `ringtrace: cannot write ${dir}: it is a directory (EISDIR)`);
+    });
+
+    it(
+      'export on a full disk: exit 1 with cannot write <path>: <reason>, no stack trace',
+      { skip: !isCharDevice('/dev/full') && 'no /dev/full' },
+      () => {
+        for (const format of ['chrome', 'jsonl']) {
+          const r = cli(['export', trace, '--format', format, '-o', '/dev/full']);
+          assert.equal(r.status, 1, show(r));
+          assert.equal(r.stderr.trim(), 'ringtrace: cannot write /dev/full: no space left on the device (ENOSPC)');
+          noStack(r);
+        }
+      },
+    );
+
+    it('export that fails part-way removes its partial output', () => {
+      for (const format of ['chrome', 'jsonl']) {
+        const out = join(dir, `partial.${format}`);
+        writeFileSync(out, 'an older export');
+        // A file-size limit of one 512-byte block: the first batch of the export fails (EFBIG).
+        const r = spawnSync(
+          '/bin/sh',
+          ['-c', 'ulimit -f 1 && exec "$0" "$@"', process.execPath, CLI, 'export', trace, '--format', format, '-o', out],
+          {
+            env: cleanEnv(),
+            encoding: 'utf8',
+            timeout: 120_000,
+          },
+        );
+        const run = { status: r.status, stdout: r.stdout, stderr: r.stderr };
+        assert.equal(run.status, 1, show(run));
+        assert.equal(run.stderr.trim(), `ringtrace: cannot write ${out}: the file is larger than the system allows (EFBIG)`);
+        assert.equal(existsSync(out), false, 'the partial export is removed');
+      }
     });
 
     it('report refuses to overwrite the trace it reads (exit 2)', () => {

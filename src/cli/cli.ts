@@ -6,13 +6,13 @@
  *   3 missing file, 4 corrupt or unreadable trace.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { closeSync, createWriteStream, existsSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, fstatSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Writable } from 'node:stream';
 import { ConfigError, formatConfig, resolveConfig } from '../config.js';
 import { DemoSetupError, runDemo } from './demo.js';
-import { EXPORT_FORMATS, exportTrace, type ExportFormat } from './export.js';
+import { EXPORT_FORMATS, exportTrace, type ExportCounts, type ExportFormat } from './export.js';
 import { collectInspection, formatInspection, inspectionJson } from './inspect.js';
 import { TraceFormatError, openTrace, type TraceReader } from '../file/reader.js';
 import { renderReport, htmlReportData } from './report.js';
@@ -95,23 +95,24 @@ function defaultExportPath(trace: string, format: ExportFormat): string {
   return trace.replace(/\.rtrace$/, '') + ext;
 }
 
-/** Why a file cannot be written, in words (the code in parentheses for a search). */
+/** Why a file cannot be written, in words (the code goes in parentheses, for a search). */
+const WRITE_FAILURE_REASONS: Partial<Record<string, string>> = {
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'it is a directory',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'the disk quota is exhausted',
+  EFBIG: 'the file is larger than the system allows',
+};
+
 function writeFailure(file: string, e: unknown): CliError {
   const err = e as NodeJS.ErrnoException;
   const reason =
     err.code === 'ENOENT'
       ? `the directory ${dirname(file)} does not exist`
-      : err.code === 'ENOTDIR'
-        ? `a part of the path is not a directory`
-        : err.code === 'EISDIR'
-          ? 'it is a directory'
-          : err.code === 'EACCES' || err.code === 'EPERM'
-            ? 'permission denied'
-            : err.code === 'EROFS'
-              ? 'read-only file system'
-              : err.code === 'ENOSPC'
-                ? 'no space left on the device'
-                : (err.message ?? String(e));
+      : ((err.code !== undefined ? WRITE_FAILURE_REASONS[err.code] : undefined) ?? err.message ?? String(e));
   // Exit 1 like any runtime failure: the output path is not an option value commander checked.
   return new CliError(`ringtrace: cannot write ${file}: ${reason}${err.code ? ` (${err.code})` : ''}`, EXIT.FAILURE);
 }
@@ -131,13 +132,26 @@ function refuseOverwrite(file: string, trace: string): void {
   }
 }
 
+interface Output {
+  out: Writable;
+  /** Ends the output; resolves once everything is written. */
+  done(): Promise<void>;
+  /** After `e` stopped the export: closes the output, removes a partial file, and returns the
+   * error to report (a write failure as `cannot write <path>: <reason>`). */
+  fail(e: unknown): unknown;
+}
+
 /** Opens the output synchronously so a bad path is a clear error before anything is read. */
-function openOutput(file: string): { out: Writable; done: () => Promise<void> } {
+function openOutput(file: string): Output {
   if (file === '-') {
-    return { out: process.stdout, done: () => new Promise<void>((res) => process.stdout.write('', () => res())) };
+    return { out: process.stdout, done: () => new Promise<void>((res) => process.stdout.write('', () => res())), fail: (e) => e };
   }
   const fd = openForWriting(file);
+  // Never remove what is not a regular file (a device such as /dev/full, a named pipe).
+  const regular = fstatSync(fd).isFile();
   const out = createWriteStream(file, { fd });
+  let writeError: Error | undefined;
+  out.on('error', (e) => (writeError ??= e));
   const finished = new Promise<void>((res, rej) => out.once('finish', res).once('error', rej));
   finished.catch(() => {}); // observed in done()
   return {
@@ -145,6 +159,13 @@ function openOutput(file: string): { out: Writable; done: () => Promise<void> } 
     done: () => {
       out.end();
       return finished;
+    },
+    fail: (e) => {
+      out.destroy();
+      // The open truncated whatever the file held, and a partial export reads as a whole one to
+      // tools that take JSON lines (no end marker) or repair cut JSON: leave no file instead.
+      if (regular) rmSync(file, { force: true });
+      return writeError !== undefined ? writeFailure(file, writeError) : e;
     },
   };
 }
@@ -236,9 +257,14 @@ function addExportCommand(program: Command): void {
       const reader = loadTrace(trace);
       const file = opts.output ?? defaultExportPath(trace, opts.format);
       if (file !== '-') refuseOverwrite(file, trace);
-      const { out, done } = openOutput(file);
-      const counts = await exportTrace(reader, opts.format, out);
-      await done();
+      const output = openOutput(file);
+      let counts: ExportCounts;
+      try {
+        counts = await exportTrace(reader, opts.format, output.out);
+        await output.done();
+      } catch (e) {
+        throw output.fail(e);
+      }
       // Keep stdout clean for the data when it is the output.
       const tell = file === '-' ? console.error : console.log;
       tell(
