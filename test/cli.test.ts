@@ -15,6 +15,7 @@ import { STATE_NAMES } from '../src/shm/backpressure.js';
 import { phaseLine, progressBar } from '../src/cli/demo.js';
 import { Phase } from '../src/cli/demo-worker.js';
 import { openTrace } from '../src/index.js';
+import { FOOTER_BYTES, FRAME_BYTES } from '../src/file/format.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/cli.js', import.meta.url));
 
@@ -205,6 +206,25 @@ describe('ringtrace CLI', () => {
       assert.match(r.stderr, /damaged at byte offset \d+/);
       assert.match(r.stdout, /damage\s+at byte offset \d+/);
       assert.ok(r.stdout.includes('main'), 'the summary of the readable part is printed');
+    });
+
+    it('a trace without its footer (cut on a record boundary) exits 5, text and --json, after printing it', () => {
+      const cut = join(dir, 'no-footer.rtrace');
+      copyFileSync(trace, cut);
+      // The footer is the last record: cutting it off leaves whole records and no damage.
+      truncateSync(cut, statSync(trace).size - (FRAME_BYTES + FOOTER_BYTES));
+      const s = openTrace(cut).summary();
+      assert.equal(s.complete, false);
+      assert.equal(s.damage, undefined);
+      for (const args of [[], ['--json']]) {
+        const r = cli(['inspect', cut, ...args]);
+        assert.equal(r.status, 5, show(r));
+        assert.ok(r.stdout.includes('main'), 'the summary is printed');
+        assert.equal(
+          r.stderr.trim(),
+          `ringtrace: ${cut} is incomplete: it has no footer (the tracer has not closed it, or its process ended first)`,
+        );
+      }
     });
 
     it('a flipped bit mid-file costs one chunk: inspect resumes after it and names the gap', () => {

@@ -3,7 +3,7 @@
  * The `ringtrace` command: wires the subcommands (demo, inspect, export, report, config, bench) and maps
  * failures to exit codes:
  *   0 ok, 1 runtime failure, 2 usage error or invalid option/configuration,
- *   3 missing file, 4 corrupt or unreadable trace.
+ *   3 missing file, 4 corrupt or unreadable trace, 5 incomplete trace (inspect: no footer).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { closeSync, createWriteStream, existsSync, fstatSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { collectInspection, formatInspection, inspectionJson } from './inspect.j
 import { TraceFormatError, openTrace, type TraceReader } from '../file/reader.js';
 import { renderReport, htmlReportData } from './report.js';
 
-const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4 } as const;
+const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4, INCOMPLETE: 5 } as const;
 
 /** A failure with its exit code and a message meant for the user (no stack trace). */
 class CliError extends Error {
@@ -242,6 +242,12 @@ function addInspectCommand(program: Command): void {
       console.log(opts.json ? inspectionJson(report) : formatInspection(report, { maxDamage: 20 }));
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
+      // Not damage: a file still being written, or one whose process ended before it closed the
+      // tracer. Its own code, so a script can tell it from a whole trace.
+      if (!reader.complete) {
+        const why = 'it has no footer (the tracer has not closed it, or its process ended first)';
+        throw new CliError(`ringtrace: ${reader.path} is incomplete: ${why}`, EXIT.INCOMPLETE);
+      }
     });
 }
 
