@@ -15,7 +15,23 @@ import { STATE_NAMES } from '../src/shm/backpressure.js';
 import { phaseLine, progressBar } from '../src/cli/demo.js';
 import { Phase } from '../src/cli/demo-worker.js';
 import { openTrace } from '../src/index.js';
-import { FOOTER_BYTES, FRAME_BYTES } from '../src/file/format.js';
+import {
+  EndReason,
+  FOOTER_BYTES,
+  FRAME_BYTES,
+  chunkIdentity,
+  chunkRecord,
+  footerRecord,
+  headerRecord,
+  nameRecord,
+  newLossBlock,
+  preamble,
+  stateRecord,
+  threadEndRecord,
+  threadStartRecord,
+} from '../src/file/format.js';
+import { BpState } from '../src/shm/backpressure.js';
+import { concat, encodeRecords, type Rec } from './helpers/unit-records.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/cli.js', import.meta.url));
 
@@ -500,6 +516,80 @@ describe('ringtrace CLI', () => {
       const r = cli(['export', trace, '--format', 'xml']);
       assert.equal(r.status, 2, show(r));
       assert.match(r.stderr, /chrome, jsonl/);
+    });
+  });
+
+  describe('times that are not finite numbers', () => {
+    // Written record by record (not by the tracer), so the file holds exactly these times: a
+    // caller's recordAt(Infinity), NaN and -Infinity, a value of Infinity, a state change at
+    // Infinity, and a chunk whose last time is Infinity.
+    const file = join(dir, 'non-finite.rtrace');
+    const events: Rec[] = [
+      { kind: 'instant', id: 1, ts: 100 },
+      { kind: 'value', id: 2, ts: 110, value: 3 },
+      { kind: 'begin', id: 3, ts: 120 },
+      { kind: 'instant', id: 1, ts: Infinity },
+      { kind: 'value', id: 2, ts: NaN, value: 4 },
+      { kind: 'instant', id: 1, ts: -Infinity },
+      { kind: 'value', id: 2, ts: 130, value: Infinity },
+      { kind: 'end', id: 3, ts: Infinity },
+    ];
+    before(() => {
+      const id = chunkIdentity(0, 0, 0, 'main');
+      const records = [
+        [preamble()],
+        headerRecord(0, {}),
+        nameRecord(1, 'tick'),
+        nameRecord(2, 'depth'),
+        nameRecord(3, 'span'),
+        threadStartRecord({ thread: 0, slot: 0, nodeThreadId: 0, name: 'main', ts: 10, policy: 0 }),
+        chunkRecord({ thread: 0, seq: 0, events: events.length, firstTs: 100, lastTs: Infinity }, id, newLossBlock(), [
+          encodeRecords(events),
+        ]),
+        stateRecord(0, BpState.NORMAL, BpState.PRESSURE, Infinity),
+        threadEndRecord(
+          { thread: 0, endReason: EndReason.CLOSED, ts: 200, attempted: events.length, eventsWritten: events.length },
+          newLossBlock(),
+        ),
+        footerRecord({ threads: 1, events: events.length, dropped: 0, droppedAfterClose: 0, ts: 200 }),
+      ];
+      writeFileSync(file, concat(records));
+    });
+
+    it("export draws them at the thread's last finite time, flagged with args.fileTs, never null", () => {
+      const out = join(dir, 'non-finite.json');
+      const r = cli(['export', file, '-o', out]);
+      assert.equal(r.status, 0, show(r));
+      const j = JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: ChromeEvent[] };
+      const finite = (x: unknown) => x === undefined || (typeof x === 'number' && Number.isFinite(x));
+      for (const e of j.traceEvents) {
+        assert.ok(finite(e.ts) && finite(e.dur), `finite ts and dur: ${JSON.stringify(e)}`);
+        if (e.ph === 'C') assert.ok(Object.values(e.args ?? {}).every(finite), `finite counter values: ${JSON.stringify(e)}`);
+      }
+      const main = j.traceEvents.filter((e) => e.tid === 1 && e.ph !== 'M' && !/^(dropped events|backpressure state)$/.test(e.name));
+      const at = (e: ChromeEvent) => [e.name, e.ph, e.ts, e.args?.fileTs];
+      assert.deepEqual(main.map(at), [
+        ['tick', 'i', 0.1, undefined],
+        ['depth', 'C', 0.11, undefined],
+        ['span', 'B', 0.12, undefined],
+        ['tick', 'i', 0.12, 'Infinity'],
+        ['depth', 'C', 0.12, undefined],
+        ['ringtrace.non-finite time', 'i', 0.12, 'NaN'],
+        ['tick', 'i', 0.12, '-Infinity'],
+        ['depth', 'i', 0.13, undefined],
+        ['span', 'E', 0.13, 'Infinity'],
+        ['state: normal->pressure', 'i', 0.13, 'Infinity'],
+      ]);
+      assert.deepEqual(main[7].args, { value: 'Infinity' });
+    });
+
+    it("report draws them at the thread's last finite time and says how many there were", () => {
+      const out = join(dir, 'non-finite.html');
+      const r = cli(['report', file, '-o', out]);
+      assert.equal(r.status, 0, show(r));
+      const html = readFileSync(out, 'utf8');
+      assert.doesNotMatch(html, /NaN|Infinity/);
+      assert.match(html, /<p class="bad" id="time-note">5 times in the file are not finite numbers/);
     });
   });
 

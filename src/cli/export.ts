@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { STATE_NAMES, type StateName } from '../shm/backpressure.js';
 import type { TraceDrop, TraceReader, TraceStateChange, TraceThread } from '../file/reader.js';
+import { FiniteTimes } from './finite-times.js';
 
 export const EXPORT_FORMATS = ['chrome', 'jsonl'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -63,6 +64,8 @@ const STATE_CNAME: Record<StateName, string> = { normal: 'good', pressure: 'yell
 /** Suffixes of the extra per-thread tracks (thread_name of their pseudo thread). */
 export const BACKPRESSURE_TRACK_SUFFIX = ' backpressure';
 export const LOSS_TRACK_SUFFIX = ' losses';
+/** The instant that flags a counter sample drawn at another time than the file's (not finite). */
+export const NON_FINITE_TIME = 'ringtrace.non-finite time';
 
 /** Where on the timeline a loss goes: its last time, else its first, else the thread's last event. */
 function dropTs(d: TraceDrop, t: TraceThread): number {
@@ -88,9 +91,12 @@ function slice(fromNs: number, toNs: number): { ts: number; dur: number } {
 }
 
 /** Each thread's backpressure states as spans: from registration to its last known time. */
-export function stateSpans(reader: TraceReader): Array<Array<{ from: number; to: number; state: StateName; entered: StateName | null }>> {
+export function stateSpans(
+  reader: TraceReader,
+  states: readonly TraceStateChange[] = reader.states(),
+): Array<Array<{ from: number; to: number; state: StateName; entered: StateName | null }>> {
   const byThread = reader.threads.map(() => [] as TraceStateChange[]);
-  for (const c of reader.states()) byThread[c.thread]?.push(c);
+  for (const c of states) byThread[c.thread]?.push(c);
   const lastDrop = reader.threads.map(() => NaN);
   for (const d of reader.drops()) lastDrop[d.thread] = maxFinite(lastDrop[d.thread], d.lastTs, d.firstTs);
   return reader.threads.map((t, i) => {
@@ -128,11 +134,12 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
     await tracks.name(tracks.tid(t.index), t.name, t.index * SORT_STRIDE);
     await tracks.name(tracks.stateTid[t.index], t.name + BACKPRESSURE_TRACK_SUFFIX, t.index * SORT_STRIDE + 1);
   }
-  const events = await writeChromeEvents(reader, tracks);
+  const times = new FiniteTimes(reader.threads);
+  const events = await writeChromeEvents(reader, tracks, times);
   const drops = reader.drops();
   await writeChromeLosses(tracks, drops);
   const states = reader.states();
-  await writeChromeBackpressure(reader, tracks, states);
+  await writeChromeBackpressure(reader, tracks, states, times);
   await writeChromeGaps(reader, tracks);
   await o.push(`\n],\n"displayTimeUnit":"ns",\n"metadata":${JSON.stringify(chromeMetadata(reader))}}\n`);
   return { events, drops: drops.length, states: states.length };
@@ -172,28 +179,42 @@ class ChromeTracks {
   }
 }
 
-/** The recorded events on their threads' tracks (values as counters); returns how many. */
-async function writeChromeEvents(reader: TraceReader, tracks: ChromeTracks): Promise<number> {
+/** `args.fileTs` for an event drawn at another time than the file's, which is not a finite number. */
+const fileTsFlag = (drawnTs: number, fileTs: number): { fileTs: string } | undefined =>
+  drawnTs === fileTs ? undefined : { fileTs: String(fileTs) };
+
+/**
+ * The recorded events on their threads' tracks (values as counters); returns how many. An event
+ * whose time is not a finite number is drawn at its thread's last finite time with `args.fileTs`;
+ * a counter cannot carry that (each of its args is a series), so an instant beside it does. A
+ * value that is not a finite number is an instant with `args.value` in words.
+ */
+async function writeChromeEvents(reader: TraceReader, tracks: ChromeTracks, times: FiniteTimes): Promise<number> {
   let events = 0;
   for (const e of reader.events()) {
     events++;
     const name = e.name ?? `#${e.id}`;
-    const base = { name, pid: PID, tid: tracks.tid(e.thread), ts: us(e.ts) };
+    const ts = times.at(e.thread, e.ts);
+    const flag = fileTsFlag(ts, e.ts);
+    const base = { name, pid: PID, tid: tracks.tid(e.thread), ts: us(ts) };
     switch (e.kind) {
       case 'instant':
-        await tracks.emit({ ...base, ph: 'i', s: 't' });
+        await tracks.emit({ ...base, ph: 'i', s: 't', ...(flag && { args: flag }) });
         break;
       case 'value':
+        if (!Number.isFinite(e.value)) {
+          await tracks.emit({ ...base, ph: 'i', s: 't', args: { value: String(e.value), ...flag } });
+          break;
+        }
         await tracks.emit({ ...base, ph: 'C', id: tracks.threads[e.thread].name, args: { [name]: e.value } });
+        if (flag) await tracks.emit({ ...base, name: NON_FINITE_TIME, ph: 'i', s: 't', args: { event: name, ...flag } });
         break;
       case 'bytes':
-        await tracks.emit({ ...base, ph: 'i', s: 't', args: { bytes: e.payload?.length ?? 0 } });
+        await tracks.emit({ ...base, ph: 'i', s: 't', args: { bytes: e.payload?.length ?? 0, ...flag } });
         break;
       case 'begin':
-        await tracks.emit({ ...base, ph: 'B' });
-        break;
       case 'end':
-        await tracks.emit({ ...base, ph: 'E' });
+        await tracks.emit({ ...base, ph: e.kind === 'begin' ? 'B' : 'E', ...(flag && { args: flag }) });
         break;
     }
   }
@@ -263,8 +284,15 @@ async function writeLossSlices(tracks: ChromeTracks, t: TraceThread, drops: Trac
  * thread's "<thread> backpressure" track; a state counter (codes in metadata.backpressureStates);
  * and an instant on the thread's track at each change.
  */
-async function writeChromeBackpressure(reader: TraceReader, tracks: ChromeTracks, states: TraceStateChange[]): Promise<void> {
-  const spans = stateSpans(reader);
+async function writeChromeBackpressure(
+  reader: TraceReader,
+  tracks: ChromeTracks,
+  states: TraceStateChange[],
+  times: FiniteTimes,
+): Promise<void> {
+  // A change at a time that is not a finite number is drawn at the thread's last finite time.
+  const drawn = states.map((c) => ({ ...c, ts: times.at(c.thread, c.ts) }));
+  const spans = stateSpans(reader, drawn);
   for (const t of tracks.threads) {
     for (const s of spans[t.index]) {
       if (Math.round(s.to) <= Math.round(s.from)) continue; // nothing to draw; the instants show it
@@ -284,7 +312,7 @@ async function writeChromeBackpressure(reader: TraceReader, tracks: ChromeTracks
   const counter = (t: TraceThread, ts: number, state: number) =>
     tracks.emit({ name: 'backpressure state', ph: 'C', pid: PID, tid: tracks.tid(t.index), id: t.name, ts: us(ts), args: { state } });
   for (const t of tracks.threads) await counter(t, t.registeredTs, 0);
-  for (const s of states) {
+  for (const [k, s] of drawn.entries()) {
     const t = tracks.threads[s.thread];
     await counter(t, s.ts, STATE_CODE[s.to]);
     await tracks.emit({
@@ -294,7 +322,7 @@ async function writeChromeBackpressure(reader: TraceReader, tracks: ChromeTracks
       pid: PID,
       tid: tracks.tid(t.index),
       ts: us(s.ts),
-      args: { from: s.from, to: s.to },
+      args: { from: s.from, to: s.to, ...fileTsFlag(s.ts, states[k].ts) },
     });
   }
 }
