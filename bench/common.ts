@@ -52,11 +52,11 @@ export interface BurstStats {
   perCall: number;
 }
 
-export interface BurstOptions {
+export interface BurstOptions<A = unknown> {
   /** Events per call of `fn`. */
   perCall: number;
   /** Runs before every sample (and warm-up call), outside the timed region; its result is passed to fn. */
-  setup?: () => unknown;
+  setup?: () => A;
   /** Override the sample counts (e.g. slow bursts). */
   minSamples?: number;
   maxSamples?: number;
@@ -77,22 +77,22 @@ export function harness(opts: RunOptions) {
  * Times `fn` (one burst of perCall events) with mitata: warm-up calls, then >= minSamples samples
  * of one call each, setup before each outside the timing. Returns per-event statistics.
  */
-export async function burst(opts: RunOptions, fn: (arg: any) => unknown, o: BurstOptions): Promise<BurstStats> {
+export async function burst<A>(opts: RunOptions, fn: (arg: A) => unknown, o: BurstOptions<A>): Promise<BurstStats> {
   const h = harness(opts);
   const setup = o.setup;
   const gen = setup
     ? function* () {
         yield {
           [0]: setup,
-          bench(arg: unknown) {
+          bench(arg: A) {
             return fn(arg);
           },
         };
       }
     : function* () {
-        yield () => fn(undefined);
+        yield () => fn(undefined as A);
       };
-  const s = await measure(gen as any, {
+  const s = await measure(gen, {
     gc: false, // no --expose-gc: mitata's fallback would allocate 1 GiB
     batch_threshold: -1, // one burst per sample, so the per-sample setup stays outside the timing
     warmup_threshold: Infinity,

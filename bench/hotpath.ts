@@ -248,7 +248,7 @@ export async function runHotpath(opts: RunOptions): Promise<{ floor: Row[]; norm
   /** pauseDrain() is a request: a drain pass that began before it may still hand rings back.
    * Wait until a pass has begun after it (the heartbeat counts passes). */
   const pauseSettled = (t: Tracer) => {
-    t.pauseDrain();
+    void t.pauseDrain();
     const beat = t.metrics().drain.heartbeat;
     spinUntil(() => t.metrics().drain.heartbeat >= beat + 2, 10_000, 'the drain to notice the pause');
   };
@@ -367,9 +367,9 @@ export async function runHotpath(opts: RunOptions): Promise<{ floor: Row[]; norm
     let ts = ts0;
     for (let s = 0; s < S; s++) {
       // The ring holds 256 records: fill it to 255 (after a swap it already holds the swapping one).
-      for (let i = s === 0 ? 0 : 1; i < 255; i++) r = wF.recordAt((ts += 1), ID);
+      for (let i = s === 0 ? 0 : 1; i < 255; i++) wF.recordAt((ts += 1), ID);
       let a = performance.now();
-      r = wF.recordAt((ts += 1), ID); // the ring's last record: no swap
+      wF.recordAt((ts += 1), ID); // the ring's last record: no swap
       let b = performance.now();
       plainEv.push((b - a) * 1e6);
       a = performance.now();

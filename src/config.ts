@@ -14,9 +14,9 @@ import { inspect } from 'node:util';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { MAX_RING_SIZE, MAX_RINGS_PER_THREAD, MIN_RING_SIZE } from './shm/layout.js';
+import type { LogThreshold } from './logger.js';
 
 export type DropPolicy = 'drop-oldest' | 'drop-newest';
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 export interface TracerConfig {
   /** Trace file path; undefined = the caller decides (a temp file). */
@@ -39,7 +39,7 @@ export interface TracerConfig {
   dropLogIntervalMs: number;
   /** ...and only after this many new drops. */
   dropLogEvery: number;
-  logLevel: LogLevel;
+  logLevel: LogThreshold;
   /** How long close() waits for writers in other threads, ms. */
   closeTimeoutMs: number;
   /** Max rings the drain takes from one thread per visit. */

@@ -3,6 +3,8 @@
  * recording thread) and delivered to the tracer's logger on the thread that opened the tracer.
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+/** The `logLevel` setting: the least severe level delivered, or nothing at all. */
+export type LogThreshold = LogLevel | 'silent';
 
 export interface LogEntry {
   time: string;
@@ -13,7 +15,7 @@ export interface LogEntry {
 
 export type Logger = (entry: LogEntry) => void;
 
-const RANK: Record<LogLevel | 'silent', number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+const RANK: Record<LogThreshold, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
 /** The default: one JSON line per message on stderr. */
 export const jsonStderrLogger: Logger = (entry) => {
@@ -21,10 +23,7 @@ export const jsonStderrLogger: Logger = (entry) => {
 };
 
 /** Wraps a logger with a level filter and fills in time and the `ringtrace` tag. */
-export function leveled(
-  logger: Logger,
-  minimum: LogLevel | 'silent',
-): (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void {
+export function leveled(logger: Logger, minimum: LogThreshold): (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void {
   const floor = RANK[minimum];
   return (level, msg, fields) => {
     if (RANK[level] < floor) return;

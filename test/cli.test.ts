@@ -15,6 +15,23 @@ import { STATE_NAMES } from '../src/shm/backpressure.js';
 import { phaseLine, progressBar } from '../src/cli/demo.js';
 import { Phase } from '../src/cli/demo-worker.js';
 import { openTrace } from '../src/index.js';
+import {
+  EndReason,
+  FOOTER_BYTES,
+  FRAME_BYTES,
+  chunkIdentity,
+  chunkRecord,
+  footerRecord,
+  headerRecord,
+  nameRecord,
+  newLossBlock,
+  preamble,
+  stateRecord,
+  threadEndRecord,
+  threadStartRecord,
+} from '../src/file/format.js';
+import { BpState } from '../src/shm/backpressure.js';
+import { concat, encodeRecords, type Rec } from './helpers/unit-records.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/cli.js', import.meta.url));
 
@@ -43,6 +60,8 @@ function cli(args: string[], env: Record<string, string> = {}, nodeArgs: string[
 }
 
 const show = (r: Run) => `exit ${r.status}\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`;
+
+const isCharDevice = (path: string): boolean => existsSync(path) && statSync(path).isCharacterDevice();
 
 /** A user-facing error: no stack trace lines. */
 const noStack = (r: Run) => assert.doesNotMatch(r.stderr, /^\s+at .+:\d+:\d+\)?$/m, `no stack trace: ${show(r)}`);
@@ -86,7 +105,7 @@ describe('ringtrace CLI', () => {
 
     it('says each phase as it begins; the burst throttles the drain, recovery runs it at full speed', () => {
       assert.equal(demo.status, 0, show(demo));
-      const phases = [...demo.stdout.matchAll(/^  (phase [123]\/3: .+|stopping.*)$/gm)].map((m) => m[1]);
+      const phases = [...demo.stdout.matchAll(/^ {2}(phase [123]\/3: .+|stopping.*)$/gm)].map((m) => m[1]);
       assert.equal(phases.length, 4, phases.join('\n'));
       assert.match(phases[0], /^phase 1\/3: normal load, \d+\.\d s left$/);
       // Read back from the tracer's shared state, so this is what the drain was told.
@@ -203,6 +222,25 @@ describe('ringtrace CLI', () => {
       assert.match(r.stderr, /damaged at byte offset \d+/);
       assert.match(r.stdout, /damage\s+at byte offset \d+/);
       assert.ok(r.stdout.includes('main'), 'the summary of the readable part is printed');
+    });
+
+    it('a trace without its footer (cut on a record boundary) exits 5, text and --json, after printing it', () => {
+      const cut = join(dir, 'no-footer.rtrace');
+      copyFileSync(trace, cut);
+      // The footer is the last record: cutting it off leaves whole records and no damage.
+      truncateSync(cut, statSync(trace).size - (FRAME_BYTES + FOOTER_BYTES));
+      const s = openTrace(cut).summary();
+      assert.equal(s.complete, false);
+      assert.equal(s.damage, undefined);
+      for (const args of [[], ['--json']]) {
+        const r = cli(['inspect', cut, ...args]);
+        assert.equal(r.status, 5, show(r));
+        assert.ok(r.stdout.includes('main'), 'the summary is printed');
+        assert.equal(
+          r.stderr.trim(),
+          `ringtrace: ${cut} is incomplete: it has no footer (the tracer has not closed it, or its process ended first)`,
+        );
+      }
     });
 
     it('a flipped bit mid-file costs one chunk: inspect resumes after it and names the gap', () => {
@@ -430,6 +468,40 @@ describe('ringtrace CLI', () => {
       assert.equal(r.stderr.trim(), `ringtrace: cannot write ${dir}: it is a directory (EISDIR)`);
     });
 
+    it(
+      'export on a full disk: exit 1 with cannot write <path>: <reason>, no stack trace',
+      { skip: !isCharDevice('/dev/full') && 'no /dev/full' },
+      () => {
+        for (const format of ['chrome', 'jsonl']) {
+          const r = cli(['export', trace, '--format', format, '-o', '/dev/full']);
+          assert.equal(r.status, 1, show(r));
+          assert.equal(r.stderr.trim(), 'ringtrace: cannot write /dev/full: no space left on the device (ENOSPC)');
+          noStack(r);
+        }
+      },
+    );
+
+    it('export that fails part-way removes its partial output', () => {
+      for (const format of ['chrome', 'jsonl']) {
+        const out = join(dir, `partial.${format}`);
+        writeFileSync(out, 'an older export');
+        // A file-size limit of one 512-byte block: the first batch of the export fails (EFBIG).
+        const r = spawnSync(
+          '/bin/sh',
+          ['-c', 'ulimit -f 1 && exec "$0" "$@"', process.execPath, CLI, 'export', trace, '--format', format, '-o', out],
+          {
+            env: cleanEnv(),
+            encoding: 'utf8',
+            timeout: 120_000,
+          },
+        );
+        const run = { status: r.status, stdout: r.stdout, stderr: r.stderr };
+        assert.equal(run.status, 1, show(run));
+        assert.equal(run.stderr.trim(), `ringtrace: cannot write ${out}: the file is larger than the system allows (EFBIG)`);
+        assert.equal(existsSync(out), false, 'the partial export is removed');
+      }
+    });
+
     it('report refuses to overwrite the trace it reads (exit 2)', () => {
       const copy = join(dir, 'keep.rtrace');
       copyFileSync(trace, copy);
@@ -444,6 +516,80 @@ describe('ringtrace CLI', () => {
       const r = cli(['export', trace, '--format', 'xml']);
       assert.equal(r.status, 2, show(r));
       assert.match(r.stderr, /chrome, jsonl/);
+    });
+  });
+
+  describe('times that are not finite numbers', () => {
+    // Written record by record (not by the tracer), so the file holds exactly these times: a
+    // caller's recordAt(Infinity), NaN and -Infinity, a value of Infinity, a state change at
+    // Infinity, and a chunk whose last time is Infinity.
+    const file = join(dir, 'non-finite.rtrace');
+    const events: Rec[] = [
+      { kind: 'instant', id: 1, ts: 100 },
+      { kind: 'value', id: 2, ts: 110, value: 3 },
+      { kind: 'begin', id: 3, ts: 120 },
+      { kind: 'instant', id: 1, ts: Infinity },
+      { kind: 'value', id: 2, ts: NaN, value: 4 },
+      { kind: 'instant', id: 1, ts: -Infinity },
+      { kind: 'value', id: 2, ts: 130, value: Infinity },
+      { kind: 'end', id: 3, ts: Infinity },
+    ];
+    before(() => {
+      const id = chunkIdentity(0, 0, 0, 'main');
+      const records = [
+        [preamble()],
+        headerRecord(0, {}),
+        nameRecord(1, 'tick'),
+        nameRecord(2, 'depth'),
+        nameRecord(3, 'span'),
+        threadStartRecord({ thread: 0, slot: 0, nodeThreadId: 0, name: 'main', ts: 10, policy: 0 }),
+        chunkRecord({ thread: 0, seq: 0, events: events.length, firstTs: 100, lastTs: Infinity }, id, newLossBlock(), [
+          encodeRecords(events),
+        ]),
+        stateRecord(0, BpState.NORMAL, BpState.PRESSURE, Infinity),
+        threadEndRecord(
+          { thread: 0, endReason: EndReason.CLOSED, ts: 200, attempted: events.length, eventsWritten: events.length },
+          newLossBlock(),
+        ),
+        footerRecord({ threads: 1, events: events.length, dropped: 0, droppedAfterClose: 0, ts: 200 }),
+      ];
+      writeFileSync(file, concat(records));
+    });
+
+    it("export draws them at the thread's last finite time, flagged with args.fileTs, never null", () => {
+      const out = join(dir, 'non-finite.json');
+      const r = cli(['export', file, '-o', out]);
+      assert.equal(r.status, 0, show(r));
+      const j = JSON.parse(readFileSync(out, 'utf8')) as { traceEvents: ChromeEvent[] };
+      const finite = (x: unknown) => x === undefined || (typeof x === 'number' && Number.isFinite(x));
+      for (const e of j.traceEvents) {
+        assert.ok(finite(e.ts) && finite(e.dur), `finite ts and dur: ${JSON.stringify(e)}`);
+        if (e.ph === 'C') assert.ok(Object.values(e.args ?? {}).every(finite), `finite counter values: ${JSON.stringify(e)}`);
+      }
+      const main = j.traceEvents.filter((e) => e.tid === 1 && e.ph !== 'M' && !/^(dropped events|backpressure state)$/.test(e.name));
+      const at = (e: ChromeEvent) => [e.name, e.ph, e.ts, e.args?.fileTs];
+      assert.deepEqual(main.map(at), [
+        ['tick', 'i', 0.1, undefined],
+        ['depth', 'C', 0.11, undefined],
+        ['span', 'B', 0.12, undefined],
+        ['tick', 'i', 0.12, 'Infinity'],
+        ['depth', 'C', 0.12, undefined],
+        ['ringtrace.non-finite time', 'i', 0.12, 'NaN'],
+        ['tick', 'i', 0.12, '-Infinity'],
+        ['depth', 'i', 0.13, undefined],
+        ['span', 'E', 0.13, 'Infinity'],
+        ['state: normal->pressure', 'i', 0.13, 'Infinity'],
+      ]);
+      assert.deepEqual(main[7].args, { value: 'Infinity' });
+    });
+
+    it("report draws them at the thread's last finite time and says how many there were", () => {
+      const out = join(dir, 'non-finite.html');
+      const r = cli(['report', file, '-o', out]);
+      assert.equal(r.status, 0, show(r));
+      const html = readFileSync(out, 'utf8');
+      assert.doesNotMatch(html, /NaN|Infinity/);
+      assert.match(html, /<p class="bad" id="time-note">5 times in the file are not finite numbers/);
     });
   });
 
@@ -670,7 +816,7 @@ describe('demo live view', () => {
         });
         const run: Run = { status: r.status, stdout: r.stdout, stderr: r.stderr };
         assert.equal(run.status, 0, show(run));
-        assert.match(run.stdout, /\u001b\[2K\u001b\[1A/, 'erases the previous frame');
+        assert.ok(run.stdout.includes('\u001b[2K\u001b[1A'), 'erases the previous frame');
         const frames = run.stdout.split('ringtrace demo  [').slice(1);
         assert.ok(frames.length >= 5, `redrawn several times (${frames.length})`);
         assert.ok(

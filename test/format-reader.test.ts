@@ -34,7 +34,7 @@ import {
 } from '../src/file/format.js';
 import { LOSS_BLOCK_WORDS, Loss, Reason, REASON_COUNT } from '../src/shm/layout.js';
 import { TraceFormatError, openTrace, type TraceEvent, type TraceReader } from '../src/file/reader.js';
-import { collectReport, formatReport } from '../src/cli/inspect.js';
+import { collectInspection, formatInspection } from '../src/cli/inspect.js';
 import { BpState } from '../src/shm/backpressure.js';
 import { concat, encodeRecords, rawRecord, tempDir, type Rec } from './helpers/unit-records.js';
 
@@ -665,7 +665,7 @@ describe('reader: damage is reported at the record where it starts, the prefix s
     assert.equal(r.damaged.length, 30);
     assert.ok(r.damaged.every((d) => /chunk 0 of thread 1 out of order/.test(d.reason) && d.resumedAt === d.offset + d.skippedBytes));
     assert.equal(r.names.get(4), 'end');
-    const text = formatReport(collectReport(r), { maxDamage: 20 });
+    const text = formatInspection(collectInspection(r), { maxDamage: 20 });
     assert.equal(text.match(/^damage {3}at byte offset/gm)?.length, 20);
     assert.match(text, /damage {3}\.\.\. 10 more damaged regions/);
   });

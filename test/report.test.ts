@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { before, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import { Tracer, openTrace } from '../src/index.js';
-import { reportData, writeReport, type ReportData } from '../src/cli/report.js';
+import { htmlReportData, writeReport, type HtmlReportData } from '../src/cli/report.js';
 import { tempTrace } from './helpers/scenario.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -32,7 +32,7 @@ before(async () => {
 });
 
 it('the rate chart counts written events and says so; attempted = written + dropped per bucket', () => {
-  const d: ReportData = reportData(openTrace(path));
+  const d: HtmlReportData = htmlReportData(openTrace(path));
   const T = d.summary.totals;
   assert.ok(T.dropped > 0);
   const seconds = d.bucketNs / 1e9;

@@ -3,21 +3,21 @@
  * The `ringtrace` command: wires the subcommands (demo, inspect, export, report, config, bench) and maps
  * failures to exit codes:
  *   0 ok, 1 runtime failure, 2 usage error or invalid option/configuration,
- *   3 missing file, 4 corrupt or unreadable trace.
+ *   3 missing file, 4 corrupt or unreadable trace, 5 incomplete trace (inspect: no footer).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { closeSync, createWriteStream, existsSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, createWriteStream, existsSync, fstatSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Writable } from 'node:stream';
 import { ConfigError, formatConfig, resolveConfig } from '../config.js';
 import { DemoSetupError, runDemo } from './demo.js';
-import { EXPORT_FORMATS, exportTrace, type ExportFormat } from './export.js';
-import { collectReport, formatReport, reportJson } from './inspect.js';
+import { EXPORT_FORMATS, exportTrace, type ExportCounts, type ExportFormat } from './export.js';
+import { collectInspection, formatInspection, inspectionJson } from './inspect.js';
 import { TraceFormatError, openTrace, type TraceReader } from '../file/reader.js';
-import { renderReport, reportData } from './report.js';
+import { renderReport, htmlReportData } from './report.js';
 
-const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4 } as const;
+const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4, INCOMPLETE: 5 } as const;
 
 /** A failure with its exit code and a message meant for the user (no stack trace). */
 class CliError extends Error {
@@ -95,23 +95,24 @@ function defaultExportPath(trace: string, format: ExportFormat): string {
   return trace.replace(/\.rtrace$/, '') + ext;
 }
 
-/** Why a file cannot be written, in words (the code in parentheses for a search). */
+/** Why a file cannot be written, in words (the code goes in parentheses, for a search). */
+const WRITE_FAILURE_REASONS: Partial<Record<string, string>> = {
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'it is a directory',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'the disk quota is exhausted',
+  EFBIG: 'the file is larger than the system allows',
+};
+
 function writeFailure(file: string, e: unknown): CliError {
   const err = e as NodeJS.ErrnoException;
   const reason =
     err.code === 'ENOENT'
       ? `the directory ${dirname(file)} does not exist`
-      : err.code === 'ENOTDIR'
-        ? `a part of the path is not a directory`
-        : err.code === 'EISDIR'
-          ? 'it is a directory'
-          : err.code === 'EACCES' || err.code === 'EPERM'
-            ? 'permission denied'
-            : err.code === 'EROFS'
-              ? 'read-only file system'
-              : err.code === 'ENOSPC'
-                ? 'no space left on the device'
-                : (err.message ?? String(e));
+      : ((err.code !== undefined ? WRITE_FAILURE_REASONS[err.code] : undefined) ?? err.message ?? String(e));
   // Exit 1 like any runtime failure: the output path is not an option value commander checked.
   return new CliError(`ringtrace: cannot write ${file}: ${reason}${err.code ? ` (${err.code})` : ''}`, EXIT.FAILURE);
 }
@@ -131,13 +132,26 @@ function refuseOverwrite(file: string, trace: string): void {
   }
 }
 
+interface Output {
+  out: Writable;
+  /** Ends the output; resolves once everything is written. */
+  done(): Promise<void>;
+  /** After `e` stopped the export: closes the output, removes a partial file, and returns the
+   * error to report (a write failure as `cannot write <path>: <reason>`). */
+  fail(e: unknown): unknown;
+}
+
 /** Opens the output synchronously so a bad path is a clear error before anything is read. */
-function openOutput(file: string): { out: Writable; done: () => Promise<void> } {
+function openOutput(file: string): Output {
   if (file === '-') {
-    return { out: process.stdout, done: () => new Promise<void>((res) => process.stdout.write('', () => res())) };
+    return { out: process.stdout, done: () => new Promise<void>((res) => process.stdout.write('', () => res())), fail: (e) => e };
   }
   const fd = openForWriting(file);
+  // Never remove what is not a regular file (a device such as /dev/full, a named pipe).
+  const regular = fstatSync(fd).isFile();
   const out = createWriteStream(file, { fd });
+  let writeError: Error | undefined;
+  out.on('error', (e) => (writeError ??= e));
   const finished = new Promise<void>((res, rej) => out.once('finish', res).once('error', rej));
   finished.catch(() => {}); // observed in done()
   return {
@@ -145,6 +159,13 @@ function openOutput(file: string): { out: Writable; done: () => Promise<void> } 
     done: () => {
       out.end();
       return finished;
+    },
+    fail: (e) => {
+      out.destroy();
+      // The open truncated whatever the file held, and a partial export reads as a whole one to
+      // tools that take JSON lines (no end marker) or repair cut JSON: leave no file instead.
+      if (regular) rmSync(file, { force: true });
+      return writeError !== undefined ? writeFailure(file, writeError) : e;
     },
   };
 }
@@ -168,6 +189,17 @@ function buildProgram(): Command {
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
 
+  addDemoCommand(program);
+  addInspectCommand(program);
+  addExportCommand(program);
+  addReportCommand(program);
+  addConfigCommand(program);
+  addBenchCommand(program);
+  return program;
+}
+
+/** `ringtrace demo`: a multi-thread load with a burst, then the summary and the three output files. */
+function addDemoCommand(program: Command): void {
   program
     .command('demo')
     .description(
@@ -195,7 +227,10 @@ function buildProgram(): Command {
         process.exitCode = await runDemo(opts);
       },
     );
+}
 
+/** `ringtrace inspect`: the per-thread summary, as text or JSON. */
+function addInspectCommand(program: Command): void {
   program
     .command('inspect')
     .description('per-thread summary of a trace: events, losses by reason, backpressure state changes, damage')
@@ -203,12 +238,21 @@ function buildProgram(): Command {
     .option('--json', 'print { summary, drops, states } as JSON')
     .action((trace: string, opts: { json?: boolean }) => {
       const reader = loadTrace(trace);
-      const report = collectReport(reader);
-      console.log(opts.json ? reportJson(report) : formatReport(report, { maxDamage: 20 }));
+      const report = collectInspection(reader);
+      console.log(opts.json ? inspectionJson(report) : formatInspection(report, { maxDamage: 20 }));
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
+      // Not damage: a file still being written, or one whose process ended before it closed the
+      // tracer. Its own code, so a script can tell it from a whole trace.
+      if (!reader.complete) {
+        const why = 'it has no footer (the tracer has not closed it, or its process ended first)';
+        throw new CliError(`ringtrace: ${reader.path} is incomplete: ${why}`, EXIT.INCOMPLETE);
+      }
     });
+}
 
+/** `ringtrace export`: Chrome trace JSON or JSON lines, streamed to a file or stdout. */
+function addExportCommand(program: Command): void {
   program
     .command('export')
     .description('convert a trace to Chrome trace event JSON (Perfetto UI, chrome://tracing) or JSON lines')
@@ -219,9 +263,14 @@ function buildProgram(): Command {
       const reader = loadTrace(trace);
       const file = opts.output ?? defaultExportPath(trace, opts.format);
       if (file !== '-') refuseOverwrite(file, trace);
-      const { out, done } = openOutput(file);
-      const counts = await exportTrace(reader, opts.format, out);
-      await done();
+      const output = openOutput(file);
+      let counts: ExportCounts;
+      try {
+        counts = await exportTrace(reader, opts.format, output.out);
+        await output.done();
+      } catch (e) {
+        throw output.fail(e);
+      }
       // Keep stdout clean for the data when it is the output.
       const tell = file === '-' ? console.error : console.log;
       tell(
@@ -230,7 +279,10 @@ function buildProgram(): Command {
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
     });
+}
 
+/** `ringtrace report`: the self-contained HTML report. */
+function addReportCommand(program: Command): void {
   program
     .command('report')
     .description('write a self-contained HTML report: events/s, drops by reason, backpressure timeline, conservation table')
@@ -246,7 +298,7 @@ function buildProgram(): Command {
       const fd = openForWriting(file);
       let written = false;
       try {
-        const html = Buffer.from(renderReport(reportData(reader)));
+        const html = Buffer.from(renderReport(htmlReportData(reader)));
         for (let at = 0; at < html.length;) at += writeSync(fd, html, at);
         written = true;
       } catch (e) {
@@ -260,7 +312,10 @@ function buildProgram(): Command {
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
     });
+}
 
+/** `ringtrace config`: the effective configuration and where each value came from. */
+function addConfigCommand(program: Command): void {
   program
     .command('config')
     .description('show the effective tracer configuration and where each value comes from (file, RINGTRACE_* env, default)')
@@ -269,7 +324,10 @@ function buildProgram(): Command {
       const resolved = resolveConfig();
       console.log(opts.json ? JSON.stringify(resolved, null, 2) : formatConfig(resolved));
     });
+}
 
+/** `ringtrace bench`: runs the built benchmarks. */
+function addBenchCommand(program: Command): void {
   // The benchmarks are another build output (bench/ compiles to dist/bench); this command only
   // runs them when they were built, as `npm run bench` does (node dist/bench/run.js).
   const benchUrl = new URL('../../bench/run.js', import.meta.url);
@@ -292,8 +350,6 @@ function buildProgram(): Command {
       process.argv = [process.argv[0], fileURLToPath(benchUrl), ...args];
       await import(benchUrl.href);
     });
-
-  return program;
 }
 
 async function main(): Promise<void> {

@@ -21,11 +21,11 @@ import { Worker } from 'node:worker_threads';
 import { createLogUpdate } from 'log-update';
 import { DemoLoad, PHASE_NAMES, Phase, driveLoad, type DemoWorkerData, type PhaseValue } from './demo-worker.js';
 import { exportTrace } from './export.js';
-import { collectReport, formatReport } from './inspect.js';
+import { collectInspection, formatInspection } from './inspect.js';
 import type { LogEntry } from '../logger.js';
 import type { MetricsSnapshot } from '../metrics/metrics.js';
 import { openTrace } from '../file/reader.js';
-import { renderReport, reportData } from './report.js';
+import { renderReport, htmlReportData } from './report.js';
 import { Tracer } from '../tracer.js';
 
 /** Where the demo prints: a terminal gets the live view when it reports a size. */
@@ -94,29 +94,53 @@ async function record(
   mkdirSync(dir, { recursive: true });
   const path = join(dir, 'trace.rtrace');
 
-  const totalMs = opts.seconds * 1000;
-  const recoveryMs = Math.max(MIN_RECOVERY_MS, 0.35 * totalMs);
-  const normalMs = Math.max(300, totalMs - BURST_MS - recoveryMs);
-  const plan: PhasePlan = { [Phase.NORMAL]: normalMs, [Phase.BURST]: BURST_MS, [Phase.RECOVERY]: recoveryMs };
-
   const log = new LogTail();
   const tracer = await Tracer.open({ path, ...DEMO_RINGS, logger: log.push });
   if (metrics) {
     metrics.serve(tracer);
     say(`metrics: ${metrics.url}`);
   }
-  const phaseBuf = new SharedArrayBuffer(4);
-  const phase = new Int32Array(phaseBuf);
-  const progress = new Progress(plan);
+  const progress = new Progress(phasePlan(opts.seconds * 1000));
   // A terminal that reports no size (some pseudo-terminals) would make log-update draw nothing.
   const tty = out.isTTY === true && (out.rows ?? 0) > 0 && (out.columns ?? 0) > 0;
   const view = new LiveView(opts.live && tty, out, tracer, log, progress);
+  const failure = await runPhases(tracer, opts.workers, progress, view);
+  const closed = await tracer.close();
+  if (failure) throw failure;
+  for (const e of log.errors) process.stderr.write(`error: ${describeLog(e)}\n`);
 
+  const ok = (await writeOutputs(path, dir, say)) && closed?.balanced === true;
+  say(ok ? 'result: every thread balanced (attempted = events + dropped)' : 'result: NOT balanced: the trace lost count of some events');
+  // The metrics server is still up: the final values can be scraped until it closes.
+  const linger = opts.metricsLinger ?? 0;
+  if (metrics && linger > 0) {
+    say(`metrics: serving the final values at ${metrics.url} for ${linger} s more`);
+    await sleep(linger * 1000);
+  }
+  return ok ? 0 : 1;
+}
+
+/** How long each phase lasts in a run of totalMs: the burst is fixed, recovery at least a second. */
+function phasePlan(totalMs: number): PhasePlan {
+  const recoveryMs = Math.max(MIN_RECOVERY_MS, 0.35 * totalMs);
+  const normalMs = Math.max(300, totalMs - BURST_MS - recoveryMs);
+  return { [Phase.NORMAL]: normalMs, [Phase.BURST]: BURST_MS, [Phase.RECOVERY]: recoveryMs };
+}
+
+/**
+ * Starts the workers, runs the main thread's load and steps every thread through the phases
+ * (throttling the drain for the burst) until all are back in 'normal' and have stopped.
+ * Returns the first worker failure, if any.
+ */
+async function runPhases(tracer: Tracer, workerCount: number, progress: Progress, view: LiveView): Promise<Error | undefined> {
+  const plan = progress.plan;
+  const phaseBuf = new SharedArrayBuffer(4);
+  const phase = new Int32Array(phaseBuf);
   const workers: Array<{ worker: Worker; exited: Promise<number> }> = [];
   let failure: Error | undefined;
   const fail = (e: Error) => (failure ??= e);
   try {
-    for (let i = 1; i <= opts.workers; i++) {
+    for (let i = 1; i <= workerCount; i++) {
       const data: DemoWorkerData = {
         kind: 'ringtrace.demo-worker',
         handle: tracer.handle,
@@ -140,13 +164,13 @@ async function record(
       progress.enter(p);
       view.phaseChanged();
     };
-    await sleepUnlessFailed(normalMs, () => failure);
+    await sleepUnlessFailed(plan[Phase.NORMAL], () => failure);
     tracer.throttleDrain(BURST_DRAIN_KIBPS);
     setPhase(Phase.BURST);
-    await sleepUnlessFailed(BURST_MS, () => failure);
+    await sleepUnlessFailed(plan[Phase.BURST], () => failure);
     tracer.throttleDrain(0); // full speed again
     setPhase(Phase.RECOVERY);
-    await sleepUnlessFailed(recoveryMs, () => failure);
+    await sleepUnlessFailed(plan[Phase.RECOVERY], () => failure);
     // Recovery takes the stability period (and the drain's catching up) after the burst; a slow
     // machine may need longer than the phase, so wait for it rather than cut it short.
     progress.settling = true;
@@ -161,35 +185,31 @@ async function record(
     progress.enter(Phase.STOP);
     view.stop();
   }
-  const closed = await tracer.close();
-  if (failure) throw failure;
-  for (const e of log.errors) process.stderr.write(`error: ${describeLog(e)}\n`);
+  return failure;
+}
 
+/**
+ * Prints the trace's summary, writes trace.json and report.html beside it and prints the three
+ * paths. Returns whether the file is complete, undamaged and balanced.
+ */
+async function writeOutputs(path: string, dir: string, say: (line?: string) => void): Promise<boolean> {
   const reader = openTrace(path);
-  const report = collectReport(reader);
-  say(formatReport(report, { maxDrops: 12 }));
+  const report = collectInspection(reader);
+  say(formatInspection(report, { maxDrops: 12 }));
   const jsonPath = join(dir, 'trace.json');
   const json = createWriteStream(jsonPath);
   await exportTrace(reader, 'chrome', json);
   json.end();
   await new Promise<void>((res, rej) => json.once('finish', res).once('error', rej));
   const htmlPath = join(dir, 'report.html');
-  writeFileSync(htmlPath, renderReport(reportData(reader)));
+  writeFileSync(htmlPath, renderReport(htmlReportData(reader)));
 
   const s = report.summary;
-  const ok = s.totals.balanced && s.complete && !s.damage && closed?.balanced === true;
   say('');
   say(`trace:        ${path}`);
   say(`chrome trace: ${jsonPath}  (open it in https://ui.perfetto.dev or chrome://tracing)`);
   say(`html report:  ${htmlPath}`);
-  say(ok ? 'result: every thread balanced (attempted = events + dropped)' : 'result: NOT balanced: the trace lost count of some events');
-  // The metrics server is still up: the final values can be scraped until it closes.
-  const linger = opts.metricsLinger ?? 0;
-  if (metrics && linger > 0) {
-    say(`metrics: serving the final values at ${metrics.url} for ${linger} s more`);
-    await sleep(linger * 1000);
-  }
-  return ok ? 0 : 1;
+  return s.totals.balanced && s.complete && !s.damage;
 }
 
 interface MetricsServer {

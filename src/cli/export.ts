@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { STATE_NAMES, type StateName } from '../shm/backpressure.js';
 import type { TraceDrop, TraceReader, TraceStateChange, TraceThread } from '../file/reader.js';
+import { FiniteTimes } from './finite-times.js';
 
 export const EXPORT_FORMATS = ['chrome', 'jsonl'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -63,6 +64,8 @@ const STATE_CNAME: Record<StateName, string> = { normal: 'good', pressure: 'yell
 /** Suffixes of the extra per-thread tracks (thread_name of their pseudo thread). */
 export const BACKPRESSURE_TRACK_SUFFIX = ' backpressure';
 export const LOSS_TRACK_SUFFIX = ' losses';
+/** The instant that flags a counter sample drawn at another time than the file's (not finite). */
+export const NON_FINITE_TIME = 'ringtrace.non-finite time';
 
 /** Where on the timeline a loss goes: its last time, else its first, else the thread's last event. */
 function dropTs(d: TraceDrop, t: TraceThread): number {
@@ -88,9 +91,12 @@ function slice(fromNs: number, toNs: number): { ts: number; dur: number } {
 }
 
 /** Each thread's backpressure states as spans: from registration to its last known time. */
-export function stateSpans(reader: TraceReader): Array<Array<{ from: number; to: number; state: StateName; entered: StateName | null }>> {
+export function stateSpans(
+  reader: TraceReader,
+  states: readonly TraceStateChange[] = reader.states(),
+): Array<Array<{ from: number; to: number; state: StateName; entered: StateName | null }>> {
   const byThread = reader.threads.map(() => [] as TraceStateChange[]);
-  for (const c of reader.states()) byThread[c.thread]?.push(c);
+  for (const c of states) byThread[c.thread]?.push(c);
   const lastDrop = reader.threads.map(() => NaN);
   for (const d of reader.drops()) lastDrop[d.thread] = maxFinite(lastDrop[d.thread], d.lastTs, d.firstTs);
   return reader.threads.map((t, i) => {
@@ -121,154 +127,227 @@ export function stateSpans(reader: TraceReader): Array<Array<{ from: number; to:
  * go on tracks of their own: pseudo threads named "<thread> backpressure" and "<thread> losses".
  */
 async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<ExportCounts> {
-  const threads = reader.threads;
-  const tid = (thread: number) => thread + 1;
-  // Pseudo threads for the extra tracks, after the real ones.
-  let nextTid = threads.length + 1;
-  const stateTid = threads.map(() => nextTid++);
-  const emit = (e: object, first = false) => o.push((first ? '\n' : ',\n') + JSON.stringify(e));
-  const nameTrack = async (t: number, name: string, sortIndex: number) => {
-    await emit({ name: 'thread_name', ph: 'M', pid: PID, tid: t, args: { name } });
-    await emit({ name: 'thread_sort_index', ph: 'M', pid: PID, tid: t, args: { sort_index: sortIndex } });
-  };
-  // Each thread's tracks sort together: the thread, its backpressure, its losses.
-  const SORT_STRIDE = 1000;
-
+  const tracks = new ChromeTracks(o, reader.threads);
   await o.push('{"traceEvents":[');
-  await emit({ name: 'process_name', ph: 'M', pid: PID, tid: 0, args: { name: `ringtrace ${reader.path}` } }, true);
-  for (const t of threads) {
-    await nameTrack(tid(t.index), t.name, t.index * SORT_STRIDE);
-    await nameTrack(stateTid[t.index], t.name + BACKPRESSURE_TRACK_SUFFIX, t.index * SORT_STRIDE + 1);
+  await tracks.emit({ name: 'process_name', ph: 'M', pid: PID, tid: 0, args: { name: `ringtrace ${reader.path}` } }, true);
+  for (const t of reader.threads) {
+    await tracks.name(tracks.tid(t.index), t.name, t.index * SORT_STRIDE);
+    await tracks.name(tracks.stateTid[t.index], t.name + BACKPRESSURE_TRACK_SUFFIX, t.index * SORT_STRIDE + 1);
+  }
+  const times = new FiniteTimes(reader.threads);
+  const events = await writeChromeEvents(reader, tracks, times);
+  const drops = reader.drops();
+  await writeChromeLosses(tracks, drops);
+  const states = reader.states();
+  await writeChromeBackpressure(reader, tracks, states, times);
+  await writeChromeGaps(reader, tracks);
+  await o.push(`\n],\n"displayTimeUnit":"ns",\n"metadata":${JSON.stringify(chromeMetadata(reader))}}\n`);
+  return { events, drops: drops.length, states: states.length };
+}
+
+/** Each thread's tracks sort together: the thread, its backpressure, its losses. */
+const SORT_STRIDE = 1000;
+
+/** The tracks of one Chrome export: a tid per thread, pseudo threads for the extra tracks after them. */
+class ChromeTracks {
+  readonly stateTid: number[];
+  private nextTid: number;
+  constructor(
+    private readonly o: BatchedOutput,
+    readonly threads: readonly TraceThread[],
+  ) {
+    this.nextTid = threads.length + 1;
+    this.stateTid = threads.map(() => this.nextTid++);
   }
 
+  tid(thread: number): number {
+    return thread + 1;
+  }
+
+  /** A new pseudo thread. */
+  newTid(): number {
+    return this.nextTid++;
+  }
+
+  emit(e: object, first = false): Promise<void> {
+    return this.o.push((first ? '\n' : ',\n') + JSON.stringify(e));
+  }
+
+  async name(tid: number, name: string, sortIndex: number): Promise<void> {
+    await this.emit({ name: 'thread_name', ph: 'M', pid: PID, tid, args: { name } });
+    await this.emit({ name: 'thread_sort_index', ph: 'M', pid: PID, tid, args: { sort_index: sortIndex } });
+  }
+}
+
+/** `args.fileTs` for an event drawn at another time than the file's, which is not a finite number. */
+const fileTsFlag = (drawnTs: number, fileTs: number): { fileTs: string } | undefined =>
+  drawnTs === fileTs ? undefined : { fileTs: String(fileTs) };
+
+/**
+ * The recorded events on their threads' tracks (values as counters); returns how many. An event
+ * whose time is not a finite number is drawn at its thread's last finite time with `args.fileTs`;
+ * a counter cannot carry that (each of its args is a series), so an instant beside it does. A
+ * value that is not a finite number is an instant with `args.value` in words.
+ */
+async function writeChromeEvents(reader: TraceReader, tracks: ChromeTracks, times: FiniteTimes): Promise<number> {
   let events = 0;
   for (const e of reader.events()) {
     events++;
     const name = e.name ?? `#${e.id}`;
-    const base = { name, pid: PID, tid: tid(e.thread), ts: us(e.ts) };
+    const ts = times.at(e.thread, e.ts);
+    const flag = fileTsFlag(ts, e.ts);
+    const base = { name, pid: PID, tid: tracks.tid(e.thread), ts: us(ts) };
     switch (e.kind) {
       case 'instant':
-        await emit({ ...base, ph: 'i', s: 't' });
+        await tracks.emit({ ...base, ph: 'i', s: 't', ...(flag && { args: flag }) });
         break;
       case 'value':
-        await emit({ ...base, ph: 'C', id: threads[e.thread].name, args: { [name]: e.value } });
+        if (!Number.isFinite(e.value)) {
+          await tracks.emit({ ...base, ph: 'i', s: 't', args: { value: String(e.value), ...flag } });
+          break;
+        }
+        await tracks.emit({ ...base, ph: 'C', id: tracks.threads[e.thread].name, args: { [name]: e.value } });
+        if (flag) await tracks.emit({ ...base, name: NON_FINITE_TIME, ph: 'i', s: 't', args: { event: name, ...flag } });
         break;
       case 'bytes':
-        await emit({ ...base, ph: 'i', s: 't', args: { bytes: e.payload?.length ?? 0 } });
+        await tracks.emit({ ...base, ph: 'i', s: 't', args: { bytes: e.payload?.length ?? 0, ...flag } });
         break;
       case 'begin':
-        await emit({ ...base, ph: 'B' });
-        break;
       case 'end':
-        await emit({ ...base, ph: 'E' });
+        await tracks.emit({ ...base, ph: e.kind === 'begin' ? 'B' : 'E', ...(flag && { args: flag }) });
         break;
     }
   }
+  return events;
+}
 
-  // Losses: an instant at each (on the thread's track), a cumulative "dropped events" counter
-  // starting at 0, and a slice over the time from the first to the last lost event on the
-  // thread's loss track (lanes "<thread> losses", "<thread> losses 2", ... if two overlap).
-  const drops = reader.drops();
-  const dropsOf = threads.map(() => [] as TraceDrop[]);
+/**
+ * Losses: an instant at each (on the thread's track), a cumulative "dropped events" counter
+ * starting at 0, and a slice over the time from the first to the last lost event on the
+ * thread's loss track (lanes "<thread> losses", "<thread> losses 2", ... if two overlap).
+ */
+async function writeChromeLosses(tracks: ChromeTracks, drops: TraceDrop[]): Promise<void> {
+  const dropsOf = tracks.threads.map(() => [] as TraceDrop[]);
   for (const d of drops) dropsOf[d.thread]?.push(d);
-  for (const t of threads) {
-    const mine = dropsOf[t.index].map((d) => ({ d, ts: dropTs(d, t) }));
-    mine.sort((a, b) => a.ts - b.ts);
-    const counter = (ts: number, dropped: number) =>
-      emit({ name: 'dropped events', ph: 'C', pid: PID, tid: tid(t.index), id: t.name, ts: us(ts), args: { dropped } });
-    await counter(t.registeredTs, 0);
-    let total = 0;
-    for (const { d, ts } of mine) {
-      total += d.events;
-      const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: usOrNull(d.firstTs), lastTsUs: usOrNull(d.lastTs) };
-      await emit({ name: 'ringtrace.drop', ph: 'i', s: 't', pid: PID, tid: tid(t.index), ts: us(ts), args });
-      await counter(ts, total);
-    }
-    const spans = dropsOf[t.index].filter(
-      (d) => Number.isFinite(d.firstTs) && Number.isFinite(d.lastTs) && Math.round(d.lastTs) > Math.round(d.firstTs),
-    );
-    spans.sort((a, b) => a.firstTs - b.firstTs);
-    const lanes: Array<{ tid: number; end: number }> = [];
-    for (const d of spans) {
-      let lane = lanes.find((l) => l.end <= Math.round(d.firstTs));
-      if (!lane) {
-        lane = { tid: nextTid++, end: -Infinity };
-        lanes.push(lane);
-        const suffix = LOSS_TRACK_SUFFIX + (lanes.length > 1 ? ` ${lanes.length}` : '');
-        await nameTrack(lane.tid, t.name + suffix, t.index * SORT_STRIDE + 1 + lanes.length);
-      }
-      lane.end = Math.round(d.lastTs);
-      const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: us(d.firstTs), lastTsUs: us(d.lastTs) };
-      await emit({
-        name: `ringtrace.drop: ${d.reason}`,
-        cat: 'ringtrace.loss',
-        ph: 'X',
-        pid: PID,
-        tid: lane.tid,
-        ...slice(d.firstTs, d.lastTs),
-        args,
-      });
-    }
+  for (const t of tracks.threads) {
+    await writeDropInstants(tracks, t, dropsOf[t.index]);
+    await writeLossSlices(tracks, t, dropsOf[t.index]);
   }
+}
 
-  // Backpressure: per thread, a slice for every span in a state, named by the state, on the
-  // thread's "<thread> backpressure" track; a state counter (codes in metadata.backpressureStates);
-  // and an instant on the thread's track at each change.
-  const states = reader.states();
-  const spans = stateSpans(reader);
-  for (const t of threads) {
+async function writeDropInstants(tracks: ChromeTracks, t: TraceThread, drops: TraceDrop[]): Promise<void> {
+  const tid = tracks.tid(t.index);
+  const mine = drops.map((d) => ({ d, ts: dropTs(d, t) }));
+  mine.sort((a, b) => a.ts - b.ts);
+  const counter = (ts: number, dropped: number) =>
+    tracks.emit({ name: 'dropped events', ph: 'C', pid: PID, tid, id: t.name, ts: us(ts), args: { dropped } });
+  await counter(t.registeredTs, 0);
+  let total = 0;
+  for (const { d, ts } of mine) {
+    total += d.events;
+    const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: usOrNull(d.firstTs), lastTsUs: usOrNull(d.lastTs) };
+    await tracks.emit({ name: 'ringtrace.drop', ph: 'i', s: 't', pid: PID, tid, ts: us(ts), args });
+    await counter(ts, total);
+  }
+}
+
+async function writeLossSlices(tracks: ChromeTracks, t: TraceThread, drops: TraceDrop[]): Promise<void> {
+  const spans = drops.filter(
+    (d) => Number.isFinite(d.firstTs) && Number.isFinite(d.lastTs) && Math.round(d.lastTs) > Math.round(d.firstTs),
+  );
+  spans.sort((a, b) => a.firstTs - b.firstTs);
+  const lanes: Array<{ tid: number; end: number }> = [];
+  for (const d of spans) {
+    let lane = lanes.find((l) => l.end <= Math.round(d.firstTs));
+    if (!lane) {
+      lane = { tid: tracks.newTid(), end: -Infinity };
+      lanes.push(lane);
+      const suffix = LOSS_TRACK_SUFFIX + (lanes.length > 1 ? ` ${lanes.length}` : '');
+      await tracks.name(lane.tid, t.name + suffix, t.index * SORT_STRIDE + 1 + lanes.length);
+    }
+    lane.end = Math.round(d.lastTs);
+    const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: us(d.firstTs), lastTsUs: us(d.lastTs) };
+    await tracks.emit({
+      name: `ringtrace.drop: ${d.reason}`,
+      cat: 'ringtrace.loss',
+      ph: 'X',
+      pid: PID,
+      tid: lane.tid,
+      ...slice(d.firstTs, d.lastTs),
+      args,
+    });
+  }
+}
+
+/**
+ * Backpressure: per thread, a slice for every span in a state, named by the state, on the
+ * thread's "<thread> backpressure" track; a state counter (codes in metadata.backpressureStates);
+ * and an instant on the thread's track at each change.
+ */
+async function writeChromeBackpressure(
+  reader: TraceReader,
+  tracks: ChromeTracks,
+  states: TraceStateChange[],
+  times: FiniteTimes,
+): Promise<void> {
+  // A change at a time that is not a finite number is drawn at the thread's last finite time.
+  const drawn = states.map((c) => ({ ...c, ts: times.at(c.thread, c.ts) }));
+  const spans = stateSpans(reader, drawn);
+  for (const t of tracks.threads) {
     for (const s of spans[t.index]) {
       if (Math.round(s.to) <= Math.round(s.from)) continue; // nothing to draw; the instants show it
       const args = { state: s.state, code: STATE_CODE[s.state], from: s.entered, thread: t.name };
-      await emit({
+      await tracks.emit({
         name: s.state,
         cat: 'ringtrace.backpressure',
         ph: 'X',
         pid: PID,
-        tid: stateTid[t.index],
+        tid: tracks.stateTid[t.index],
         ...slice(s.from, s.to),
         cname: STATE_CNAME[s.state],
         args,
       });
     }
   }
-  for (const t of threads) {
-    const counter = (ts: number, state: number) =>
-      emit({ name: 'backpressure state', ph: 'C', pid: PID, tid: tid(t.index), id: t.name, ts: us(ts), args: { state } });
-    await counter(t.registeredTs, 0);
-  }
-  for (const s of states) {
-    const t = threads[s.thread];
-    await emit({
-      name: 'backpressure state',
-      ph: 'C',
-      pid: PID,
-      tid: tid(t.index),
-      id: t.name,
-      ts: us(s.ts),
-      args: { state: STATE_CODE[s.to] },
-    });
-    await emit({
+  const counter = (t: TraceThread, ts: number, state: number) =>
+    tracks.emit({ name: 'backpressure state', ph: 'C', pid: PID, tid: tracks.tid(t.index), id: t.name, ts: us(ts), args: { state } });
+  for (const t of tracks.threads) await counter(t, t.registeredTs, 0);
+  for (const [k, s] of drawn.entries()) {
+    const t = tracks.threads[s.thread];
+    await counter(t, s.ts, STATE_CODE[s.to]);
+    await tracks.emit({
       name: `state: ${s.from}->${s.to}`,
       ph: 'i',
       s: 't',
       pid: PID,
-      tid: tid(t.index),
+      tid: tracks.tid(t.index),
       ts: us(s.ts),
-      args: { from: s.from, to: s.to },
+      args: { from: s.from, to: s.to, ...fileTsFlag(s.ts, states[k].ts) },
     });
   }
+}
 
-  // Damage: what a damaged file lost of a thread, as a slice over the time it covers.
+/** Damage: what a damaged file lost of a thread, as a slice over the time it covers. */
+async function writeChromeGaps(reader: TraceReader, tracks: ChromeTracks): Promise<void> {
   for (const g of reader.gaps) {
-    const from = Number.isFinite(g.fromTs) ? g.fromTs : Number.isFinite(g.toTs) ? g.toTs : threads[g.thread].registeredTs;
+    const from = Number.isFinite(g.fromTs) ? g.fromTs : Number.isFinite(g.toTs) ? g.toTs : tracks.threads[g.thread].registeredTs;
     const to = Number.isFinite(g.toTs) ? g.toTs : from;
     const args = { chunks: `${g.fromSeq}..${g.toSeq}`, fileOffset: g.offset };
-    await emit({ name: 'ringtrace.gap (damaged file)', ph: 'X', pid: PID, tid: tid(g.thread), ts: us(from), dur: us(to) - us(from), args });
+    await tracks.emit({
+      name: 'ringtrace.gap (damaged file)',
+      ph: 'X',
+      pid: PID,
+      tid: tracks.tid(g.thread),
+      ts: us(from),
+      dur: us(to) - us(from),
+      args,
+    });
   }
+}
 
+function chromeMetadata(reader: TraceReader): Record<string, unknown> {
   const summary = reader.summary();
-  const metadata = {
+  return {
     source: 'ringtrace',
     trace: reader.path,
     formatVersion: reader.version,
@@ -285,8 +364,6 @@ async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<Expor
     damaged: summary.damaged,
     totals: summary.totals,
   };
-  await o.push(`\n],\n"displayTimeUnit":"ns",\n"metadata":${JSON.stringify(metadata)}}\n`);
-  return { events, drops: drops.length, states: states.length };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,20 +2,21 @@
  * `ringtrace inspect`: what a trace file holds and what it lost, per thread, as text or JSON.
  * Only formatting lives here; the numbers all come from the reader (summary, drops, states).
  */
-import type { TraceDrop, TraceReader, TraceStateChange, TraceSummary } from '../file/reader.js';
+import type { ThreadSummary, TraceDrop, TraceReader, TraceStateChange, TraceSummary } from '../file/reader.js';
 
-export interface InspectReport {
+/** What `ringtrace inspect` prints: the reader's summary, its loss records and state changes. */
+export interface Inspection {
   summary: TraceSummary;
   drops: TraceDrop[];
   states: TraceStateChange[];
 }
 
-export function collectReport(reader: TraceReader): InspectReport {
+export function collectInspection(reader: TraceReader): Inspection {
   return { summary: reader.summary(), drops: reader.drops(), states: reader.states() };
 }
 
 /** The `--json` form. NaN timestamps (a loss with no time, a thread with no events) become null. */
-export function reportJson(report: InspectReport): string {
+export function inspectionJson(report: Inspection): string {
   return JSON.stringify(report, null, 2);
 }
 
@@ -57,8 +58,20 @@ export interface FormatOptions {
   maxDamage?: number;
 }
 
-export function formatReport(report: InspectReport, options: FormatOptions = {}): string {
-  const { summary: s, drops } = report;
+export function formatInspection(report: Inspection, options: FormatOptions = {}): string {
+  return [
+    ...fileLines(report.summary, options),
+    '',
+    threadTable(report),
+    '',
+    balanceLine(report.summary),
+    '',
+    ...lossLines(report, options),
+  ].join('\n');
+}
+
+/** Where the file came from, whether it is complete, its damaged regions and the chunks lost to them. */
+function fileLines(s: TraceSummary, options: FormatOptions): string[] {
   const out: string[] = [];
   const started = Number.isFinite(s.sessionStartEpochMs) ? new Date(s.sessionStartEpochMs).toISOString() : 'unknown';
   out.push(`trace    ${s.path}`);
@@ -80,25 +93,28 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
       `gap      thread ${t.thread} (${t.name}): ${t.unreadable.chunks} chunk(s) missing; ${ev} events (or their drop counts) were in damaged records`,
     );
   }
-  out.push('');
+  return out;
+}
 
-  const names = new Map(s.threads.map((t) => [t.thread, t.name]));
-  const header = [
-    '#',
-    'thread',
-    'slot',
-    'events',
-    'payload B',
-    'time range (ms)',
-    'attempted',
-    'dropped',
-    'by reason',
-    'bytes dropped',
-    'states',
-    'end',
-    'balanced',
-  ];
-  const numeric = [true, false, true, true, true, false, true, true, false, true, true, false, false];
+const THREAD_COLUMNS: Array<[header: string, numeric: boolean]> = [
+  ['#', true],
+  ['thread', false],
+  ['slot', true],
+  ['events', true],
+  ['payload B', true],
+  ['time range (ms)', false],
+  ['attempted', true],
+  ['dropped', true],
+  ['by reason', false],
+  ['bytes dropped', true],
+  ['states', true],
+  ['end', false],
+  ['balanced', false],
+];
+
+/** A row per thread and a total row. */
+function threadTable(report: Inspection): string {
+  const s = report.summary;
   const rows = s.threads.map((t) => [
     String(t.thread),
     t.name,
@@ -112,13 +128,7 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
     String(t.bytesDropped),
     String(t.stateChanges),
     t.endReason ?? '(none)',
-    t.balanced !== undefined
-      ? t.balanced
-        ? '✓'
-        : '✗'
-      : t.lastChunk
-        ? `${t.lastChunk.balanced ? '✓' : '✗'} up to its last chunk (no end record)`
-        : '? (no end record)',
+    threadBalance(t),
   ]);
   const T = s.totals;
   rows.push([
@@ -136,39 +146,50 @@ export function formatReport(report: InspectReport, options: FormatOptions = {})
     '',
     balancedMark(s),
   ]);
-  out.push(table([header, ...rows], numeric));
-  out.push('');
+  return table(
+    [THREAD_COLUMNS.map(([h]) => h), ...rows],
+    THREAD_COLUMNS.map(([, n]) => n),
+  );
+}
+
+function threadBalance(t: ThreadSummary): string {
+  if (t.balanced !== undefined) return t.balanced ? '✓' : '✗';
+  return t.lastChunk ? `${t.lastChunk.balanced ? '✓' : '✗'} up to its last chunk (no end record)` : '? (no end record)';
+}
+
+function balanceLine(s: TraceSummary): string {
+  const T = s.totals;
   const unknown = s.threads.filter((t) => t.balanced === undefined).length;
   const verdict = T.balanced
     ? 'yes'
     : s.threads.some((t) => t.balanced === false)
       ? 'NO'
       : `unknown for ${unknown} thread(s) without an end record`;
-  out.push(
+  return (
     `balanced: ${verdict} (attempted = events + dropped for every thread)` +
-      (T.droppedAfterClose > 0 ? `; ${T.droppedAfterClose} events recorded after close were refused` : ''),
+    (T.droppedAfterClose > 0 ? `; ${T.droppedAfterClose} events recorded after close were refused` : '')
   );
+}
 
-  out.push('');
-  if (drops.length === 0) {
-    out.push('losses: none');
-  } else {
-    const shown = options.maxDrops === undefined ? drops : drops.slice(0, options.maxDrops);
-    out.push(`losses (${drops.length}):`);
-    const lossRows = shown.map((d) => [
-      names.get(d.thread) ?? `#${d.thread}`,
-      d.reason,
-      String(d.events),
-      String(d.bytes),
-      range(d.firstTs, d.lastTs),
-      d.chunkSeq < 0 ? 'end record' : `chunk ${d.chunkSeq}`,
-    ]);
-    const lossTable = table(
-      [['thread', 'reason', 'events', 'bytes', 'time range (ms)', 'reported by'], ...lossRows],
-      [false, false, true, true, false, false],
-    );
-    out.push(lossTable.replace(/^/gm, '  '));
-    if (shown.length < drops.length) out.push(`  ... ${drops.length - shown.length} more (ringtrace inspect --json lists them all)`);
-  }
-  return out.join('\n');
+/** The loss records, one a line (at most options.maxDrops of them). */
+function lossLines(report: Inspection, options: FormatOptions): string[] {
+  const { summary: s, drops } = report;
+  if (drops.length === 0) return ['losses: none'];
+  const names = new Map(s.threads.map((t) => [t.thread, t.name]));
+  const shown = options.maxDrops === undefined ? drops : drops.slice(0, options.maxDrops);
+  const lossRows = shown.map((d) => [
+    names.get(d.thread) ?? `#${d.thread}`,
+    d.reason,
+    String(d.events),
+    String(d.bytes),
+    range(d.firstTs, d.lastTs),
+    d.chunkSeq < 0 ? 'end record' : `chunk ${d.chunkSeq}`,
+  ]);
+  const lossTable = table(
+    [['thread', 'reason', 'events', 'bytes', 'time range (ms)', 'reported by'], ...lossRows],
+    [false, false, true, true, false, false],
+  );
+  const out = [`losses (${drops.length}):`, lossTable.replace(/^/gm, '  ')];
+  if (shown.length < drops.length) out.push(`  ... ${drops.length - shown.length} more (ringtrace inspect --json lists them all)`);
+  return out;
 }

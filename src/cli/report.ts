@@ -7,7 +7,8 @@
 import { writeFileSync } from 'node:fs';
 import { REASONS, type DropReason } from '../shm/layout.js';
 import { STATE_NAMES, type StateName } from '../shm/backpressure.js';
-import { openTrace, type TraceReader } from '../file/reader.js';
+import { openTrace, type TraceReader, type TraceSummary } from '../file/reader.js';
+import { FiniteTimes } from './finite-times.js';
 
 const BUCKETS = 120;
 const W = 960;
@@ -30,7 +31,7 @@ const fmt = (n: number): string => (Number.isFinite(n) ? n.toLocaleString('en-US
 const duration = (ns: number): string => (ns >= 1e6 ? `${fmt(ns / 1e6)} ms` : ns >= 1e3 ? `${fmt(ns / 1e3)} µs` : `${fmt(ns)} ns`);
 
 /** What the written-rate chart leaves out: the attempted rate, when events were dropped. */
-function attemptedNote(d: ReportData): string {
+function attemptedNote(d: HtmlReportData): string {
   const dropped = d.summary.totals.dropped;
   let peak = 0;
   let at = 0;
@@ -44,7 +45,8 @@ function attemptedNote(d: ReportData): string {
   return `${base} Attempted (written + dropped, all threads) peaked at about ${fmt(Math.round(peak))} events/s around ${fmt(Math.round(when))} ms (a loss counts evenly over the time it covers), against a written peak of ${fmt(Math.round(written))} events/s for one thread; the dropped part is in the next chart.</p>`;
 }
 
-export interface ReportData {
+/** What the HTML report draws: the trace in fixed time buckets, with its summary. */
+export interface HtmlReportData {
   title: string;
   t0: number;
   t1: number;
@@ -57,31 +59,49 @@ export interface ReportData {
   /** Events dropped per bucket (not per second), by reason. */
   drops: Record<DropReason, number[]>;
   states: Array<{ name: string; spans: Array<{ from: number; to: number; state: StateName }> }>;
+  /** Event and state-change times in the file that are not finite numbers (drawn at their thread's last finite time). */
+  nonFiniteTimes: number;
   summary: ReturnType<TraceReader['summary']>;
 }
 
-/** Aggregates a trace into fixed time buckets (one streaming pass over the events). */
-export function reportData(r: TraceReader): ReportData {
-  const s = r.summary();
+/**
+ * The trace's time range from what the index knows (threads' first and last events, losses,
+ * state changes), finite times only. A thread whose first or last event time is not a finite
+ * number (a caller's recordAt timestamp) hides its finite ones: then the events are read for them.
+ */
+function timeRange(r: TraceReader, s: TraceSummary): { t0: number; t1: number } {
   let t0 = Infinity;
   let t1 = -Infinity;
+  const take = (ts: number) => {
+    if (!Number.isFinite(ts)) return;
+    if (ts < t0) t0 = ts;
+    if (ts > t1) t1 = ts;
+  };
+  let hidden = false;
   for (const t of r.threads) {
-    if (t.firstTs < t0) t0 = t.firstTs;
-    if (t.lastTs > t1) t1 = t.lastTs;
+    take(t.firstTs);
+    take(t.lastTs);
+    hidden ||= s.threads[t.index].events > 0 && !(Number.isFinite(t.firstTs) && Number.isFinite(t.lastTs));
   }
   for (const d of r.drops()) {
-    if (d.firstTs < t0) t0 = d.firstTs;
-    if (d.lastTs > t1) t1 = d.lastTs;
+    take(d.firstTs);
+    take(d.lastTs);
   }
-  for (const c of r.states()) {
-    if (c.ts < t0) t0 = c.ts;
-    if (c.ts > t1) t1 = c.ts;
-  }
-  if (!Number.isFinite(t0)) t0 = t1 = 0;
+  for (const c of r.states()) take(c.ts);
+  if (hidden) for (const e of r.events()) take(e.ts);
+  return Number.isFinite(t0) ? { t0, t1 } : { t0: 0, t1: 0 };
+}
+
+/** Aggregates a trace into fixed time buckets (one streaming pass over the events). */
+export function htmlReportData(r: TraceReader): HtmlReportData {
+  const s = r.summary();
+  const { t0, t1 } = timeRange(r, s);
   const bucketNs = Math.max(1, (t1 - t0) / BUCKETS);
   const bucket = (ts: number) => Math.min(BUCKETS - 1, Math.max(0, Math.floor((ts - t0) / bucketNs)));
   const counts = r.threads.map(() => new Array<number>(BUCKETS).fill(0));
-  for (const e of r.events()) counts[e.thread][bucket(e.ts)]++;
+  // A time that is not a finite number counts at its thread's last finite time (and is noted).
+  const times = new FiniteTimes(r.threads, t0);
+  for (const e of r.events()) counts[e.thread][bucket(times.at(e.thread, e.ts))]++;
   const perSecond = 1e9 / bucketNs;
   const drops = Object.fromEntries(REASONS.map((x) => [x, new Array<number>(BUCKETS).fill(0)])) as Record<DropReason, number[]>;
   for (const d of r.drops()) {
@@ -96,10 +116,11 @@ export function reportData(r: TraceReader): ReportData {
   const current = r.threads.map(() => ({ state: 'normal' as StateName, since: NaN }));
   for (const c of r.states()) {
     const cur = current[c.thread];
+    const ts = times.at(c.thread, c.ts);
     const from = Number.isNaN(cur.since) ? r.threads[c.thread].registeredTs : cur.since;
-    states[c.thread].spans.push({ from, to: c.ts, state: c.from });
+    states[c.thread].spans.push({ from, to: ts, state: c.from });
     cur.state = c.to;
-    cur.since = c.ts;
+    cur.since = ts;
   }
   r.threads.forEach((t, i) => {
     const cur = current[i];
@@ -121,11 +142,12 @@ export function reportData(r: TraceReader): ReportData {
     attempted,
     drops,
     states,
+    nonFiniteTimes: times.replaced,
     summary: s,
   };
 }
 
-function axes(d: ReportData, maxY: number | undefined, yLabel: string, height = PLOT_H): string {
+function axes(d: HtmlReportData, maxY: number | undefined, yLabel: string, height = PLOT_H): string {
   const x0 = MARGIN.left;
   const x1 = W - MARGIN.right;
   const y0 = MARGIN.top + height;
@@ -161,7 +183,7 @@ function svg(id: string, height: number, body: string, label: string): string {
   return `<svg id="${id}" role="img" aria-label="${esc(label)}" viewBox="0 0 ${W} ${height}" width="${W}" height="${height}" font-family="sans-serif" font-size="11">${body}</svg>`;
 }
 
-function ratesChart(d: ReportData): string {
+function ratesChart(d: HtmlReportData): string {
   const maxY = Math.max(1, ...d.threads.flatMap((t) => t.rates));
   const x0 = MARGIN.left;
   const dx = (W - MARGIN.right - MARGIN.left) / BUCKETS;
@@ -184,7 +206,7 @@ function ratesChart(d: ReportData): string {
   );
 }
 
-function dropsChart(d: ReportData): string {
+function dropsChart(d: HtmlReportData): string {
   const totals = new Array<number>(BUCKETS).fill(0);
   for (const r of REASONS) d.drops[r].forEach((v, k) => (totals[k] += v));
   const maxY = Math.max(1, ...totals);
@@ -210,7 +232,7 @@ function dropsChart(d: ReportData): string {
   );
 }
 
-function statesChart(d: ReportData): string {
+function statesChart(d: HtmlReportData): string {
   const row = 18;
   // At least as tall as the legend beside it (4 states x 16 px).
   const height = Math.max(STATE_NAMES.length * 16, d.states.length * row);
@@ -236,7 +258,7 @@ function statesChart(d: ReportData): string {
   );
 }
 
-function totalsTable(d: ReportData): string {
+function totalsTable(d: HtmlReportData): string {
   const s = d.summary;
   const rows = s.threads
     .map((t) => {
@@ -257,10 +279,16 @@ function totalsTable(d: ReportData): string {
   )}</td><td>${fmt(T.bytesDropped)}</td><td></td><td></td><td class="${T.balanced ? 'ok' : 'bad'}">${T.balanced ? '✓' : '✗'}</td></tr></tfoot></table>`;
 }
 
+/** Says how many times in the file were not finite numbers, if any (see htmlReportData). */
+function timeNote(d: HtmlReportData): string {
+  if (d.nonFiniteTimes === 0) return '';
+  return `\n<p class="bad" id="time-note">${fmt(d.nonFiniteTimes)} times in the file are not finite numbers (a timestamp given to recordAt); each is drawn at its thread's last finite time before it.</p>`;
+}
+
 /** Damaged regions listed one by one in the report; the rest are counted. */
 const MAX_DAMAGE_SHOWN = 20;
 
-export function renderReport(d: ReportData): string {
+export function renderReport(d: HtmlReportData): string {
   const s = d.summary;
   const status = s.damage
     ? s.damaged
@@ -290,7 +318,7 @@ svg text { fill: #333; }
 </style></head><body>
 <h1>ringtrace report</h1>
 <p>${esc(d.title)} — format v${s.version}, ${s.totals.threads} threads, ${fmt(s.totals.events)} events in the file, ${fmt(s.totals.dropped)} dropped${s.totals.droppedAfterClose ? `, ${fmt(s.totals.droppedAfterClose)} after close` : ''}.</p>
-${status}
+${status}${timeNote(d)}
 <h2>Written events per second, per thread</h2>
 ${ratesChart(d)}
 ${attemptedNote(d)}
@@ -305,8 +333,8 @@ ${totalsTable(d)}
 }
 
 /** Writes the HTML report of the trace at `tracePath` to `outPath`. */
-export function writeReport(tracePath: string, outPath: string): ReportData {
-  const data = reportData(openTrace(tracePath));
+export function writeReport(tracePath: string, outPath: string): HtmlReportData {
+  const data = htmlReportData(openTrace(tracePath));
   writeFileSync(outPath, renderReport(data));
   return data;
 }

@@ -47,7 +47,7 @@ import { freeSlot, publishRetired, readThreadName, wipeRings } from '../shm/regi
 import { retireIntoLedger, threadFromSlot, type ThreadMetrics } from '../metrics/metrics.js';
 import { extentRuns, scanRecords, type RingExtent, type ScanResult } from '../shm/ring.js';
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+import type { LogLevel } from '../logger.js';
 export type DrainLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 
 export interface DrainOptions {

@@ -33,7 +33,7 @@
  */
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, writevSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
-import { LOSS_BLOCK_WORDS, REASON_COUNT } from '../shm/layout.js';
+import { LOSS_BLOCK_WORDS, LOSS_WORDS_PER_REASON, Loss, REASON_COUNT } from '../shm/layout.js';
 
 export const FILE_MAGIC = 'RNGTRACE';
 /** 2: chunks carry their thread's identity (slot, threadId, name, policy). Bump on any change of
@@ -54,11 +54,54 @@ export const RecordType = {
   FOOTER: 7,
 } as const;
 
+/** Byte offsets in the preamble and in every record's frame; the CRC covers the frame up to CRC. */
+export const PreambleField = { MAGIC: 0, VERSION: 8, FLAGS: 12 } as const;
+export const FrameField = { TYPE: 0, BODY_LENGTH: 4, CRC: 8, RESERVED: 12 } as const;
+
+/*
+ * Byte offsets of the fields in each record body: the table at the top of this file, the one
+ * place both the writer (below) and the reader take them from. A field name ending in _AT is
+ * where a variable part starts.
+ */
+export const HeaderField = { CLOCK_UNIT_NS: 0, CONFIG_JSON_BYTES: 4, SESSION_START_EPOCH_MS: 8, CONFIG_JSON_AT: 16 } as const;
+export const NameField = { ID: 0, BYTE_LENGTH: 4, UTF8_AT: 8 } as const;
+export const ThreadStartField = { THREAD: 0, SLOT: 4, NODE_THREAD_ID: 8, NAME_BYTES: 12, TS: 16, POLICY: 24, NAME_AT: 32 } as const;
+export const ChunkField = {
+  THREAD: 0,
+  SEQ: 4,
+  EVENTS: 8,
+  PAYLOAD_BYTES: 12,
+  FIRST_TS: 16,
+  LAST_TS: 24,
+  ATTEMPTED: 32,
+  DROPPED: 40,
+  SLOT: 48,
+  NODE_THREAD_ID: 52,
+  NAME_BYTES: 56,
+  POLICY: 60,
+  LOSS_AT: 64,
+} as const;
+/** Format version 1 chunks have no identity fields (slot ... policy): their loss block is at 48. */
+export const V1_CHUNK_LOSS_AT = 48;
+export const StateField = { THREAD: 0, FROM: 4, TO: 8, TS: 16 } as const;
+export const STATE_BYTES = 24;
+export const ThreadEndField = { THREAD: 0, END_REASON: 4, TS: 8, ATTEMPTED: 16, EVENTS_WRITTEN: 24, LOSS_AT: 32 } as const;
+export const FooterField = { THREADS: 0, EVENTS: 8, DROPPED: 16, DROPPED_AFTER_CLOSE: 24, TS: 32 } as const;
+export const FOOTER_BYTES = 40;
+/** One reason's entry in a loss block (entries follow in REASONS order): the shared-memory loss
+ * words (layout.Loss) as written, so the offsets derive from them. */
+export const LossField = {
+  EVENTS: Loss.EVENTS * 8,
+  BYTES: Loss.BYTES * 8,
+  FIRST_TS: Loss.FIRST_TS * 8,
+  LAST_TS: Loss.LAST_TS * 8,
+} as const;
+export const LOSS_ENTRY_BYTES = LOSS_WORDS_PER_REASON * 8;
+
 export const LOSS_BLOCK_BYTES = LOSS_BLOCK_WORDS * 8;
-export const CHUNK_LOSS_AT = 64;
 /** A chunk body's fixed part; the thread name (padded to 8) and then the payload follow it. */
-export const CHUNK_FIXED_BYTES = CHUNK_LOSS_AT + LOSS_BLOCK_BYTES;
-export const THREAD_END_BYTES = 32 + LOSS_BLOCK_BYTES;
+export const CHUNK_FIXED_BYTES = ChunkField.LOSS_AT + LOSS_BLOCK_BYTES;
+export const THREAD_END_BYTES = ThreadEndField.LOSS_AT + LOSS_BLOCK_BYTES;
 
 export const EndReason = { CLOSED: 1, EXITED: 2, TRACER_CLOSED: 3 } as const;
 export const END_REASON_NAMES: Record<number, string> = { 1: 'closed', 2: 'exited', 3: 'tracer_closed' };
@@ -68,8 +111,8 @@ const encoder = new TextEncoder();
 
 export function preamble(): Buffer {
   const b = Buffer.alloc(PREAMBLE_BYTES);
-  b.write(FILE_MAGIC, 0, 'latin1');
-  b.writeUInt32LE(FORMAT_VERSION, 8);
+  b.write(FILE_MAGIC, PreambleField.MAGIC, 'latin1');
+  b.writeUInt32LE(FORMAT_VERSION, PreambleField.VERSION);
   return b;
 }
 
@@ -86,31 +129,31 @@ function frame(type: number, head: Buffer, parts: readonly Uint8Array[] = []): U
   for (const p of parts) bodyLength += p.length;
   if (bodyLength % 8 !== 0) throw new Error(`ringtrace: internal error: record body of ${bodyLength} bytes is not 8-aligned`);
   const f = Buffer.alloc(FRAME_BYTES);
-  f.writeUInt32LE(type, 0);
-  f.writeUInt32LE(bodyLength, 4);
-  let crc = crc32(f.subarray(0, 8));
+  f.writeUInt32LE(type, FrameField.TYPE);
+  f.writeUInt32LE(bodyLength, FrameField.BODY_LENGTH);
+  let crc = crc32(f.subarray(0, FrameField.CRC));
   crc = crcUpdate(head, crc);
   for (const p of parts) crc = crcUpdate(p, crc);
-  f.writeUInt32LE(crc, 8);
+  f.writeUInt32LE(crc, FrameField.CRC);
   return [f, head, ...parts];
 }
 
 export function headerRecord(sessionStartEpochMs: number, config: unknown): Uint8Array[] {
   const json = encoder.encode(JSON.stringify(config));
-  const b = Buffer.alloc(16 + pad8(json.length));
-  b.writeUInt32LE(1, 0);
-  b.writeUInt32LE(json.length, 4);
-  b.writeDoubleLE(sessionStartEpochMs, 8);
-  b.set(json, 16);
+  const b = Buffer.alloc(HeaderField.CONFIG_JSON_AT + pad8(json.length));
+  b.writeUInt32LE(1, HeaderField.CLOCK_UNIT_NS);
+  b.writeUInt32LE(json.length, HeaderField.CONFIG_JSON_BYTES);
+  b.writeDoubleLE(sessionStartEpochMs, HeaderField.SESSION_START_EPOCH_MS);
+  b.set(json, HeaderField.CONFIG_JSON_AT);
   return frame(RecordType.HEADER, b);
 }
 
 export function nameRecord(id: number, name: string): Uint8Array[] {
   const bytes = encoder.encode(name);
-  const b = Buffer.alloc(8 + pad8(bytes.length));
-  b.writeUInt32LE(id, 0);
-  b.writeUInt32LE(bytes.length, 4);
-  b.set(bytes, 8);
+  const b = Buffer.alloc(NameField.UTF8_AT + pad8(bytes.length));
+  b.writeUInt32LE(id, NameField.ID);
+  b.writeUInt32LE(bytes.length, NameField.BYTE_LENGTH);
+  b.set(bytes, NameField.UTF8_AT);
   return frame(RecordType.NAME, b);
 }
 
@@ -125,23 +168,23 @@ export interface ThreadStart {
 
 export function threadStartRecord(t: ThreadStart): Uint8Array[] {
   const name = encoder.encode(t.name);
-  const b = Buffer.alloc(32 + pad8(name.length));
-  b.writeUInt32LE(t.thread, 0);
-  b.writeUInt32LE(t.slot, 4);
-  b.writeInt32LE(t.nodeThreadId, 8);
-  b.writeUInt32LE(name.length, 12);
-  b.writeDoubleLE(t.ts, 16);
-  b.writeUInt32LE(t.policy, 24);
-  b.set(name, 32);
+  const b = Buffer.alloc(ThreadStartField.NAME_AT + pad8(name.length));
+  b.writeUInt32LE(t.thread, ThreadStartField.THREAD);
+  b.writeUInt32LE(t.slot, ThreadStartField.SLOT);
+  b.writeInt32LE(t.nodeThreadId, ThreadStartField.NODE_THREAD_ID);
+  b.writeUInt32LE(name.length, ThreadStartField.NAME_BYTES);
+  b.writeDoubleLE(t.ts, ThreadStartField.TS);
+  b.writeUInt32LE(t.policy, ThreadStartField.POLICY);
+  b.set(name, ThreadStartField.NAME_AT);
   return frame(RecordType.THREAD_START, b);
 }
 
 export function stateRecord(thread: number, from: number, to: number, ts: number): Uint8Array[] {
-  const b = Buffer.alloc(24);
-  b.writeUInt32LE(thread, 0);
-  b.writeUInt32LE(from, 4);
-  b.writeUInt32LE(to, 8);
-  b.writeDoubleLE(ts, 16);
+  const b = Buffer.alloc(STATE_BYTES);
+  b.writeUInt32LE(thread, StateField.THREAD);
+  b.writeUInt32LE(from, StateField.FROM);
+  b.writeUInt32LE(to, StateField.TO);
+  b.writeDoubleLE(ts, StateField.TS);
   return frame(RecordType.STATE, b);
 }
 
@@ -149,7 +192,10 @@ export function stateRecord(thread: number, from: number, to: number, ts: number
 export type LossBlock = Float64Array;
 export const newLossBlock = (): LossBlock => {
   const l = new Float64Array(LOSS_BLOCK_WORDS);
-  for (let r = 0; r < REASON_COUNT; r++) l[r * 4 + 2] = l[r * 4 + 3] = NaN;
+  for (let r = 0; r < REASON_COUNT; r++) {
+    const at = r * LOSS_WORDS_PER_REASON;
+    l[at + Loss.FIRST_TS] = l[at + Loss.LAST_TS] = NaN;
+  }
   return l;
 };
 
@@ -181,7 +227,7 @@ export function chunkIdentity(slot: number, nodeThreadId: number, policy: number
   return { slot, nodeThreadId, policy, name: encoder.encode(name) };
 }
 
-/** Where a chunk body's payload starts, given the name length at byte 56. */
+/** Where a chunk body's payload starts, given its name length (ChunkField.NAME_BYTES). */
 export const chunkPayloadAt = (nameBytes: number): number => CHUNK_FIXED_BYTES + pad8(nameBytes);
 
 /** A chunk record whose payload is the given runs of ring bytes (views into shared memory). */
@@ -189,19 +235,19 @@ export function chunkRecord(h: ChunkHead, id: ChunkIdentity, loss: LossBlock, pa
   let payloadBytes = 0;
   for (const p of payload) payloadBytes += p.length;
   const b = Buffer.alloc(chunkPayloadAt(id.name.length));
-  b.writeUInt32LE(h.thread, 0);
-  b.writeUInt32LE(h.seq >>> 0, 4); // wraps after 2^32 chunks of one thread; the reader only orders by position
-  b.writeUInt32LE(h.events, 8);
-  b.writeUInt32LE(payloadBytes, 12);
-  b.writeDoubleLE(h.firstTs, 16);
-  b.writeDoubleLE(h.lastTs, 24);
-  b.writeDoubleLE(h.attempted ?? NaN, 32);
-  b.writeDoubleLE(h.dropped ?? NaN, 40);
-  b.writeUInt32LE(id.slot, 48);
-  b.writeInt32LE(id.nodeThreadId, 52);
-  b.writeUInt32LE(id.name.length, 56);
-  b.writeUInt32LE(id.policy, 60);
-  writeLoss(b, CHUNK_LOSS_AT, loss);
+  b.writeUInt32LE(h.thread, ChunkField.THREAD);
+  b.writeUInt32LE(h.seq >>> 0, ChunkField.SEQ); // wraps after 2^32 chunks of one thread; the reader only orders by position
+  b.writeUInt32LE(h.events, ChunkField.EVENTS);
+  b.writeUInt32LE(payloadBytes, ChunkField.PAYLOAD_BYTES);
+  b.writeDoubleLE(h.firstTs, ChunkField.FIRST_TS);
+  b.writeDoubleLE(h.lastTs, ChunkField.LAST_TS);
+  b.writeDoubleLE(h.attempted ?? NaN, ChunkField.ATTEMPTED);
+  b.writeDoubleLE(h.dropped ?? NaN, ChunkField.DROPPED);
+  b.writeUInt32LE(id.slot, ChunkField.SLOT);
+  b.writeInt32LE(id.nodeThreadId, ChunkField.NODE_THREAD_ID);
+  b.writeUInt32LE(id.name.length, ChunkField.NAME_BYTES);
+  b.writeUInt32LE(id.policy, ChunkField.POLICY);
+  writeLoss(b, ChunkField.LOSS_AT, loss);
   b.set(id.name, CHUNK_FIXED_BYTES);
   return frame(RecordType.CHUNK, b, payload);
 }
@@ -216,12 +262,12 @@ export interface ThreadEnd {
 
 export function threadEndRecord(e: ThreadEnd, loss: LossBlock): Uint8Array[] {
   const b = Buffer.alloc(THREAD_END_BYTES);
-  b.writeUInt32LE(e.thread, 0);
-  b.writeUInt32LE(e.endReason, 4);
-  b.writeDoubleLE(e.ts, 8);
-  b.writeDoubleLE(e.attempted, 16);
-  b.writeDoubleLE(e.eventsWritten, 24);
-  writeLoss(b, 32, loss);
+  b.writeUInt32LE(e.thread, ThreadEndField.THREAD);
+  b.writeUInt32LE(e.endReason, ThreadEndField.END_REASON);
+  b.writeDoubleLE(e.ts, ThreadEndField.TS);
+  b.writeDoubleLE(e.attempted, ThreadEndField.ATTEMPTED);
+  b.writeDoubleLE(e.eventsWritten, ThreadEndField.EVENTS_WRITTEN);
+  writeLoss(b, ThreadEndField.LOSS_AT, loss);
   return frame(RecordType.THREAD_END, b);
 }
 
@@ -234,12 +280,12 @@ export interface FooterTotals {
 }
 
 export function footerRecord(t: FooterTotals): Uint8Array[] {
-  const b = Buffer.alloc(40);
-  b.writeDoubleLE(t.threads, 0);
-  b.writeDoubleLE(t.events, 8);
-  b.writeDoubleLE(t.dropped, 16);
-  b.writeDoubleLE(t.droppedAfterClose, 24);
-  b.writeDoubleLE(t.ts, 32);
+  const b = Buffer.alloc(FOOTER_BYTES);
+  b.writeDoubleLE(t.threads, FooterField.THREADS);
+  b.writeDoubleLE(t.events, FooterField.EVENTS);
+  b.writeDoubleLE(t.dropped, FooterField.DROPPED);
+  b.writeDoubleLE(t.droppedAfterClose, FooterField.DROPPED_AFTER_CLOSE);
+  b.writeDoubleLE(t.ts, FooterField.TS);
   return frame(RecordType.FOOTER, b);
 }
 

@@ -13,17 +13,30 @@ import { BpState, STATE_NAMES, type StateName } from '../shm/backpressure.js';
 import { REASONS, REASON_COUNT, type DropReason } from '../shm/layout.js';
 import {
   CHUNK_FIXED_BYTES,
-  CHUNK_LOSS_AT,
-  LOSS_BLOCK_BYTES,
-  chunkPayloadAt,
+  ChunkField,
   END_REASON_NAMES,
   FILE_MAGIC,
+  FOOTER_BYTES,
   FORMAT_VERSION,
   FRAME_BYTES,
+  FooterField,
+  FrameField,
+  HeaderField,
+  LOSS_BLOCK_BYTES,
+  LOSS_ENTRY_BYTES,
+  LossField,
   MAX_BODY_BYTES,
+  NameField,
   PREAMBLE_BYTES,
+  PreambleField,
   RecordType,
+  STATE_BYTES,
+  StateField,
   THREAD_END_BYTES,
+  ThreadEndField,
+  ThreadStartField,
+  V1_CHUNK_LOSS_AT,
+  chunkPayloadAt,
   crcUpdate,
 } from './format.js';
 import { RECORD_HEADER_BYTES, RecordKind, recordBytes } from '../shm/ring.js';
@@ -170,14 +183,22 @@ interface ChunkIndex {
 }
 
 const decoder = new TextDecoder();
-/** Format version 1 (files of ringtrace 0.1): where a chunk's loss block starts. */
-const V1_CHUNK_LOSS_AT = 48;
 /** Resync reads the file in windows of this size while it looks for the next intact record,
  * starting with a smaller read. */
 const RESYNC_WINDOW_BYTES = 1024 * 1024;
 const RESYNC_FIRST_BYTES = 64 * 1024;
 /** How many records afterDamagedRecord follows to tell a damaged length from a damaged body. */
 const RESYNC_CHAIN_STEPS = 4096;
+
+/** What the index pass learns about the file as a whole. */
+interface FileFacts {
+  damaged: TraceDamage[];
+  sawHeader: boolean;
+  complete: boolean;
+  sessionStartEpochMs: number;
+  config: Record<string, unknown>;
+  droppedAfterClose: number;
+}
 
 interface ResyncState {
   /** CRC bytes the resyncs of this file may still check. */
@@ -187,9 +208,9 @@ interface ResyncState {
 
 /** The body length of a plausible frame at `buf[p]` (file offset `at`), or -1. */
 function plausibleFrame(buf: Buffer, p: number, at: number, size: number): number {
-  const type = buf.readUInt32LE(p);
-  const len = buf.readUInt32LE(p + 4);
-  if (type === 0 || type > MAX_RECORD_TYPE || buf.readUInt32LE(p + 12) !== 0) return -1;
+  const type = buf.readUInt32LE(p + FrameField.TYPE);
+  const len = buf.readUInt32LE(p + FrameField.BODY_LENGTH);
+  if (type === 0 || type > MAX_RECORD_TYPE || buf.readUInt32LE(p + FrameField.RESERVED) !== 0) return -1;
   if (len % 8 !== 0 || len > MAX_BODY_BYTES || at + FRAME_BYTES + len > size) return -1;
   return len;
 }
@@ -243,19 +264,19 @@ export class TraceReader {
       const size = fstatSync(fd).size;
       const pre = Buffer.alloc(PREAMBLE_BYTES);
       const got = readSync(fd, pre, 0, PREAMBLE_BYTES, 0);
-      if (got < 8 || pre.toString('latin1', 0, 8) !== FILE_MAGIC) {
+      if (got < FILE_MAGIC.length || pre.toString('latin1', PreambleField.MAGIC, FILE_MAGIC.length) !== FILE_MAGIC) {
         throw new TraceFormatError(0, 'not a ringtrace file (bad magic)', path);
       }
       if (got < PREAMBLE_BYTES) throw new TraceFormatError(got, 'file ends inside the preamble', path);
-      this.version = pre.readUInt32LE(8);
+      this.version = pre.readUInt32LE(PreambleField.VERSION);
       if (this.version > FORMAT_VERSION) {
         throw new TraceFormatError(
-          8,
+          PreambleField.VERSION,
           `format version ${this.version} is newer than this reader (version ${FORMAT_VERSION}); upgrade ringtrace`,
           path,
         );
       }
-      if (this.version < 1) throw new TraceFormatError(8, `invalid format version ${this.version}`, path);
+      if (this.version < 1) throw new TraceFormatError(PreambleField.VERSION, `invalid format version ${this.version}`, path);
       const idx = this.index(fd, size);
       this.sessionStartEpochMs = idx.sessionStartEpochMs;
       this.config = idx.config;
@@ -269,16 +290,12 @@ export class TraceReader {
     }
   }
 
-  private index(fd: number, size: number) {
+  private index(fd: number, size: number): FileFacts {
     const frameBuf = Buffer.alloc(FRAME_BYTES);
     let body = Buffer.alloc(64 * 1024);
     let offset = PREAMBLE_BYTES;
-    const damaged: TraceDamage[] = [];
-    let sawHeader = false;
-    let complete = false;
-    let sessionStartEpochMs = NaN;
-    let config: Record<string, unknown> = {};
-    let droppedAfterClose = 0;
+    const facts: FileFacts = { damaged: [], sawHeader: false, complete: false, sessionStartEpochMs: NaN, config: {}, droppedAfterClose: 0 };
+    const damaged = facts.damaged;
     const resync: ResyncState = { crcBudget: Math.max(RESYNC_MIN_CRC_BYTES, 2 * size), window: undefined };
     const note = (at: number, reason: string, next: number) => {
       const resumed = next < size ? next : undefined;
@@ -287,10 +304,8 @@ export class TraceReader {
     };
     /** A damaged frame: search for the next intact record (none: the rest is skipped). */
     const search = (at: number, reason: string) => note(at, reason, this.findRecord(fd, at + 8, size, resync));
-    /** An intact record with unusable contents: skip exactly it. */
-    const skip = (at: number, reason: string, bodyLength: number) => note(at, reason, at + FRAME_BYTES + bodyLength);
     while (offset < size) {
-      if (complete) {
+      if (facts.complete) {
         note(offset, 'data after the footer', size);
         break;
       }
@@ -299,9 +314,9 @@ export class TraceReader {
         break;
       }
       readSync(fd, frameBuf, 0, FRAME_BYTES, offset);
-      const type = frameBuf.readUInt32LE(0);
-      const bodyLength = frameBuf.readUInt32LE(4);
-      const crc = frameBuf.readUInt32LE(8);
+      const type = frameBuf.readUInt32LE(FrameField.TYPE);
+      const bodyLength = frameBuf.readUInt32LE(FrameField.BODY_LENGTH);
+      const crc = frameBuf.readUInt32LE(FrameField.CRC);
       if (bodyLength % 8 !== 0 || bodyLength > MAX_BODY_BYTES) {
         search(offset, `corrupt record frame (body length ${bodyLength})`);
         continue;
@@ -313,7 +328,7 @@ export class TraceReader {
       if (body.length < bodyLength) body = Buffer.alloc(bodyLength);
       readSync(fd, body, 0, bodyLength, offset + FRAME_BYTES);
       const b = body.subarray(0, bodyLength);
-      if (crcUpdate(b, crc32(frameBuf.subarray(0, 8))) !== crc) {
+      if (crcUpdate(b, crc32(frameBuf.subarray(0, FrameField.CRC))) !== crc) {
         note(offset, 'CRC mismatch (damaged record)', this.afterDamagedRecord(fd, offset, offset + FRAME_BYTES + bodyLength, size, resync));
         continue;
       }
@@ -322,32 +337,39 @@ export class TraceReader {
       if (offset === PREAMBLE_BYTES && type !== RecordType.HEADER) {
         damaged.push({ offset, reason: 'first record is not a header (the header is missing)', skippedBytes: 0, resumedAt: offset });
       }
-      const problem = this.take(type, b, offset);
-      if (typeof problem === 'string') {
-        skip(offset, problem, bodyLength);
-        continue;
-      }
-      if (this.readNote !== undefined) {
-        damaged.push({ offset, reason: this.readNote, skippedBytes: 0, resumedAt: offset });
-        this.readNote = undefined;
-      }
-      if (type === RecordType.HEADER) {
-        try {
-          config = JSON.parse(decoder.decode(b.subarray(16, 16 + b.readUInt32LE(4)))) as Record<string, unknown>;
-        } catch {
-          skip(offset, 'header configuration is not valid JSON', bodyLength);
-          continue;
-        }
-        sawHeader = true;
-        sessionStartEpochMs = b.readDoubleLE(8);
-      } else if (type === RecordType.FOOTER) {
-        complete = true;
-        droppedAfterClose = b.readDoubleLE(24);
-      }
-      offset += FRAME_BYTES + bodyLength;
+      const problem = this.takeIntact(type, b, offset, facts);
+      if (problem !== undefined) note(offset, problem, offset + FRAME_BYTES + bodyLength);
+      else offset += FRAME_BYTES + bodyLength;
     }
-    if (!sawHeader && damaged.length === 0) note(offset, 'file has no header record', size);
-    return { damaged, complete, sessionStartEpochMs, config, droppedAfterClose };
+    if (!facts.sawHeader && damaged.length === 0) note(offset, 'file has no header record', size);
+    return facts;
+  }
+
+  /**
+   * Takes an intact record into the index, and the header's and footer's facts about the file;
+   * returns why its contents are unusable, if they are (the caller skips exactly it).
+   */
+  private takeIntact(type: number, b: Buffer, offset: number, facts: FileFacts): string | undefined {
+    const problem = this.take(type, b, offset);
+    if (problem !== undefined) return problem;
+    if (this.readNote !== undefined) {
+      facts.damaged.push({ offset, reason: this.readNote, skippedBytes: 0, resumedAt: offset });
+      this.readNote = undefined;
+    }
+    if (type === RecordType.HEADER) {
+      const json = b.subarray(HeaderField.CONFIG_JSON_AT, HeaderField.CONFIG_JSON_AT + b.readUInt32LE(HeaderField.CONFIG_JSON_BYTES));
+      try {
+        facts.config = JSON.parse(decoder.decode(json)) as Record<string, unknown>;
+      } catch {
+        return 'header configuration is not valid JSON';
+      }
+      facts.sawHeader = true;
+      facts.sessionStartEpochMs = b.readDoubleLE(HeaderField.SESSION_START_EPOCH_MS);
+    } else if (type === RecordType.FOOTER) {
+      facts.complete = true;
+      facts.droppedAfterClose = b.readDoubleLE(FooterField.DROPPED_AFTER_CLOSE);
+    }
+    return undefined;
   }
 
   /**
@@ -388,7 +410,7 @@ export class TraceReader {
     if (budget.crcBudget < 0) return false;
     const body = Buffer.alloc(len);
     readSync(fd, body, 0, len, at + FRAME_BYTES);
-    return crcUpdate(body, crc32(frame.subarray(0, 8))) === frame.readUInt32LE(8);
+    return crcUpdate(body, crc32(frame.subarray(0, FrameField.CRC))) === frame.readUInt32LE(FrameField.CRC);
   }
 
   /**
@@ -457,112 +479,143 @@ export class TraceReader {
   private take(type: number, b: Buffer, offset: number): string | undefined {
     switch (type) {
       case RecordType.HEADER:
-        return b.length < 16 || 16 + b.readUInt32LE(4) > b.length ? 'header record too short' : undefined;
-      case RecordType.NAME: {
-        if (b.length < 8 || 8 + b.readUInt32LE(4) > b.length) return 'name record too short';
-        this.names.set(b.readUInt32LE(0), decoder.decode(b.subarray(8, 8 + b.readUInt32LE(4))));
-        return undefined;
-      }
-      case RecordType.THREAD_START: {
-        if (b.length < 32 || 32 + b.readUInt32LE(12) > b.length) return 'thread record too short';
-        const registration = b.readUInt32LE(0);
-        if (this.byRegistration.has(registration)) return `thread ${registration} started twice`;
-        this.addThread(
-          registration,
-          b.readUInt32LE(4),
-          b.readInt32LE(8),
-          decoder.decode(b.subarray(32, 32 + b.readUInt32LE(12))),
-          b.readUInt32LE(24),
-          b.readDoubleLE(16),
-        );
-        return undefined;
-      }
-      case RecordType.CHUNK: {
-        // Version 1 chunks have no identity: the loss block follows the running totals at 48.
-        const v1 = this.version === 1;
-        const lossAt = v1 ? V1_CHUNK_LOSS_AT : CHUNK_LOSS_AT;
-        if (b.length < lossAt + LOSS_BLOCK_BYTES) return 'chunk record too short';
-        const nameBytes = v1 ? 0 : b.readUInt32LE(56);
-        if (nameBytes > b.length - CHUNK_FIXED_BYTES) return 'chunk thread name longer than the record';
-        const payloadAt = v1 ? V1_CHUNK_LOSS_AT + LOSS_BLOCK_BYTES : chunkPayloadAt(nameBytes);
-        const payloadBytes = b.readUInt32LE(12);
-        if (payloadAt + payloadBytes !== b.length) return 'chunk payload length does not match the record';
-        const events = b.readUInt32LE(8);
-        const bad = checkPayload(b, payloadAt, b.length, events);
-        if (bad !== undefined) return bad;
-        const registration = b.readUInt32LE(0);
-        let t = this.byRegistration.get(registration);
-        if (!t) {
-          if (v1) return `chunk of unknown thread ${registration}`;
-          // Its THREAD_START is damaged or missing: the chunk says who the thread is.
-          const name = decoder.decode(b.subarray(CHUNK_FIXED_BYTES, CHUNK_FIXED_BYTES + nameBytes));
-          const firstTs = b.readDoubleLE(16);
-          t = this.addThread(
-            registration,
-            b.readUInt32LE(48),
-            b.readInt32LE(52),
-            name,
-            b.readUInt32LE(60),
-            Number.isFinite(firstTs) ? firstTs : 0,
-          );
-          this.readNote = `thread ${registration} ('${name}') has no start record: known from its chunks`;
-        }
-        const seq = b.readUInt32LE(4);
-        if (seq < this.nextSeq[t.index])
-          return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
-        if (bad !== undefined) return bad;
-        if (seq !== this.nextSeq[t.index]) {
-          const toTs = events > 0 ? b.readDoubleLE(16) : NaN;
-          this.gapList.push({ thread: t.index, fromSeq: this.nextSeq[t.index], toSeq: seq - 1, offset, fromTs: t.lastTs, toTs });
-        }
-        if (events > 0) {
-          if (Number.isNaN(t.firstTs)) t.firstTs = b.readDoubleLE(16);
-          t.lastTs = b.readDoubleLE(24);
-        }
-        this.eventsByThread[t.index] += events;
-        this.payloadByThread[t.index] += payloadBytes;
-        this.chunksByThread[t.index]++;
-        this.chunks.push({ offset, thread: t.index, seq, events, payloadAt, payloadBytes });
-        this.nextSeq[t.index] = seq + 1;
-        this.runningDrops[t.index] += this.takeLoss(b, lossAt, t.index, offset, seq);
-        const attempted = b.readDoubleLE(32);
-        if (!Number.isNaN(attempted)) {
-          this.lastChunk[t.index] = { attempted, balanced: attempted === this.eventsByThread[t.index] + this.runningDrops[t.index] };
-        }
-        return undefined;
-      }
-      case RecordType.STATE: {
-        if (b.length < 24) return 'state record too short';
-        const t = this.byRegistration.get(b.readUInt32LE(0));
-        const from = b.readUInt32LE(4);
-        const to = b.readUInt32LE(8);
-        if (!t) return `state change of unknown thread ${b.readUInt32LE(0)}`;
-        if (from > BpState.RECOVERY || to > BpState.RECOVERY) return `invalid backpressure state ${from}->${to}`;
-        this.stateList.push({ thread: t.index, ts: b.readDoubleLE(16), from: STATE_NAMES[from], to: STATE_NAMES[to] });
-        return undefined;
-      }
-      case RecordType.THREAD_END: {
-        if (b.length < THREAD_END_BYTES) return 'thread end record too short';
-        const t = this.byRegistration.get(b.readUInt32LE(0));
-        if (!t) return `end of unknown thread ${b.readUInt32LE(0)}`;
-        t.endReason = END_REASON_NAMES[b.readUInt32LE(4)] ?? `unknown(${b.readUInt32LE(4)})`;
-        t.attempted = b.readDoubleLE(16);
-        this.takeLoss(b, 32, t.index, offset, -1);
-        return undefined;
-      }
+        return b.length < HeaderField.CONFIG_JSON_AT ||
+          HeaderField.CONFIG_JSON_AT + b.readUInt32LE(HeaderField.CONFIG_JSON_BYTES) > b.length
+          ? 'header record too short'
+          : undefined;
+      case RecordType.NAME:
+        return this.takeName(b);
+      case RecordType.THREAD_START:
+        return this.takeThreadStart(b);
+      case RecordType.CHUNK:
+        return this.takeChunk(b, offset);
+      case RecordType.STATE:
+        return this.takeState(b);
+      case RecordType.THREAD_END:
+        return this.takeThreadEnd(b, offset);
       case RecordType.FOOTER:
-        return b.length < 40 ? 'footer record too short' : undefined;
+        return b.length < FOOTER_BYTES ? 'footer record too short' : undefined;
       default:
         return undefined; // a record type from a later minor revision: skipped, framing is generic
     }
+  }
+
+  private takeName(b: Buffer): string | undefined {
+    const F = NameField;
+    if (b.length < F.UTF8_AT || F.UTF8_AT + b.readUInt32LE(F.BYTE_LENGTH) > b.length) return 'name record too short';
+    this.names.set(b.readUInt32LE(F.ID), decoder.decode(b.subarray(F.UTF8_AT, F.UTF8_AT + b.readUInt32LE(F.BYTE_LENGTH))));
+    return undefined;
+  }
+
+  private takeThreadStart(b: Buffer): string | undefined {
+    const F = ThreadStartField;
+    if (b.length < F.NAME_AT || F.NAME_AT + b.readUInt32LE(F.NAME_BYTES) > b.length) return 'thread record too short';
+    const registration = b.readUInt32LE(F.THREAD);
+    if (this.byRegistration.has(registration)) return `thread ${registration} started twice`;
+    this.addThread(
+      registration,
+      b.readUInt32LE(F.SLOT),
+      b.readInt32LE(F.NODE_THREAD_ID),
+      decoder.decode(b.subarray(F.NAME_AT, F.NAME_AT + b.readUInt32LE(F.NAME_BYTES))),
+      b.readUInt32LE(F.POLICY),
+      b.readDoubleLE(F.TS),
+    );
+    return undefined;
+  }
+
+  private takeChunk(b: Buffer, offset: number): string | undefined {
+    const F = ChunkField;
+    // Version 1 chunks have no identity: the loss block follows the running totals.
+    const v1 = this.version === 1;
+    const lossAt = v1 ? V1_CHUNK_LOSS_AT : F.LOSS_AT;
+    if (b.length < lossAt + LOSS_BLOCK_BYTES) return 'chunk record too short';
+    const nameBytes = v1 ? 0 : b.readUInt32LE(F.NAME_BYTES);
+    if (nameBytes > b.length - CHUNK_FIXED_BYTES) return 'chunk thread name longer than the record';
+    const payloadAt = v1 ? V1_CHUNK_LOSS_AT + LOSS_BLOCK_BYTES : chunkPayloadAt(nameBytes);
+    const payloadBytes = b.readUInt32LE(F.PAYLOAD_BYTES);
+    if (payloadAt + payloadBytes !== b.length) return 'chunk payload length does not match the record';
+    const events = b.readUInt32LE(F.EVENTS);
+    const bad = checkPayload(b, payloadAt, b.length, events);
+    if (bad !== undefined) return bad;
+    const t = this.chunkThread(b, nameBytes);
+    if (typeof t === 'string') return t;
+    const seq = b.readUInt32LE(F.SEQ);
+    if (seq < this.nextSeq[t.index])
+      return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
+    if (seq !== this.nextSeq[t.index]) {
+      const toTs = events > 0 ? b.readDoubleLE(F.FIRST_TS) : NaN;
+      this.gapList.push({ thread: t.index, fromSeq: this.nextSeq[t.index], toSeq: seq - 1, offset, fromTs: t.lastTs, toTs });
+    }
+    if (events > 0) {
+      if (Number.isNaN(t.firstTs)) t.firstTs = b.readDoubleLE(F.FIRST_TS);
+      t.lastTs = b.readDoubleLE(F.LAST_TS);
+    }
+    this.eventsByThread[t.index] += events;
+    this.payloadByThread[t.index] += payloadBytes;
+    this.chunksByThread[t.index]++;
+    this.chunks.push({ offset, thread: t.index, seq, events, payloadAt, payloadBytes });
+    this.nextSeq[t.index] = seq + 1;
+    this.runningDrops[t.index] += this.takeLoss(b, lossAt, t.index, offset, seq);
+    const attempted = b.readDoubleLE(F.ATTEMPTED);
+    if (!Number.isNaN(attempted)) {
+      this.lastChunk[t.index] = { attempted, balanced: attempted === this.eventsByThread[t.index] + this.runningDrops[t.index] };
+    }
+    return undefined;
+  }
+
+  /** A chunk's thread; one whose THREAD_START is damaged or missing is known from what the chunk
+   * repeats of it (format 2). A message if there is no such thread. */
+  private chunkThread(b: Buffer, nameBytes: number): TraceThread | string {
+    const F = ChunkField;
+    const registration = b.readUInt32LE(F.THREAD);
+    const known = this.byRegistration.get(registration);
+    if (known) return known;
+    if (this.version === 1) return `chunk of unknown thread ${registration}`;
+    const name = decoder.decode(b.subarray(CHUNK_FIXED_BYTES, CHUNK_FIXED_BYTES + nameBytes));
+    const firstTs = b.readDoubleLE(F.FIRST_TS);
+    const t = this.addThread(
+      registration,
+      b.readUInt32LE(F.SLOT),
+      b.readInt32LE(F.NODE_THREAD_ID),
+      name,
+      b.readUInt32LE(F.POLICY),
+      Number.isFinite(firstTs) ? firstTs : 0,
+    );
+    this.readNote = `thread ${registration} ('${name}') has no start record: known from its chunks`;
+    return t;
+  }
+
+  private takeState(b: Buffer): string | undefined {
+    const F = StateField;
+    if (b.length < STATE_BYTES) return 'state record too short';
+    const t = this.byRegistration.get(b.readUInt32LE(F.THREAD));
+    const from = b.readUInt32LE(F.FROM);
+    const to = b.readUInt32LE(F.TO);
+    if (!t) return `state change of unknown thread ${b.readUInt32LE(F.THREAD)}`;
+    if (from > BpState.RECOVERY || to > BpState.RECOVERY) return `invalid backpressure state ${from}->${to}`;
+    this.stateList.push({ thread: t.index, ts: b.readDoubleLE(F.TS), from: STATE_NAMES[from], to: STATE_NAMES[to] });
+    return undefined;
+  }
+
+  private takeThreadEnd(b: Buffer, offset: number): string | undefined {
+    const F = ThreadEndField;
+    if (b.length < THREAD_END_BYTES) return 'thread end record too short';
+    const t = this.byRegistration.get(b.readUInt32LE(F.THREAD));
+    if (!t) return `end of unknown thread ${b.readUInt32LE(F.THREAD)}`;
+    const reason = b.readUInt32LE(F.END_REASON);
+    t.endReason = END_REASON_NAMES[reason] ?? `unknown(${reason})`;
+    t.attempted = b.readDoubleLE(F.ATTEMPTED);
+    this.takeLoss(b, F.LOSS_AT, t.index, offset, -1);
+    return undefined;
   }
 
   /** Records the losses a chunk or end record reports; returns how many events they are. */
   private takeLoss(b: Buffer, at: number, thread: number, offset: number, chunkSeq: number): number {
     let total = 0;
     for (let r = 0; r < REASON_COUNT; r++) {
-      const events = b.readDoubleLE(at + r * 32);
-      const bytes = b.readDoubleLE(at + r * 32 + 8);
+      const entry = at + r * LOSS_ENTRY_BYTES;
+      const events = b.readDoubleLE(entry + LossField.EVENTS);
+      const bytes = b.readDoubleLE(entry + LossField.BYTES);
       if (events === 0 && bytes === 0) continue;
       total += events;
       this.dropList.push({
@@ -570,8 +623,8 @@ export class TraceReader {
         reason: REASONS[r],
         events,
         bytes,
-        firstTs: b.readDoubleLE(at + r * 32 + 16),
-        lastTs: b.readDoubleLE(at + r * 32 + 24),
+        firstTs: b.readDoubleLE(entry + LossField.FIRST_TS),
+        lastTs: b.readDoubleLE(entry + LossField.LAST_TS),
         offset,
         chunkSeq,
       });

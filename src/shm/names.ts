@@ -60,7 +60,7 @@ export class NameTable {
           return id;
         }
       }
-      if (state === NameState.WRITING) state = waitReady(i32, w + NameEntry.STATE);
+      if (state === NameState.WRITING) waitReady(i32, w + NameEntry.STATE);
       // READY (acquired by the load above): compare.
       if (
         i32[w + NameEntry.HASH] === hash &&
