@@ -147,6 +147,8 @@ export class Tracer {
     try {
       await t.startDrain(c, path);
     } catch (err) {
+      // Nothing of a failed open may outlive it: a drain thread would keep the process alive.
+      await t.drainWorker?.terminate();
       t.detach();
       throw err;
     }
