@@ -167,8 +167,9 @@ export class Tracer {
       throw new TypeError('ringtrace: tracer handle has no SharedArrayBuffer (was it serialized to JSON?)');
     const known = attachedBySession.get(handle.sessionId);
     if (known) return known;
+    // Checked before the tracer exists: it registers a listener and opens a channel.
+    checkControl(new SharedViews(handle.buffer, checkedLayout(handle)));
     const t = new Tracer(handle, false);
-    checkControl(t.views);
     attachedBySession.set(handle.sessionId, t);
     return t;
   }
@@ -521,6 +522,21 @@ export class Tracer {
     for (const u of this.unhook.splice(0)) u();
     attachedBySession.delete(this.handle.sessionId);
   }
+}
+
+/** The handle's geometry, checked against its buffer's size (a mismatch would map the rings at
+ * the wrong offsets). */
+function checkedLayout(handle: TracerHandle): Layout {
+  const g = handle.geometry;
+  for (const k of ['maxThreads', 'ringsPerThread', 'ringSize'] as const)
+    if (!Number.isInteger(g?.[k]) || g[k] <= 0)
+      throw new TypeError(`ringtrace: tracer handle geometry.${k} must be a positive integer, got ${String(g?.[k])}`);
+  const layout = new Layout(g);
+  if (handle.buffer.byteLength !== layout.totalBytes)
+    throw new Error(
+      `ringtrace: tracer handle geometry needs a ${layout.totalBytes}-byte buffer; the handle's buffer has ${handle.buffer.byteLength} bytes`,
+    );
+  return layout;
 }
 
 /** The drain worker inherits the process's Node options (undefined), except `--input-type`,

@@ -8,7 +8,11 @@ import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { Ctl } from '../src/shm/layout.js';
+import { Tracer, type TracerHandle } from '../src/index.js';
+import { tempTrace } from './helpers/scenario.js';
 
+const quiet = { logLevel: 'error', exitHooks: false } as const;
 const openFailChild = fileURLToPath(new URL('./fixtures/open-fail-child.js', import.meta.url));
 
 const haveDevFull = (() => {
@@ -53,5 +57,41 @@ describe('Tracer.open on a file it cannot write', { skip: !haveDevFull && 'no /d
     // The first worker a process starts may leave things of Node's own: compare the retries.
     assert.equal(out.after.resources, out.first.resources, `active handles after 1 and after ${times} failures`);
     assert.equal(out.after.fds, out.first.fds, `open file descriptors after 1 and after ${times} failures`);
+  });
+});
+
+describe('Tracer.attach with a handle that does not fit its buffer', () => {
+  it('throws a clear error and leaves no listener or channel behind (30 failures, no warning)', async () => {
+    const tracer = await Tracer.open({ path: tempTrace('attach-fail'), ...quiet });
+    const h = tracer.handle;
+    const copy = (edit: (i32: Int32Array) => void): SharedArrayBuffer => {
+      const b = new SharedArrayBuffer(h.buffer.byteLength);
+      new Uint8Array(b).set(new Uint8Array(h.buffer));
+      edit(new Int32Array(b));
+      return b;
+    };
+    const bad: Array<[TracerHandle, RegExp]> = [
+      [{ ...h, sessionId: 'wrong-magic', buffer: copy((i) => (i[Ctl.MAGIC] = 0)) }, /wrong magic number/],
+      [{ ...h, sessionId: 'old-layout', buffer: copy((i) => (i[Ctl.VERSION] = 1)) }, /shared layout version 1/],
+      [{ ...h, sessionId: 'geometry', geometry: { ...h.geometry, ringSize: h.geometry.ringSize * 2 } }, /geometry/],
+      [{ ...h, sessionId: 'no-geometry', geometry: undefined as never }, /geometry/],
+      [{ ...h, sessionId: 'short-buffer', buffer: new SharedArrayBuffer(4096) }, /geometry|buffer/],
+    ];
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    const workerListeners = process.listenerCount('worker');
+    try {
+      for (let i = 0; i < 30; i++) {
+        const [handle, message] = bad[i % bad.length];
+        assert.throws(() => Tracer.attach(handle), message);
+      }
+      assert.equal(process.listenerCount('worker'), workerListeners, "process 'worker' listeners");
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on a later tick
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.removeListener('warning', onWarning);
+      await tracer.close();
+    }
   });
 });
