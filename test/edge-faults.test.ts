@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { Ctl } from '../src/shm/layout.js';
-import { Tracer, type TracerHandle } from '../src/index.js';
-import { tempTrace } from './helpers/scenario.js';
+import { Tracer, openTrace, type TracerHandle, type Writer } from '../src/index.js';
+import { paceUntilSpare, tempTrace } from './helpers/scenario.js';
 
 const quiet = { logLevel: 'error', exitHooks: false } as const;
 const openFailChild = fileURLToPath(new URL('./fixtures/open-fail-child.js', import.meta.url));
@@ -94,4 +94,89 @@ describe('Tracer.attach with a handle that does not fit its buffer', () => {
       await tracer.close();
     }
   });
+});
+
+/** Each chunk's running totals (attempted = events so far + drops so far), checked by cutting the
+ * file right after each CHUNK record: the reader then reports that chunk as the thread's last. */
+function checkEveryChunk(path: string): number {
+  const bytes = readFileSync(path);
+  const cut = path.replace(/\.rtrace$/, '-cut.rtrace');
+  let chunks = 0;
+  for (let off = 16; off < bytes.length;) {
+    const end = off + 16 + bytes.readUInt32LE(off + 4);
+    if (bytes.readUInt32LE(off) === 4) {
+      chunks++;
+      writeFileSync(cut, bytes.subarray(0, end));
+      for (const t of openTrace(cut).summary().threads)
+        if (t.lastChunk) assert.equal(t.lastChunk.balanced, true, `${t.name}: running totals of the chunk ending at ${end}`);
+    }
+    off = end;
+  }
+  return chunks;
+}
+
+describe('a record call that throws', () => {
+  const detached = () => {
+    const p = new Uint8Array(8);
+    structuredClone(p.buffer, { transfer: [p.buffer] });
+    return p;
+  };
+  // Every way a call can throw once it is past its first check, on the fast path and (at a full
+  // ring) on the slow path.
+  const throwing: Array<[string, (w: Writer, id: number) => unknown, RegExp]> = [
+    ['record(id, BigInt)', (w, id) => w.record(id, 5n as never), /BigInt/],
+    ['recordAt(ts, id, BigInt)', (w, id) => w.recordAt(w.now(), id, 5n as never), /BigInt/],
+    ['recordAt(BigInt ts, id)', (w, id) => w.recordAt((2n ** 62n) as never, id), /BigInt/],
+    ['record(BigInt id)', (w) => w.record(5n as never), /BigInt/],
+    [
+      'record(id, valueOf throws)',
+      (w, id) =>
+        w.record(id, {
+          valueOf: () => {
+            throw new Error('no number');
+          },
+        } as never),
+      /no number/,
+    ],
+    ['begin(BigInt id)', (w) => w.begin(5n as never), /BigInt/],
+    ['end(BigInt id)', (w) => w.end(5n as never), /BigInt/],
+    ['recordBytes(id, detached)', (w, id) => w.recordBytes(id, detached()), /detached/],
+    ['recordBytes(BigInt id, payload)', (w) => w.recordBytes(5n as never, new Uint8Array(3)), /BigInt/],
+    ['recordBytes(id, not a Uint8Array)', (w, id) => w.recordBytes(id, [1, 2] as never), /Uint8Array/],
+  ];
+  for (const policy of ['drop-oldest', 'drop-newest'] as const) {
+    it(`is not counted: 1000 good events between throwing calls, all balanced (${policy})`, async () => {
+      const path = tempTrace(`throwing-${policy}`);
+      const tracer = await Tracer.open({ path, ringSize: '4KiB', policy, ...quiet });
+      const w = tracer.register('throwing');
+      const id = tracer.define('seq');
+      const good = 1000;
+      for (let seq = 0; seq < good; seq++) {
+        paceUntilSpare(w); // nothing dropped: every good event must be in the file
+        assert.equal(w.record(id, seq), true);
+        const [what, call, error] = throwing[seq % throwing.length];
+        assert.throws(() => call(w, id), error, what);
+      }
+      w.close();
+      const summary = (await tracer.close())!;
+      const t = summary.threads.find((x) => x.name === 'throwing')!;
+      assert.deepEqual(
+        { attempted: t.attempted, events: t.events, dropped: t.dropped, byReason: t.droppedByReason, balanced: summary.balanced },
+        { attempted: good, events: good, dropped: 0, byReason: {}, balanced: true },
+      );
+      assert.ok(t.swaps > 3, `the throwing calls met full rings too (${t.swaps} swaps)`);
+      const r = openTrace(path);
+      assert.equal(r.damage, undefined);
+      assert.deepEqual(
+        [...r.events()].map((e) => e.value),
+        Array.from({ length: good }, (_, i) => i),
+      );
+      const ft = r.summary().threads.find((x) => x.name === 'throwing')!;
+      assert.deepEqual(
+        { attempted: ft.attempted, events: ft.events, dropped: ft.dropped, balanced: ft.balanced },
+        { attempted: good, events: good, dropped: 0, balanced: true },
+      );
+      assert.ok(checkEveryChunk(path) > 3);
+    });
+  }
 });
