@@ -8,8 +8,10 @@ import { spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { Ctl } from '../src/shm/layout.js';
-import { Tracer, openTrace, type TracerHandle, type Writer } from '../src/index.js';
+import { CapacityError, Tracer, openTrace, type TracerHandle, type Writer } from '../src/index.js';
+import { cycle, type CycleResult, type CycleWorkerData } from './helpers/cycle-worker.js';
 import { paceUntilSpare, tempTrace } from './helpers/scenario.js';
 
 const quiet = { logLevel: 'error', exitHooks: false } as const;
@@ -179,4 +181,65 @@ describe('a record call that throws', () => {
       assert.ok(checkEveryChunk(path) > 3);
     });
   }
+});
+
+describe('close, then register, in a loop', () => {
+  it('1000 cycles on the main thread and 1000 in a worker at once, 2 slots: every registration succeeds, all balanced', async () => {
+    const path = tempTrace('cycles');
+    const tracer = await Tracer.open({ path, maxThreads: 2, ringsPerThread: 2, ringSize: '4KiB', ...quiet });
+    const cycles = 1000;
+    const events = 3;
+    const data: CycleWorkerData = { trace: tracer.handle, name: 'worker', cycles, events };
+    const worker = new Worker(new URL('./helpers/cycle-worker.js', import.meta.url), { workerData: data });
+    const fromWorker = new Promise<CycleResult>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    const onMain = cycle(tracer, 'main', cycles, events);
+    const inWorker = await fromWorker;
+    const summary = (await tracer.close())!;
+    assert.deepEqual(onMain, { registered: cycles, failed: 0 }, 'main thread');
+    assert.deepEqual(inWorker, { registered: cycles, failed: 0 }, 'worker');
+    assert.equal(summary.threads.length, 2 * cycles);
+    assert.equal(summary.balanced, true);
+    assert.equal(summary.events, 2 * cycles * events);
+    for (const t of summary.threads) assert.deepEqual([t.attempted, t.events, t.endReason], [events, events, 'closed']);
+    const read = openTrace(path).summary();
+    assert.equal(read.complete, true);
+    assert.equal(read.threads.length, 2 * cycles);
+    assert.ok(read.threads.every((t) => t.balanced));
+  });
+
+  it('CapacityError says whether the slots are held by live writers or by closed ones the drain has not released', async () => {
+    const tracer = await Tracer.open({ path: tempTrace('capacity'), maxThreads: 1, ...quiet });
+    try {
+      await tracer.pauseDrain(); // a paused drain releases nothing
+      tracer.register('first').close();
+      assert.throws(
+        () => tracer.register('second'),
+        (e: Error) =>
+          e instanceof CapacityError &&
+          e.capacity === 1 &&
+          e.live === 0 &&
+          e.unreleased === 1 &&
+          /all 1 thread slots are in use/.test(e.message) &&
+          /1 by writers that closed or whose thread ended/.test(e.message) &&
+          /the drain is paused/.test(e.message),
+      );
+      tracer.resumeDrain();
+      const w = tracer.register('third'); // waits for the drain to release the slot
+      const inWorker = await new Promise<CycleResult>((resolve, reject) => {
+        const worker = new Worker(new URL('./helpers/cycle-worker.js', import.meta.url), {
+          workerData: { trace: tracer.handle, name: 'worker', cycles: 1, events: 1 } satisfies CycleWorkerData,
+        });
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      assert.equal(inWorker.failed, 1);
+      assert.match(inWorker.firstError!, /^CapacityError: ringtrace: all 1 thread slots are in use by live writers; raise maxThreads/);
+      w.close();
+    } finally {
+      await tracer.close();
+    }
+  });
 });
