@@ -34,7 +34,15 @@ import {
   type MetricsSnapshot,
 } from './metrics/metrics.js';
 import { NameTable } from './shm/names.js';
-import { claimSlot, encodeThreadName, orphanThreadSlots, publishRetired, reconcileThreadSlots } from './shm/registry.js';
+import {
+  CapacityError,
+  claimSlot,
+  encodeThreadName,
+  orphanThreadSlots,
+  publishRetired,
+  reconcileThreadSlots,
+  type Claim,
+} from './shm/registry.js';
 import { POLICY_CODES, Writer } from './record/writer.js';
 
 export type TracerOptions = { [K in keyof TracerConfig]?: TracerConfig[K] | string } & {
@@ -71,6 +79,8 @@ export interface CloseSummary extends DrainSummary {
 }
 
 const attachedBySession = new Map<string, Tracer>();
+/** How long register() waits for the drain to release the slot of a closed writer. */
+const REGISTER_WAIT_MS = 1000;
 
 export class Tracer {
   readonly handle: TracerHandle;
@@ -147,6 +157,8 @@ export class Tracer {
     try {
       await t.startDrain(c, path);
     } catch (err) {
+      // Nothing of a failed open may outlive it: a drain thread would keep the process alive.
+      await t.drainWorker?.terminate();
       t.detach();
       throw err;
     }
@@ -165,8 +177,9 @@ export class Tracer {
       throw new TypeError('ringtrace: tracer handle has no SharedArrayBuffer (was it serialized to JSON?)');
     const known = attachedBySession.get(handle.sessionId);
     if (known) return known;
+    // Checked before the tracer exists: it registers a listener and opens a channel.
+    checkControl(new SharedViews(handle.buffer, checkedLayout(handle)));
     const t = new Tracer(handle, false);
-    checkControl(t.views);
     attachedBySession.set(handle.sessionId, t);
     return t;
   }
@@ -260,7 +273,7 @@ export class Tracer {
       throw new Error('ringtrace: the tracer is closed; cannot register a writer');
     }
     const threadName = name ?? (isMainThread ? 'main' : `worker-${threadId}`);
-    const claim = claimSlot(this.views, encodeThreadName(threadName), threadId, POLICY_CODES[policy], this.now() / 1000);
+    const claim = this.claimSlotWaiting(encodeThreadName(threadName), POLICY_CODES[policy]);
     const writer = new Writer(
       {
         views: this.views,
@@ -281,6 +294,46 @@ export class Tracer {
     this.writer = writer;
     if (!this.isOwner && this.handle.exitHooks !== false) this.hookThreadExit();
     return writer;
+  }
+
+  /**
+   * Claims a slot. When none is free but some are held by writers that closed (or threads that
+   * ended), the drain has yet to release them: it is woken and waited for (blocking, bounded by
+   * REGISTER_WAIT_MS), so that closing one writer and registering the next always works.
+   */
+  private claimSlotWaiting(name: Uint8Array, policy: number): Claim {
+    const i32 = this.views.i32;
+    const deadline = performance.now() + REGISTER_WAIT_MS;
+    for (;;) {
+      let full: CapacityError;
+      try {
+        return claimSlot(this.views, name, threadId, policy, this.now() / 1000);
+      } catch (err) {
+        if (!(err instanceof CapacityError) || err.unreleased === 0) throw err;
+        full = err;
+      }
+      const left = deadline - performance.now();
+      const why =
+        (Atomics.load(i32, Ctl.FLAGS) & ControlFlag.DRAIN_PAUSED) !== 0
+          ? 'the drain is paused; resumeDrain() lets it release them'
+          : Atomics.load(i32, Ctl.DRAIN_STATE) !== DrainState.RUNNING
+            ? 'the drain is not running'
+            : left <= 0
+              ? `the drain released none within ${REGISTER_WAIT_MS} ms`
+              : undefined;
+      if (why) throw new CapacityError(full.capacity, full, why);
+      this.wakeDrain();
+      // Sleep on the state word of one unreleased slot: freeSlot notifies it. The short bound
+      // covers a slot that changes state without a notify, or another slot freed meanwhile.
+      const { layout } = this.views;
+      for (let slot = 0; slot < layout.maxThreads; slot++) {
+        const idx = layout.slotI32(slot, Slot.STATE);
+        const st = Atomics.load(i32, idx);
+        if (st === SlotState.LIVE || st === SlotState.CLAIMING) continue;
+        if (st !== SlotState.FREE) Atomics.wait(i32, idx, st, Math.min(left, 10));
+        break;
+      }
+    }
   }
 
   /**
@@ -532,6 +585,21 @@ export class Tracer {
     for (const u of this.unhook.splice(0)) u();
     attachedBySession.delete(this.handle.sessionId);
   }
+}
+
+/** The handle's geometry, checked against its buffer's size (a mismatch would map the rings at
+ * the wrong offsets). */
+function checkedLayout(handle: TracerHandle): Layout {
+  const g = handle.geometry;
+  for (const k of ['maxThreads', 'ringsPerThread', 'ringSize'] as const)
+    if (!Number.isInteger(g?.[k]) || g[k] <= 0)
+      throw new TypeError(`ringtrace: tracer handle geometry.${k} must be a positive integer, got ${String(g?.[k])}`);
+  const layout = new Layout(g);
+  if (handle.buffer.byteLength !== layout.totalBytes)
+    throw new Error(
+      `ringtrace: tracer handle geometry needs a ${layout.totalBytes}-byte buffer; the handle's buffer has ${handle.buffer.byteLength} bytes`,
+    );
+  return layout;
 }
 
 /** The drain worker inherits the process's Node options (undefined), except `--input-type`,

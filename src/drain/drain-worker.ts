@@ -45,6 +45,13 @@ try {
   sink = new FileSink(data.path);
   sink.write([preamble(), ...headerRecord(v.f64[Ctl.F64_SESSION_START_EPOCH_MS], data.config)]);
 } catch (err) {
+  // A file that opens but takes no header (a full disk, /dev/full): no drain, and the fd goes.
+  try {
+    sink?.close();
+  } catch {
+    // the write error is the one to report
+  }
+  sink = undefined;
   const e = err as NodeJS.ErrnoException;
   Atomics.store(v.i32, Ctl.DRAIN_STATE, DrainState.FAILED);
   post({ type: 'error', message: e.message, code: e.code });

@@ -55,6 +55,9 @@ const CLOSED_CHECK_EVERY = 1024;
 /** How long a writer's close() waits for a drain that seized its slot to say what it accounted. */
 const RETIRE_WAIT_MS = 5000;
 
+/** Target of the copy check of an empty payload (copies nothing). */
+const NO_BYTES = new Uint8Array(0);
+
 export const POLICY_CODES: Record<DropPolicy, number> = { 'drop-oldest': 0, 'drop-newest': 1 };
 
 /** What a writer needs from its tracer. */
@@ -167,39 +170,70 @@ export class Writer {
    * a ts ahead of the clock holds the thread's later events at it. Not validated further: one
    * comparison is all the hot path affords. */
   recordAt(ts: number, id: number, value?: number): boolean {
-    const attempted = this.attempted + 1;
-    this.attempted = attempted;
-    this.f64[this.attemptedIdx] = attempted;
-    if (!(ts >= this.lastTs))
+    // A difference, not a comparison: a BigInt ts throws here (compared, it would pass and become
+    // the thread's last ts, which every later store would then choke on).
+    if (!(ts - this.lastTs >= 0))
       ts = this.lastTs; // also a NaN ts
     else this.lastTs = ts;
     const p = this.pos;
+    // The stores that can throw (a BigInt id or value) come before the event is counted, so a
+    // call that throws is not an attempt. The count is stored before the commit (the tail):
+    // salvage must never find an event that is not counted.
     if (value === undefined) {
-      if (p + RECORD_HEADER_BYTES > this.limit) return this.slowPath(ts, id, INSTANT_WORD, RECORD_HEADER_BYTES, undefined, undefined);
+      if (p + RECORD_HEADER_BYTES > this.limit) return this.recordSlow(ts, id, INSTANT_WORD, RECORD_HEADER_BYTES, undefined);
       this.u32[p >> 2] = INSTANT_WORD;
       this.u32[(p >> 2) + 1] = id;
       this.f64[(p >> 3) + 1] = ts;
+      const attempted = this.attempted + 1;
+      this.attempted = attempted;
+      this.f64[this.attemptedIdx] = attempted;
       this.pos = p + RECORD_HEADER_BYTES;
       this.i32[this.tailIdx] = p + RECORD_HEADER_BYTES - this.ringBase;
     } else {
-      if (p + VALUE_RECORD_BYTES > this.limit) return this.slowPath(ts, id, VALUE_WORD, VALUE_RECORD_BYTES, undefined, value);
+      if (p + VALUE_RECORD_BYTES > this.limit) return this.recordSlow(ts, id, VALUE_WORD, VALUE_RECORD_BYTES, value);
       this.u32[p >> 2] = VALUE_WORD;
       this.u32[(p >> 2) + 1] = id;
       this.f64[(p >> 3) + 1] = ts;
       this.f64[(p >> 3) + 2] = value;
+      const attempted = this.attempted + 1;
+      this.attempted = attempted;
+      this.f64[this.attemptedIdx] = attempted;
       this.pos = p + VALUE_RECORD_BYTES;
       this.i32[this.tailIdx] = p + VALUE_RECORD_BYTES - this.ringBase;
     }
     return true;
   }
 
-  /** Records an event carrying a byte payload (copied). */
-  recordBytes(id: number, payload: Uint8Array): boolean {
-    if (!(payload instanceof Uint8Array)) throw new TypeError('ringtrace: recordBytes(id, payload) needs a Uint8Array payload');
-    const ts = this.now();
+  /** recordAt's slow path. The record is stored after queue work there, so what could make its
+   * stores throw is converted first (ToUint32, ToNumber, as the stores do), then the event counted. */
+  private recordSlow(ts: number, id: number, word0: number, size: number, value: number | undefined): boolean {
+    id = id >>> 0;
+    if (value !== undefined) value = +value;
+    this.countAttempt();
+    return this.slowPath(ts, id, word0, size, undefined, value);
+  }
+
+  private countAttempt(): void {
     const attempted = this.attempted + 1;
     this.attempted = attempted;
     this.f64[this.attemptedIdx] = attempted;
+  }
+
+  /** Records an event carrying a byte payload (copied). */
+  recordBytes(id: number, payload: Uint8Array): boolean {
+    if (!(payload instanceof Uint8Array)) throw new TypeError('ringtrace: recordBytes(id, payload) needs a Uint8Array payload');
+    // What would make the copy throw is refused before the event is counted: a view of a
+    // transferred (detached) or shrunk buffer reads as empty, and copying it throws.
+    if (payload.length === 0) {
+      try {
+        NO_BYTES.set(payload);
+      } catch {
+        throw new TypeError('ringtrace: recordBytes(id, payload): the payload is a view of a detached (transferred) or shrunk buffer');
+      }
+    }
+    id = id >>> 0;
+    const ts = this.now();
+    this.countAttempt();
     return this.put(this.stamp(ts), id, payload);
   }
 
@@ -214,9 +248,8 @@ export class Writer {
   }
 
   private marker(word0: number, id: number): boolean {
-    const attempted = this.attempted + 1;
-    this.attempted = attempted;
-    this.f64[this.attemptedIdx] = attempted;
+    id = id >>> 0; // as the store does; a BigInt throws here, before the event is counted
+    this.countAttempt();
     const ts = this.stamp(this.now());
     const p = this.pos;
     if (p + RECORD_HEADER_BYTES > this.limit) return this.slowPath(ts, id, word0, RECORD_HEADER_BYTES, undefined, undefined);

@@ -9,13 +9,33 @@ import { BackpressureState } from './backpressure.js';
 import { Ctl, Loss, REASON_COUNT, Slot, SlotF64, SlotState, THREAD_NAME_MAX_BYTES, type SharedViews } from './layout.js';
 import { initPool } from './pool.js';
 
+/** Who holds the slots: live writers (or threads claiming a slot), and registrations that ended
+ * (closed, or their thread exited) whose slot the drain has not released yet. */
+export interface SlotHolders {
+  live: number;
+  unreleased: number;
+}
+
 export class CapacityError extends Error {
   override readonly name = 'CapacityError';
-  constructor(readonly capacity: number) {
+  readonly live: number;
+  readonly unreleased: number;
+  /** `why`: why the unreleased slots are still held (e.g. the drain is paused). */
+  constructor(
+    readonly capacity: number,
+    holders: SlotHolders = { live: capacity, unreleased: 0 },
+    why?: string,
+  ) {
+    const raise = 'raise maxThreads (Tracer.open({ maxThreads }) or RINGTRACE_MAX_THREADS)';
     super(
-      `ringtrace: all ${capacity} thread slots are in use; raise maxThreads ` +
-        `(Tracer.open({ maxThreads }) or RINGTRACE_MAX_THREADS) or close writers of threads that are done`,
+      holders.unreleased === 0
+        ? `ringtrace: all ${capacity} thread slots are in use by live writers; ${raise} or close writers of threads that are done`
+        : `ringtrace: all ${capacity} thread slots are in use: ${holders.live} by live writers, ${holders.unreleased} by writers ` +
+            `that closed or whose thread ended, which the drain has not released yet${why ? ` (${why})` : ''}; ${raise}` +
+            (holders.live > 0 ? ' or close writers of threads that are done' : ''),
     );
+    this.live = holders.live;
+    this.unreleased = holders.unreleased;
   }
 }
 
@@ -59,7 +79,18 @@ export function claimSlot(v: SharedViews, name: Uint8Array, threadId: number, po
     Atomics.store(i32, st, SlotState.LIVE);
     return { slot, registration };
   }
-  throw new CapacityError(layout.maxThreads);
+  throw new CapacityError(layout.maxThreads, slotHolders(v));
+}
+
+export function slotHolders(v: SharedViews): SlotHolders {
+  const { i32, layout } = v;
+  const out = { live: 0, unreleased: 0 };
+  for (let slot = 0; slot < layout.maxThreads; slot++) {
+    const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
+    if (st === SlotState.LIVE || st === SlotState.CLAIMING) out.live++;
+    else if (st !== SlotState.FREE) out.unreleased++;
+  }
+  return out;
 }
 
 /** Zeroes a slot's header but its state word and owner (loss-block times to NaN: none yet). */
@@ -100,6 +131,7 @@ export function freeSlot(v: SharedViews, slot: number): void {
   resetHeader(v, slot);
   // Release: the wipe happens-before the next claimer's CAS on FREE.
   Atomics.store(v.i32, v.layout.slotI32(slot, Slot.STATE), SlotState.FREE);
+  Atomics.notify(v.i32, v.layout.slotI32(slot, Slot.STATE)); // a register() waiting for a slot
 }
 
 /** The slot is done (its thread gone, nothing left to drain): make it claimable again. */
