@@ -165,3 +165,30 @@ describe('scraping: a blocked thread loses nothing', () => {
     );
   });
 });
+
+describe('backpressure timing', () => {
+  it("comes from the tracer's clock: a far-future recordAt() timestamp does not hold the thread in RECOVERY", async () => {
+    const tracer = await Tracer.open({
+      path: tempTrace('future-ts'),
+      ringSize: 4096,
+      ringsPerThread: 3,
+      stabilityMs: 20,
+      logLevel: 'error',
+    });
+    const w = tracer.register('main');
+    const id = tracer.define('e');
+    await tracer.pauseDrain();
+    const future = 1e18; // epoch ns by mistake: ~31 years ahead of the tracer's clock
+    for (let i = 0; i < 2000; i++) w.recordAt(future + i, id, i);
+    tracer.resumeDrain();
+    const me = () => tracer.metrics().threads.find((t) => t.name === 'main')!;
+    const recovered = await until(() => {
+      w.flush();
+      return me().state === 'normal';
+    }, 10_000);
+    assert.ok(recovered, `state ${me().state}`);
+    for (const ms of Object.values(me().timeInStateMs)) assert.ok(Number.isFinite(ms) && ms >= 0 && ms < 3_600_000, `time in state ${ms}`);
+    const s = await tracer.close();
+    assert.ok(s?.balanced);
+  });
+});

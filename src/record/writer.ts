@@ -160,6 +160,13 @@ export class Writer {
     return (performance.now() + this.clockOffsetMs) * 1e6;
   }
 
+  /** Backpressure times come from the tracer's clock, never from a caller's timestamp (a
+   * recordAt() far in the future would otherwise hold the thread's state timing there). Slow
+   * path only: swaps and exhaustion. */
+  private clockUs(): number {
+    return (performance.now() + this.clockOffsetMs) * 1e3;
+  }
+
   /** Records an instant (or, with a value, a counter sample) stamped now. False if not kept. */
   record(id: number, value?: number): boolean {
     return this.recordAt((performance.now() + this.clockOffsetMs) * 1e6, id, value);
@@ -353,11 +360,11 @@ export class Writer {
     const next = this.freeQ.pop();
     if (next < 0) return false;
     if (this.ringBase >= 0) this.submitActive(ts, inFlight);
-    this.takeRing(next, ts);
+    this.takeRing(next);
     return true;
   }
 
-  private takeRing(ring: number, ts: number): void {
+  private takeRing(ring: number): void {
     const L = this.ctx.views.layout;
     this.activeRing = ring;
     this.ringBase = L.ringOffset(this.slot, ring);
@@ -376,7 +383,7 @@ export class Writer {
     const minIdx = L.slotI32(this.slot, Slot.FREE_MIN);
     if (free < this.i32[minIdx]) this.i32[minIdx] = free;
     this.i32[L.slotI32(this.slot, Slot.SWAPS)]++;
-    const nowUs = ts / 1000;
+    const nowUs = this.clockUs();
     this.bp.checkRecovery(this.freeQ, this.ctx.thresholds, nowUs);
     this.bp.checkPressure(free, this.ctx.thresholds, nowUs);
   }
@@ -426,7 +433,7 @@ export class Writer {
   private enterExhausted(ts: number): void {
     const L = this.ctx.views.layout;
     this.i32[L.slotI32(this.slot, Slot.EXHAUSTIONS)]++;
-    this.bp.onExhausted(ts / 1000);
+    this.bp.onExhausted(this.clockUs());
     this.exhausted = true;
     if (this.dropNewest) {
       // The full ring can go to the drain now: nothing will be written into it any more.
@@ -455,7 +462,7 @@ export class Writer {
     const next = this.freeQ.pop();
     if (next < 0) return;
     if (this.ringBase >= 0) this.submitActive(ts, inFlight);
-    this.takeRing(next, ts);
+    this.takeRing(next);
   }
 
   /**
@@ -567,7 +574,7 @@ export class Writer {
     this.pos = this.limit = 0;
     // Still exhausted: restamp DROPPING, so that a recovery the drain decides on a count that
     // included the spare just taken is not applied (or, if it was applied meanwhile, go back).
-    this.bp.onExhausted(ts / 1000);
+    this.bp.onExhausted(this.clockUs());
   }
 
   /** Drops not yet handed over with a ring: a reason's first-drop time is NaN until one happens. */
