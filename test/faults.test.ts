@@ -12,6 +12,7 @@ import { Drain } from '../src/drain/drain.js';
 import { FileSink, headerRecord, preamble, type TraceSink } from '../src/file/format.js';
 import { Ctl, ControlFlag, Layout, SharedViews, Slot, SlotState, TLOG_CURSOR_MASK, initControl } from '../src/shm/layout.js';
 import { collectMetrics } from '../src/metrics/metrics.js';
+import { waitFor } from './helpers/wait.js';
 import { Tracer, openTrace, type TracerHandle } from '../src/index.js';
 import { readBack, startScenario, tempTrace } from './helpers/scenario.js';
 
@@ -333,7 +334,9 @@ describe('a file cut after its last chunk', () => {
     await tracer.pauseDrain();
     for (let seq = 0; seq < 3000; seq++) w.record(id, seq); // exhausts: drops in the chunks
     tracer.resumeDrain();
-    for (let i = 0; i < 200 && tracer.metrics().threads[0].chunksWritten < 4; i++) await new Promise((r) => setTimeout(r, 5));
+    // The next events must go into a ring (whose hand-off carries the losses into a chunk), not
+    // be dropped too: wait for the drain to give rings back.
+    await waitFor(() => w.spareRings() > 0, 'a spare ring back from the drain');
     for (let seq = 3000; seq < 3100; seq++) w.record(id, seq);
     w.close();
     await tracer.close();
