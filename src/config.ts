@@ -13,10 +13,10 @@ import { extname, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
-import { MAX_RING_SIZE, MAX_RINGS_PER_THREAD, MIN_RING_SIZE } from './shm/layout.js';
+import { MAX_RING_SIZE, MAX_RINGS_PER_THREAD, MIN_RING_SIZE, POLICIES, type DropPolicy } from './shm/layout.js';
 import type { LogThreshold } from './logger.js';
 
-export type DropPolicy = 'drop-oldest' | 'drop-newest';
+export type { DropPolicy } from './shm/layout.js';
 
 export interface TracerConfig {
   /** Trace file path; undefined = the caller decides (a temp file). */
@@ -296,7 +296,7 @@ const SETTINGS: { [K in Key]: Setting<TracerConfig[K]> } = {
     env: ['RINGTRACE_MAX_THREADS'],
   },
   policy: {
-    schema: z.enum(['drop-oldest', 'drop-newest']),
+    schema: z.enum(POLICIES),
     allowed: 'must be "drop-oldest" or "drop-newest"',
     env: ['RINGTRACE_POLICY'],
   },

@@ -18,5 +18,6 @@ export { NameTableFullError } from './shm/names.js';
 export { REASONS, type DropReason } from './shm/layout.js';
 export { STATE_NAMES, type StateName } from './shm/backpressure.js';
 export type { MetricsSnapshot, ThreadMetrics } from './metrics/metrics.js';
-export type { RegistrationSummary, DrainSummary } from './drain/drain.js';
+export type { DrainSummary } from './drain/drain.js';
+export type { RegistrationSummary } from './metrics/metrics.js';
 export type { Logger, LogEntry } from './logger.js';

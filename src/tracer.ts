@@ -10,29 +10,27 @@ import { performance } from 'node:perf_hooks';
 import { BroadcastChannel, Worker, isMainThread, threadId } from 'node:worker_threads';
 import type { Thresholds } from './shm/backpressure.js';
 import { resolveConfig, type DropPolicy, type ResolvedConfig, type TracerConfig } from './config.js';
-import type { DrainSummary, RegistrationSummary } from './drain/drain.js';
+import type { DrainSummary } from './drain/drain.js';
 import type { DrainMessage, DrainWorkerData } from './drain/drain-worker.js';
 import {
   Ctl,
   ControlFlag,
   DrainState,
   Layout,
+  POLICIES,
   SharedViews,
   Slot,
   SlotState,
   checkControl,
   initControl,
+  isFinal,
+  isUnclaimed,
+  policyCode,
   type Geometry,
 } from './shm/layout.js';
 import { jsonStderrLogger, leveled, type Logger } from './logger.js';
-import {
-  closeAbandonedLedgerWrite,
-  collectMetrics,
-  retireIntoLedger,
-  summaryFromSlot,
-  threadFromSlot,
-  type MetricsSnapshot,
-} from './metrics/metrics.js';
+import { collectMetrics, summaryFromSlot, threadFromSlot, type MetricsSnapshot, type RegistrationSummary } from './metrics/metrics.js';
+import { closeAbandonedLedgerWrite, retireIntoLedger } from './shm/ledger.js';
 import { NameTable } from './shm/names.js';
 import {
   CapacityError,
@@ -43,7 +41,7 @@ import {
   reconcileThreadSlots,
   type Claim,
 } from './shm/registry.js';
-import { POLICY_CODES, Writer } from './record/writer.js';
+import { Writer } from './record/writer.js';
 
 export type TracerOptions = { [K in keyof TracerConfig]?: TracerConfig[K] | string } & {
   /** Receives state changes, drop summaries and errors; default: JSON lines on stderr. */
@@ -264,8 +262,10 @@ export class Tracer {
   /** The calling thread's writer; a second call returns the same writer until it is closed. */
   register(name?: string, options: RegisterOptions = {}): Writer {
     const policy = options.policy ?? this.handle.policy;
-    if (policy !== 'drop-oldest' && policy !== 'drop-newest') {
-      throw new TypeError(`ringtrace: register(): policy must be 'drop-oldest' or 'drop-newest', got ${JSON.stringify(policy)}`);
+    if (!POLICIES.includes(policy)) {
+      throw new TypeError(
+        `ringtrace: register(): policy must be ${POLICIES.map((p) => `'${p}'`).join(' or ')}, got ${JSON.stringify(policy)}`,
+      );
     }
     // One writer per thread: a second call returns it (its name and policy are those of the first).
     if (this.writer && !this.writer.isClosed) return this.writer;
@@ -273,7 +273,7 @@ export class Tracer {
       throw new Error('ringtrace: the tracer is closed; cannot register a writer');
     }
     const threadName = name ?? (isMainThread ? 'main' : `worker-${threadId}`);
-    const claim = this.claimSlotWaiting(encodeThreadName(threadName), POLICY_CODES[policy]);
+    const claim = this.claimSlotWaiting(encodeThreadName(threadName), policyCode(policy));
     const writer = new Writer(
       {
         views: this.views,
@@ -498,9 +498,9 @@ export class Tracer {
       Atomics.compareExchange(i32, stIdx, SlotState.LIVE, SlotState.RETIRING);
       const st = Atomics.load(i32, stIdx);
       // RELEASING: the dead drain had retired it into the ledger and was wiping the slot.
-      if (st === SlotState.FREE || st === SlotState.CLAIMING || st === SlotState.RELEASING) continue;
+      if (isUnclaimed(st) || st === SlotState.RELEASING) continue;
       const summary = summaryFromSlot(threadFromSlot(v, slot, nowUs));
-      if (st === SlotState.RETIRED || st === SlotState.RECONCILED) {
+      if (isFinal(st)) {
         // The dead drain retired it (it is in the ledger) but its summary never reached us.
         if (!known.has(summary.thread)) threads.push(summary);
         continue;

@@ -9,11 +9,11 @@ import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { Tracer, openTrace, type ThreadSummary } from '../src/index.js';
 import { Drain } from '../src/drain/drain.js';
-import { Ctl, ControlFlag, Layout, SharedViews, Slot, initControl } from '../src/shm/layout.js';
+import { Ctl, ControlFlag, Layout, SharedViews, Slot, initControl, policyCode } from '../src/shm/layout.js';
 import { collectMetrics, type ThreadMetrics } from '../src/metrics/metrics.js';
 import { SpscQueue } from '../src/shm/pool.js';
 import { claimSlot, encodeThreadName } from '../src/shm/registry.js';
-import { POLICY_CODES, Writer } from '../src/record/writer.js';
+import { Writer } from '../src/record/writer.js';
 import type { LogEntry } from '../src/logger.js';
 import { readBack, startScenario, tempTrace } from './helpers/scenario.js';
 
@@ -215,7 +215,7 @@ describe("the drain's recovery check against a writer exhausting at the same mom
     const v = new SharedViews(new SharedArrayBuffer(layout.totalBytes), layout);
     initControl(v, Date.now(), performance.timeOrigin + performance.now());
     const thresholds = { pressureSpares: 1, recoverySpares: 2, stabilityUs: 0 };
-    const c = claimSlot(v, encodeThreadName('w'), 1, POLICY_CODES['drop-newest'], 0);
+    const c = claimSlot(v, encodeThreadName('w'), 1, policyCode('drop-newest'), 0);
     const w = new Writer({ views: v, thresholds, clockOffsetMs: 0, flushIntervalMs: 0 }, c.slot, c.registration, 'w', 'drop-newest');
     const drain = new Drain(
       v,

@@ -24,12 +24,12 @@ import {
   footerRecord,
   headerRecord,
   nameRecord,
-  newLossBlock,
   preamble,
   stateRecord,
   threadEndRecord,
   threadStartRecord,
 } from '../src/file/format.js';
+import { newLossBlock } from '../src/shm/loss.js';
 import { BpState } from '../src/shm/backpressure.js';
 import { concat, encodeRecords, type Rec } from './helpers/unit-records.js';
 

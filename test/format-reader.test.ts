@@ -24,14 +24,13 @@ import {
   footerRecord,
   headerRecord,
   nameRecord,
-  newLossBlock,
   preamble,
   stateRecord,
   threadEndRecord,
   threadStartRecord,
-  type LossBlock,
   type TraceSink,
 } from '../src/file/format.js';
+import { newLossBlock, type LossBlock } from '../src/shm/loss.js';
 import { LOSS_BLOCK_WORDS, Loss, Reason, REASON_COUNT } from '../src/shm/layout.js';
 import { TraceFormatError, openTrace, type TraceEvent, type TraceReader } from '../src/file/reader.js';
 import { collectInspection, formatInspection } from '../src/cli/inspect.js';

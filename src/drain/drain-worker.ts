@@ -27,7 +27,7 @@ export type DrainMessage =
   | { type: 'ready' }
   | { type: 'error'; message: string; code?: string }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> }
-  | { type: 'retired'; summary: import('./drain.js').RegistrationSummary }
+  | { type: 'retired'; summary: import('../metrics/metrics.js').RegistrationSummary }
   | { type: 'summary'; summary: import('./drain.js').DrainSummary };
 
 const data = workerData as DrainWorkerData;

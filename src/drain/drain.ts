@@ -13,8 +13,10 @@ import {
   Ctl,
   ControlFlag,
   Desc,
-  LOSS_BLOCK_WORDS,
   Loss,
+  TransitionCode,
+  isUnclaimed,
+  lossAt,
   REASONS,
   REASON_COUNT,
   Reason,
@@ -33,18 +35,18 @@ import {
   chunkRecord,
   footerRecord,
   nameRecord,
-  newLossBlock,
   stateRecord,
   threadEndRecord,
   threadStartRecord,
   type ChunkIdentity,
-  type LossBlock,
   type TraceSink,
 } from '../file/format.js';
+import { addLoss, hasLoss, mergeLoss, newLossBlock, type LossBlock } from '../shm/loss.js';
 import { NameTable } from '../shm/names.js';
 import { poolQueues, type PoolQueues } from '../shm/pool.js';
 import { freeSlot, publishRetired, readThreadName, wipeRings } from '../shm/registry.js';
-import { retireIntoLedger, threadFromSlot, type ThreadMetrics } from '../metrics/metrics.js';
+import { threadFromSlot, type RegistrationSummary } from '../metrics/metrics.js';
+import { retireIntoLedger } from '../shm/ledger.js';
 import { extentRuns, scanRecords, type RingExtent, type ScanResult } from '../shm/ring.js';
 
 import type { LogLevel } from '../logger.js';
@@ -107,24 +109,6 @@ interface Registration {
 
 /** A retired registration: its final counts, and its backpressure history and pool counters as
  * metrics() showed them. */
-export interface RegistrationSummary extends Pick<
-  ThreadMetrics,
-  'policy' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'freeSparesMin' | 'chunksWritten' | 'drainLagMs'
-> {
-  thread: number;
-  name: string;
-  slot: number;
-  attempted: number;
-  events: number;
-  dropped: number;
-  bytesDropped: number;
-  droppedByReason: Partial<Record<DropReason, number>>;
-  bytesDroppedByReason: Partial<Record<DropReason, number>>;
-  endReason: 'closed' | 'exited' | 'tracer_closed';
-  /** attempted === events + dropped */
-  balanced: boolean;
-}
-
 export interface DrainSummary {
   /** The footer and every end record reached the file. */
   complete: boolean;
@@ -192,7 +176,7 @@ export class Drain {
         const slot = (start + k) % n;
         if (served[slot]) continue;
         const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
-        if (st === SlotState.FREE || st === SlotState.CLAIMING) {
+        if (isUnclaimed(st)) {
           this.regs[slot] = undefined;
           continue;
         }
@@ -300,7 +284,7 @@ export class Drain {
   private accountWriterLoss(reg: Registration, lossIdx: number): void {
     const f64 = this.v.f64;
     for (let r = 0; r < REASON_COUNT; r++) {
-      const at = lossIdx + r * 4;
+      const at = lossAt(lossIdx, r);
       const events = f64[at + Loss.EVENTS] - reg.writerCum[r * 2];
       const bytes = f64[at + Loss.BYTES] - reg.writerCum[r * 2 + 1];
       if (events === 0 && bytes === 0) continue;
@@ -317,7 +301,7 @@ export class Drain {
     reg.drainCum[reason * 2] += events;
     reg.drainCum[reason * 2 + 1] += bytes;
     const f64 = this.v.f64;
-    const at = this.v.layout.slotF64(reg.slot, SlotF64.DRAIN_LOSS) + reason * 4;
+    const at = lossAt(this.v.layout.slotF64(reg.slot, SlotF64.DRAIN_LOSS), reason);
     f64[at + Loss.EVENTS] = reg.drainCum[reason * 2];
     f64[at + Loss.BYTES] = reg.drainCum[reason * 2 + 1];
     this.droppedTotal += events;
@@ -371,7 +355,7 @@ export class Drain {
       written: false,
     };
     this.batch.push(entry);
-    if (s.events === 0 && !lossPending(reg.pending)) return; // nothing to say: just return the ring
+    if (s.events === 0 && !hasLoss(reg.pending)) return; // nothing to say: just return the ring
     entry.written = true;
     const head = {
       thread: reg.registration,
@@ -540,7 +524,7 @@ export class Drain {
     for (let h = reg.tlogHead; h !== tail; h = (h + 1) & TLOG_CURSOR_MASK) {
       const e = base + 2 * (h % TRANSITION_LOG_ENTRIES);
       const code = f64[e + 1];
-      this.stateChanged(reg, Math.floor(code / 8) as BpStateValue, (code % 8) as BpStateValue, f64[e]);
+      this.stateChanged(reg, TransitionCode.from(code) as BpStateValue, TransitionCode.to(code) as BpStateValue, f64[e]);
     }
     reg.tlogHead = tail;
     Atomics.store(i32, layout.slotI32(reg.slot, Slot.TLOG_HEAD), tail); // release: entries reusable
@@ -691,7 +675,7 @@ export class Drain {
     for (let slot = 0; slot < layout.maxThreads; slot++) {
       const stateIdx = layout.slotI32(slot, Slot.STATE);
       let st = Atomics.load(i32, stateIdx);
-      if (st === SlotState.FREE || st === SlotState.CLAIMING) continue;
+      if (isUnclaimed(st)) continue;
       if (st === SlotState.LIVE) {
         // Seize a writer that is still live, so that its own close() cannot hand over a ring
         // after our last look: it fails its LIVE -> CLOSING exchange and waits for RETIRED. If it
@@ -725,26 +709,4 @@ export class Drain {
     this.sink.close();
     return { complete, threads, events, dropped, droppedAfterClose, sinkErrors: this.sinkErrors };
   }
-}
-
-function addLoss(l: LossBlock, reason: number, events: number, bytes: number, firstTs: number, lastTs: number): void {
-  const b = reason * 4;
-  l[b + Loss.EVENTS] += events;
-  l[b + Loss.BYTES] += bytes;
-  // NaN means "no time known" (e.g. events a dead thread never committed): it never overwrites.
-  if (firstTs === firstTs && !(l[b + Loss.FIRST_TS] <= firstTs)) l[b + Loss.FIRST_TS] = firstTs;
-  if (lastTs === lastTs && !(l[b + Loss.LAST_TS] >= lastTs)) l[b + Loss.LAST_TS] = lastTs;
-}
-
-/** Adds every reason of `from` into `into`. */
-function mergeLoss(into: LossBlock, from: LossBlock): void {
-  for (let r = 0; r < REASON_COUNT; r++) {
-    const b = r * 4;
-    addLoss(into, r, from[b + Loss.EVENTS], from[b + Loss.BYTES], from[b + Loss.FIRST_TS], from[b + Loss.LAST_TS]);
-  }
-}
-
-function lossPending(l: LossBlock): boolean {
-  for (let i = 0; i < LOSS_BLOCK_WORDS; i += 4) if (l[i + Loss.EVENTS] !== 0 || l[i + Loss.BYTES] !== 0) return true;
-  return false;
 }

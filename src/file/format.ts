@@ -33,7 +33,8 @@
  */
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, writevSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
-import { LOSS_BLOCK_WORDS, LOSS_WORDS_PER_REASON, Loss, REASON_COUNT } from '../shm/layout.js';
+import { LOSS_BLOCK_WORDS, LOSS_WORDS_PER_REASON, Loss } from '../shm/layout.js';
+import type { LossBlock } from '../shm/loss.js';
 
 export const FILE_MAGIC = 'RNGTRACE';
 /** 2: chunks carry their thread's identity (slot, threadId, name, policy). Bump on any change of
@@ -189,15 +190,6 @@ export function stateRecord(thread: number, from: number, to: number, ts: number
 }
 
 /** Losses per reason since the previous chunk: LOSS_BLOCK_WORDS numbers (see layout.Loss). */
-export type LossBlock = Float64Array;
-export const newLossBlock = (): LossBlock => {
-  const l = new Float64Array(LOSS_BLOCK_WORDS);
-  for (let r = 0; r < REASON_COUNT; r++) {
-    const at = r * LOSS_WORDS_PER_REASON;
-    l[at + Loss.FIRST_TS] = l[at + Loss.LAST_TS] = NaN;
-  }
-  return l;
-};
 
 function writeLoss(b: Buffer, at: number, loss: LossBlock): void {
   for (let i = 0; i < LOSS_BLOCK_WORDS; i++) b.writeDoubleLE(loss[i], at + i * 8);

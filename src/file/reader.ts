@@ -10,7 +10,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { BpState, STATE_NAMES, type StateName } from '../shm/backpressure.js';
-import { REASONS, REASON_COUNT, type DropReason } from '../shm/layout.js';
+import { REASONS, REASON_COUNT, policyOf, type DropPolicy, type DropReason } from '../shm/layout.js';
 import {
   CHUNK_FIXED_BYTES,
   ChunkField,
@@ -59,7 +59,7 @@ export interface TraceThread {
   name: string;
   slot: number;
   nodeThreadId: number;
-  policy: 'drop-oldest' | 'drop-newest';
+  policy: DropPolicy;
   /** When it registered (ns); for a thread known only from its chunks, its first chunk's first
    * event (0 if that chunk had none). */
   registeredTs: number;
@@ -448,7 +448,7 @@ export class TraceReader {
     slot: number,
     nodeThreadId: number,
     name: string,
-    policy: number,
+    policy: DropPolicy,
     registeredTs: number,
   ): TraceThread {
     const t: TraceThread = {
@@ -458,7 +458,7 @@ export class TraceReader {
       nodeThreadId,
       name,
       registeredTs,
-      policy: policy === 1 ? 'drop-newest' : 'drop-oldest',
+      policy,
       firstTs: NaN,
       lastTs: NaN,
       endReason: undefined,
@@ -512,12 +512,14 @@ export class TraceReader {
     if (b.length < F.NAME_AT || F.NAME_AT + b.readUInt32LE(F.NAME_BYTES) > b.length) return 'thread record too short';
     const registration = b.readUInt32LE(F.THREAD);
     if (this.byRegistration.has(registration)) return `thread ${registration} started twice`;
+    const policy = policyOf(b.readUInt32LE(F.POLICY));
+    if (policy === undefined) return `thread ${registration}: unknown drop policy code ${b.readUInt32LE(F.POLICY)}`;
     this.addThread(
       registration,
       b.readUInt32LE(F.SLOT),
       b.readInt32LE(F.NODE_THREAD_ID),
       decoder.decode(b.subarray(F.NAME_AT, F.NAME_AT + b.readUInt32LE(F.NAME_BYTES))),
-      b.readUInt32LE(F.POLICY),
+      policy,
       b.readDoubleLE(F.TS),
     );
     return undefined;
@@ -571,6 +573,8 @@ export class TraceReader {
     const known = this.byRegistration.get(registration);
     if (known) return known;
     if (this.version === 1) return `chunk of unknown thread ${registration}`;
+    const policy = policyOf(b.readUInt32LE(F.POLICY));
+    if (policy === undefined) return `chunk of thread ${registration}: unknown drop policy code ${b.readUInt32LE(F.POLICY)}`;
     const name = decoder.decode(b.subarray(CHUNK_FIXED_BYTES, CHUNK_FIXED_BYTES + nameBytes));
     const firstTs = b.readDoubleLE(F.FIRST_TS);
     const t = this.addThread(
@@ -578,7 +582,7 @@ export class TraceReader {
       b.readUInt32LE(F.SLOT),
       b.readInt32LE(F.NODE_THREAD_ID),
       name,
-      b.readUInt32LE(F.POLICY),
+      policy,
       Number.isFinite(firstTs) ? firstTs : 0,
     );
     this.readNote = `thread ${registration} ('${name}') has no start record: known from its chunks`;

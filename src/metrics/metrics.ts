@@ -13,9 +13,13 @@ import { BackpressureState, EDGES, STATE_NAMES, edgeName, type StateName } from 
 import {
   Ctl,
   ControlFlag,
-  LEDGER_WORDS,
-  Ledger,
   Loss,
+  isFinal,
+  isInLedger,
+  isUnclaimed,
+  policyOf,
+  type DropPolicy,
+  lossAt,
   REASONS,
   REASON_COUNT,
   Slot,
@@ -26,7 +30,7 @@ import {
 } from '../shm/layout.js';
 import { poolQueues } from '../shm/pool.js';
 import { readThreadName } from '../shm/registry.js';
-import type { RegistrationSummary } from '../drain/drain.js';
+import { readLedger, type LedgerTotals } from '../shm/ledger.js';
 
 export interface ThreadMetrics {
   slot: number;
@@ -35,7 +39,7 @@ export interface ThreadMetrics {
   name: string;
   nodeThreadId: number;
   status: 'live' | 'closing' | 'exited';
-  policy: 'drop-oldest' | 'drop-newest';
+  policy: DropPolicy;
   state: StateName;
   eventsAttempted: number;
   eventsWritten: number;
@@ -60,26 +64,27 @@ export interface ThreadMetrics {
   drainLagMs: { last: number; max: number };
 }
 
-/** The counters that add up across registrations (totals, the retired ledger). */
-export type SummableCounters = Pick<
-  ThreadMetrics,
-  | 'eventsAttempted'
-  | 'eventsWritten'
-  | 'eventsDropped'
-  | 'bytesDropped'
-  | 'droppedByReason'
-  | 'bytesDroppedByReason'
-  | 'transitions'
-  | 'timeInStateMs'
-  | 'exhaustions'
-  | 'swaps'
-  | 'chunksWritten'
->;
-
 /** Totals of the registrations retired so far (closed, exited, accounted at the tracer's close):
  * kept in shared memory by the drain, so every thread's metrics() sees them at once. */
-export interface RetiredTotals extends SummableCounters {
-  threads: number;
+export type RetiredTotals = LedgerTotals;
+
+/** A registration's final numbers, from the drain when it retires it (or close()'s fallback). */
+export interface RegistrationSummary extends Pick<
+  ThreadMetrics,
+  'policy' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'freeSparesMin' | 'chunksWritten' | 'drainLagMs'
+> {
+  thread: number;
+  name: string;
+  slot: number;
+  attempted: number;
+  events: number;
+  dropped: number;
+  bytesDropped: number;
+  droppedByReason: Partial<Record<DropReason, number>>;
+  bytesDroppedByReason: Partial<Record<DropReason, number>>;
+  endReason: 'closed' | 'exited' | 'tracer_closed';
+  /** attempted === events + dropped */
+  balanced: boolean;
 }
 
 export interface MetricsSnapshot {
@@ -107,111 +112,12 @@ export interface MetricsSnapshot {
   };
 }
 
-/** A retired registration's numbers, as the ledger adds them up. */
-export type LedgerEntry = Pick<
-  RegistrationSummary,
-  | 'attempted'
-  | 'events'
-  | 'dropped'
-  | 'bytesDropped'
-  | 'droppedByReason'
-  | 'bytesDroppedByReason'
-  | 'transitions'
-  | 'timeInStateMs'
-  | 'exhaustions'
-  | 'swaps'
-  | 'chunksWritten'
->;
-
-/**
- * Moves a registration from its slot into the retired ledger: the ledger is added to and then
- * `handOff()` changes the slot (freed, or RETIRED), both inside one seqlock write. Drain only, or
- * close()'s fallback once it has terminated the drain: the ledger has one writer at a time.
- * Ordering: every access to the ledger and to LEDGER_SEQ is an Atomics operation (sequentially
- * consistent), and so is the slot's state change, so a reader that loads the same even count
- * before and after its reads saw all of this write or none of it.
- */
-export function retireIntoLedger(v: SharedViews, slot: number, e: LedgerEntry, handOff: () => void): void {
-  const { i32, i64, layout } = v;
-  const L = layout.ledgerI64;
-  Atomics.store(i32, Ctl.LEDGER_PENDING_SLOT, slot);
-  Atomics.store(i32, Ctl.LEDGER_PENDING_REGISTRATION, i32[layout.slotI32(slot, Slot.REGISTRATION)]);
-  for (let k = 0; k < LEDGER_WORDS; k++) Atomics.store(i64, L + Ledger.SHADOW + k, Atomics.load(i64, L + k));
-  Atomics.add(i32, Ctl.LEDGER_SEQ, 1); // odd: a write is in progress
-  const add = (word: number, n: number) => n !== 0 && Atomics.add(i64, L + word, BigInt(Math.round(n)));
-  add(Ledger.THREADS, 1);
-  add(Ledger.ATTEMPTED, e.attempted);
-  add(Ledger.WRITTEN, e.events);
-  add(Ledger.DROPPED, e.dropped);
-  add(Ledger.BYTES_DROPPED, e.bytesDropped);
-  add(Ledger.EXHAUSTIONS, e.exhaustions);
-  add(Ledger.SWAPS, e.swaps);
-  add(Ledger.CHUNKS, e.chunksWritten);
-  REASONS.forEach((r, i) => {
-    add(Ledger.REASON_EVENTS + i, e.droppedByReason[r] ?? 0);
-    add(Ledger.REASON_BYTES + i, e.bytesDroppedByReason[r] ?? 0);
-  });
-  EDGES.forEach((_, i) => add(Ledger.EDGES + i, e.transitions[edgeName(i)] ?? 0));
-  STATE_NAMES.forEach((st, i) => add(Ledger.TIME_IN_STATE_US + i, e.timeInStateMs[st] * 1000));
-  handOff();
-  Atomics.add(i32, Ctl.LEDGER_SEQ, 1); // even: done
-  Atomics.notify(i32, Ctl.LEDGER_SEQ);
-}
-
-/**
- * close()'s fallback, with the drain terminated: ends a ledger write the drain left open. If the
- * slot it was retiring still holds that registration in a state before its hand-off, the write
- * did not finish: the ledger is restored from its copy (the fallback accounts the registration
- * itself). Otherwise only the closing count was missing.
- */
-export function closeAbandonedLedgerWrite(v: SharedViews): void {
-  const { i32, i64, layout } = v;
-  if ((Atomics.load(i32, Ctl.LEDGER_SEQ) & 1) === 0) return;
-  const slot = Atomics.load(i32, Ctl.LEDGER_PENDING_SLOT);
-  const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
-  const same = Atomics.load(i32, layout.slotI32(slot, Slot.REGISTRATION)) === Atomics.load(i32, Ctl.LEDGER_PENDING_REGISTRATION);
-  if (same && (st === SlotState.CLOSING || st === SlotState.ORPHANED || st === SlotState.RETIRING)) {
-    const L = layout.ledgerI64;
-    for (let k = 0; k < LEDGER_WORDS; k++) Atomics.store(i64, L + k, Atomics.load(i64, L + Ledger.SHADOW + k));
-  }
-  Atomics.add(i32, Ctl.LEDGER_SEQ, 1);
-}
-
-function readLedger(v: SharedViews): RetiredTotals {
-  const { i64, layout } = v;
-  const L = layout.ledgerI64;
-  const w = (word: number) => Number(Atomics.load(i64, L + word));
-  const droppedByReason: Partial<Record<DropReason, number>> = {};
-  const bytesDroppedByReason: Partial<Record<DropReason, number>> = {};
-  REASONS.forEach((r, i) => {
-    if (w(Ledger.REASON_EVENTS + i) > 0) droppedByReason[r] = w(Ledger.REASON_EVENTS + i);
-    if (w(Ledger.REASON_BYTES + i) > 0) bytesDroppedByReason[r] = w(Ledger.REASON_BYTES + i);
-  });
-  const transitions: Record<string, number> = {};
-  EDGES.forEach((_, i) => (transitions[edgeName(i)] = w(Ledger.EDGES + i)));
-  const t = (i: number) => w(Ledger.TIME_IN_STATE_US + i) / 1000;
-  return {
-    threads: w(Ledger.THREADS),
-    eventsAttempted: w(Ledger.ATTEMPTED),
-    eventsWritten: w(Ledger.WRITTEN),
-    eventsDropped: w(Ledger.DROPPED),
-    bytesDropped: w(Ledger.BYTES_DROPPED),
-    droppedByReason,
-    bytesDroppedByReason,
-    transitions,
-    timeInStateMs: { normal: t(0), pressure: t(1), dropping: t(2), recovery: t(3) },
-    exhaustions: w(Ledger.EXHAUSTIONS),
-    swaps: w(Ledger.SWAPS),
-    chunksWritten: w(Ledger.CHUNKS),
-  };
-}
-
 /** One slot's counters (any state but FREE and CLAIMING). */
 export function threadFromSlot(v: SharedViews, slot: number, nowUs: number): ThreadMetrics {
   const { i32, f64, layout } = v;
   const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
   // After the drain's final count, that count is the thread's (later events are `closed`).
-  const accounted = st === SlotState.RETIRED || st === SlotState.RECONCILED;
+  const accounted = isFinal(st);
   const word = (w: number) => i32[layout.slotI32(slot, w)];
   const bp = new BackpressureState(i32, v.i64, layout, slot);
   const byReason: Partial<Record<DropReason, number>> = {};
@@ -221,8 +127,8 @@ export function threadFromSlot(v: SharedViews, slot: number, nowUs: number): Thr
   const wl = layout.slotF64(slot, SlotF64.WRITER_LOSS);
   const dl = layout.slotF64(slot, SlotF64.DRAIN_LOSS);
   for (let r = 0; r < REASON_COUNT; r++) {
-    const n = f64[wl + r * 4 + Loss.EVENTS] + f64[dl + r * 4 + Loss.EVENTS];
-    const bytes = f64[wl + r * 4 + Loss.BYTES] + f64[dl + r * 4 + Loss.BYTES];
+    const n = f64[lossAt(wl, r) + Loss.EVENTS] + f64[lossAt(dl, r) + Loss.EVENTS];
+    const bytes = f64[lossAt(wl, r) + Loss.BYTES] + f64[lossAt(dl, r) + Loss.BYTES];
     if (n > 0) byReason[REASONS[r]] = n;
     if (bytes > 0) bytesByReason[REASONS[r]] = bytes;
     dropped += n;
@@ -238,7 +144,7 @@ export function threadFromSlot(v: SharedViews, slot: number, nowUs: number): Thr
     name: readThreadName(v, slot),
     nodeThreadId: word(Slot.NODE_THREAD_ID),
     status: st === SlotState.CLOSING ? 'closing' : st === SlotState.ORPHANED ? 'exited' : 'live',
-    policy: word(Slot.POLICY) === 1 ? 'drop-newest' : 'drop-oldest',
+    policy: policyOf(word(Slot.POLICY)) ?? 'drop-oldest',
     state: STATE_NAMES[bp.state()],
     eventsAttempted: f64[layout.slotF64(slot, accounted ? SlotF64.RETIRED_ATTEMPTED : SlotF64.ATTEMPTED)],
     eventsWritten: f64[layout.slotF64(slot, SlotF64.EVENTS_WRITTEN)],
@@ -308,15 +214,7 @@ function readConsistent(v: SharedViews, nowUs: number): { threads: ThreadMetrics
     const threads: ThreadMetrics[] = [];
     for (let slot = 0; slot < layout.maxThreads; slot++) {
       const st = Atomics.load(i32, layout.slotI32(slot, Slot.STATE));
-      // FREE, CLAIMING: nobody's yet. RETIRED, RECONCILED, RELEASING: counted in the ledger.
-      if (
-        st === SlotState.FREE ||
-        st === SlotState.CLAIMING ||
-        st === SlotState.RETIRED ||
-        st === SlotState.RECONCILED ||
-        st === SlotState.RELEASING
-      )
-        continue;
+      if (isUnclaimed(st) || isInLedger(st)) continue;
       threads.push(threadFromSlot(v, slot, nowUs));
     }
     const ledger = readLedger(v);

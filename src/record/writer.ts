@@ -17,7 +17,8 @@ import {
   Desc,
   LOSS_BLOCK_WORDS,
   Loss,
-  REASON_COUNT,
+  TransitionCode,
+  lossAt,
   Reason,
   ScrapeWord,
   Slot,
@@ -44,6 +45,7 @@ import {
   PUBLISHED_HEAD,
   PUBLISHED_WRAP_END,
 } from '../shm/ring.js';
+import { clearLossTimes, countDrop, hasLossTimes } from '../shm/loss.js';
 
 // makeRoomEvictingOldest publishes (tail, head, wrapEnd) as three consecutive slot words.
 if (Slot.ACTIVE_HEAD !== Slot.ACTIVE_TAIL + PUBLISHED_HEAD || Slot.ACTIVE_WRAP_END !== Slot.ACTIVE_TAIL + PUBLISHED_WRAP_END) {
@@ -57,8 +59,6 @@ const RETIRE_WAIT_MS = 5000;
 
 /** Target of the copy check of an empty payload (copies nothing). */
 const NO_BYTES = new Uint8Array(0);
-
-export const POLICY_CODES: Record<DropPolicy, number> = { 'drop-oldest': 0, 'drop-newest': 1 };
 
 /** What a writer needs from its tracer. */
 export interface WriterContext {
@@ -142,7 +142,7 @@ export class Writer {
     // Drop-oldest's per-eviction accounting, specialised (it runs once per dropped event): the
     // loss words of `pool_exhausted` in the shared buffer (a closed writer never evicts).
     const lf = v.f64;
-    const at = this.lossBase + Reason.POOL_EXHAUSTED * 4;
+    const at = lossAt(this.lossBase, Reason.POOL_EXHAUSTED);
     this.evict = (bytes, ts) => {
       lf[at + Loss.EVENTS]++;
       lf[at + Loss.BYTES] += bytes;
@@ -411,10 +411,7 @@ export class Writer {
     f64[d + Desc.ATTEMPTED] = this.attempted - inFlight;
     const loss = this.lossBase;
     for (let i = 0; i < LOSS_BLOCK_WORDS; i++) f64[d + Desc.LOSS + i] = f64[loss + i];
-    for (let r = 0; r < REASON_COUNT; r++) {
-      f64[loss + r * 4 + Loss.FIRST_TS] = NaN;
-      f64[loss + r * 4 + Loss.LAST_TS] = NaN;
-    }
+    clearLossTimes(f64, loss);
     // Release (inside push): the ring's records and the descriptor above reach the drain.
     if (!this.submitQ.push(this.activeRing)) throw new Error('ringtrace: internal error: submit queue full (ring accounting broken)');
     this.ringBase = -1;
@@ -480,12 +477,7 @@ export class Writer {
   }
 
   private countDrop(reason: number, bytes: number, ts: number): void {
-    const f64 = this.f64;
-    const b = this.lossBase + reason * 4;
-    f64[b + Loss.EVENTS]++;
-    f64[b + Loss.BYTES] += bytes;
-    if (!(f64[b + Loss.FIRST_TS] <= ts)) f64[b + Loss.FIRST_TS] = ts; // NaN (none yet) or later
-    if (!(f64[b + Loss.LAST_TS] >= ts)) f64[b + Loss.LAST_TS] = ts;
+    countDrop(this.f64, this.lossBase, reason, bytes, ts);
   }
 
   private dropTooLarge(size: number, ts: number): boolean {
@@ -519,7 +511,7 @@ export class Writer {
     }
     const e = L.slotF64(this.slot, SlotF64.TLOG) + 2 * (tail % TRANSITION_LOG_ENTRIES);
     this.f64[e] = atUs * 1000;
-    this.f64[e + 1] = from * 8 + to;
+    this.f64[e + 1] = TransitionCode.of(from, to);
     // Release: the entry above is visible to the drain's Atomics.load of the tail.
     Atomics.store(this.i32, tailIdx, (tail + 1) & TLOG_CURSOR_MASK);
   }
@@ -551,7 +543,7 @@ export class Writer {
       // spare now, and the losses are handed over from it below.
       // With a single spare (recoverySpares 1), resuming would leave none to hand the losses over
       // with: the empty ring carries them, and the writer is rightly still exhausted.
-      if (!this.lossPending()) return true;
+      if (!this.dropsSinceHandOff()) return true;
       if (this.bp.state() === BpState.DROPPING || this.freeQ.size() < 2) {
         this.handOverLosses(ts);
         return true;
@@ -559,7 +551,7 @@ export class Writer {
       this.leaveExhausted(ts, 0);
       if (this.exhausted) return true;
     }
-    if (this.pos === this.ringBase && !this.lossPending()) return true;
+    if (this.pos === this.ringBase && !this.dropsSinceHandOff()) return true;
     return this.swap(ts, 0);
   }
 
@@ -577,10 +569,9 @@ export class Writer {
     this.bp.onExhausted(this.clockUs());
   }
 
-  /** Drops not yet handed over with a ring: a reason's first-drop time is NaN until one happens. */
-  private lossPending(): boolean {
-    for (let r = 0; r < REASON_COUNT; r++) if (!Number.isNaN(this.f64[this.lossBase + r * 4 + Loss.FIRST_TS])) return true;
-    return false;
+  /** Drops not yet handed over with a ring (the hand-off clears the times). */
+  private dropsSinceHandOff(): boolean {
+    return hasLossTimes(this.f64, this.lossBase);
   }
 
   /** Hands everything to the drain and gives up the slot (released once drained). Idempotent. */
@@ -662,6 +653,6 @@ export class Writer {
     // Closing: hand everything over while the drain still runs (after CLOSED, handOver learns
     // what the drain accounted for).
     if ((Atomics.load(this.i32, Ctl.FLAGS) & (ControlFlag.CLOSING | ControlFlag.CLOSED)) !== 0) return this.close();
-    if (this.pos !== this.ringBase || this.lossPending()) this.flush();
+    if (this.pos !== this.ringBase || this.dropsSinceHandOff()) this.flush();
   }
 }

@@ -16,12 +16,12 @@
  * at `recoverySpares` (> pressureSpares) is the hysteresis that keeps an oscillating load from
  * flapping between NORMAL and PRESSURE; the stability period does the same for RECOVERY.
  *
- * The state and the time it was entered share one 64-bit word, `(enteredAtUs << 3) | state`, so
+ * The state and the time it was entered share one 64-bit word (BpWord in layout.ts), so
  * a single compare-exchange both moves the state and stamps its entry time: the winner of a
  * transition knows exactly how long the state it leaves lasted, even when the writer and the
  * drain race for the same edge.
  */
-import { EDGE_COUNT, Slot, SlotI64, type Layout } from './layout.js';
+import { BpWord, EDGE_COUNT, STATE_COUNT, Slot, SlotI64, TransitionCode, type Layout } from './layout.js';
 
 export const BpState = { NORMAL: 0, PRESSURE: 1, DROPPING: 2, RECOVERY: 3 } as const;
 export type BpStateValue = (typeof BpState)[keyof typeof BpState];
@@ -39,12 +39,14 @@ export const EDGES: ReadonlyArray<readonly [BpStateValue, BpStateValue]> = [
 ];
 if (EDGES.length !== EDGE_COUNT) throw new Error('EDGE_COUNT out of step with EDGES');
 
-const EDGE_INDEX: number[] = new Array(16).fill(-1);
-EDGES.forEach(([from, to], i) => (EDGE_INDEX[from * 4 + to] = i));
+if (STATE_NAMES.length !== STATE_COUNT) throw new Error('STATE_COUNT out of step with the states');
+
+const EDGE_INDEX: number[] = new Array(TransitionCode.of(STATE_COUNT, 0)).fill(-1);
+EDGES.forEach(([from, to], i) => (EDGE_INDEX[TransitionCode.of(from, to)] = i));
 
 /** Index of the edge from -> to, or -1 if the transition is not legal. */
 export const edgeIndex = (from: number, to: number): number =>
-  from >= 0 && from < 4 && to >= 0 && to < 4 ? EDGE_INDEX[from * 4 + to] : -1;
+  from >= 0 && from < STATE_COUNT && to >= 0 && to < STATE_COUNT ? EDGE_INDEX[TransitionCode.of(from, to)] : -1;
 
 export const edgeName = (i: number): string => `${STATE_NAMES[EDGES[i][0]]}->${STATE_NAMES[EDGES[i][1]]}`;
 
@@ -86,15 +88,15 @@ export class BackpressureState {
   /** NORMAL since `nowUs`, no time accumulated. Only before the slot is published. */
   reset(nowUs: number): void {
     this.i64[this.word] = pack(BpState.NORMAL, nowUs);
-    for (let s = 0; s < 4; s++) this.i64[this.timeIn + s] = 0n;
+    for (let s = 0; s < STATE_COUNT; s++) this.i64[this.timeIn + s] = 0n;
   }
 
   state(): BpStateValue {
-    return Number(Atomics.load(this.i64, this.word) & 7n) as BpStateValue;
+    return BpWord.state(Atomics.load(this.i64, this.word)) as BpStateValue;
   }
 
   enteredAtUs(): number {
-    return Number(Atomics.load(this.i64, this.word) >> 3n);
+    return BpWord.enteredAtUs(Atomics.load(this.i64, this.word));
   }
 
   /**
@@ -112,8 +114,8 @@ export class BackpressureState {
       Atomics.add(this.i32, this.illegal, 1);
       return false;
     }
-    if (Number(seen & 7n) !== from) return false;
-    const enteredAt = Number(seen >> 3n);
+    if (BpWord.state(seen) !== from) return false;
+    const enteredAt = BpWord.enteredAtUs(seen);
     const at = entryTime(nowUs, enteredAt); // two threads' clocks may disagree by a microsecond
     // The CAS is the transition: it fails if the other side moved the state first.
     if (Atomics.compareExchange(this.i64, this.word, seen, pack(to, at)) !== seen) return false;
@@ -135,7 +137,7 @@ export class BackpressureState {
     // PRESSURE -> NORMAL in between).
     for (;;) {
       const seen = Atomics.load(this.i64, this.word);
-      const s = Number(seen & 7n) as BpStateValue;
+      const s = BpWord.state(seen) as BpStateValue;
       if (s === BpState.DROPPING) {
         if (this.restamp(seen, nowUs)) return;
         continue;
@@ -153,7 +155,7 @@ export class BackpressureState {
    * unchanged word, and on to NORMAL, while the thread has no spare and drops every event.
    */
   private restamp(seen: bigint, nowUs: number): boolean {
-    const enteredAt = Number(seen >> 3n);
+    const enteredAt = BpWord.enteredAtUs(seen);
     // Always a different word: a clock that did not move (the same microsecond, or recordAt()
     // timestamps behind the drain's) must not give back the word the drain read.
     let at = entryTime(nowUs, enteredAt + 1);
@@ -171,14 +173,14 @@ export class BackpressureState {
    */
   checkRecovery(free: SpareCount, th: Thresholds, nowUs: number): void {
     const seen = Atomics.load(this.i64, this.word);
-    const s = Number(seen & 7n);
+    const s = BpWord.state(seen);
     if (s === BpState.DROPPING) {
       if (free.size() >= th.recoverySpares && this.move(seen, BpState.DROPPING, BpState.RECOVERY, nowUs)) {
         this.checkRecovery(free, th, nowUs); // a zero stability period completes at once
       }
     } else if (s === BpState.RECOVERY) {
       // Entry times are stored rounded to the microsecond: compare on the same grid.
-      if (Math.round(nowUs) - Number(seen >> 3n) >= th.stabilityUs) this.move(seen, BpState.RECOVERY, BpState.NORMAL, nowUs);
+      if (Math.round(nowUs) - BpWord.enteredAtUs(seen) >= th.stabilityUs) this.move(seen, BpState.RECOVERY, BpState.NORMAL, nowUs);
     } else if (s === BpState.PRESSURE) {
       if (free.size() >= th.recoverySpares) this.move(seen, BpState.PRESSURE, BpState.NORMAL, nowUs);
     }
@@ -187,11 +189,11 @@ export class BackpressureState {
   /** Microseconds spent in each state, the current one counted up to `nowUs`. */
   timeInStates(nowUs: number): number[] {
     const w = Atomics.load(this.i64, this.word);
-    const cur = Number(w & 7n);
+    const cur = BpWord.state(w);
     const out: number[] = [];
-    for (let s = 0; s < 4; s++) {
+    for (let s = 0; s < STATE_COUNT; s++) {
       let t = Number(Atomics.load(this.i64, this.timeIn + s));
-      if (s === cur) t += Math.max(0, nowUs - Number(w >> 3n));
+      if (s === cur) t += Math.max(0, nowUs - BpWord.enteredAtUs(w));
       out.push(t);
     }
     return out;
@@ -216,4 +218,4 @@ const entryTime = (nowUs: number, floor: number): number => {
   const us = Math.round(nowUs);
   return Math.min(MAX_ENTRY_US, Math.max(us >= 0 ? us : 0, floor));
 };
-const pack = (state: number, atUs: number): bigint => (BigInt(entryTime(atUs, 0)) << 3n) | BigInt(state);
+const pack = (state: number, atUs: number): bigint => BpWord.of(state, entryTime(atUs, 0));

@@ -93,34 +93,6 @@ export const Ctl = {
 } as const;
 export const CONTROL_BYTES = 256;
 
-/**
- * Retired ledger, BigInt64 indices from its start: the totals of every registration retired so
- * far (closed, exited, or accounted at the tracer's close), so that metrics() in any thread is
- * exact at every moment, not only once a summary message has arrived. Integers (times in µs),
- * read and written with Atomics only. Words SHADOW.. hold the copy taken before each write.
- */
-export const Ledger = {
-  THREADS: 0,
-  ATTEMPTED: 1,
-  WRITTEN: 2,
-  DROPPED: 3,
-  BYTES_DROPPED: 4,
-  EXHAUSTIONS: 5,
-  SWAPS: 6,
-  CHUNKS: 7,
-  /** REASON_COUNT words each. */
-  REASON_EVENTS: 8,
-  REASON_BYTES: 14,
-  /** EDGE_COUNT words: transitions per edge. */
-  EDGES: 20,
-  /** 4 words: microseconds in each state. */
-  TIME_IN_STATE_US: 26,
-  /** LEDGER_WORDS words: the ledger as it was before the write in progress. */
-  SHADOW: 32,
-} as const;
-export const LEDGER_WORDS = 30;
-export const LEDGER_BYTES = 512;
-
 export const ControlFlag = {
   DRAIN_PAUSED: 1,
   CLOSING: 2,
@@ -174,6 +146,14 @@ export const SlotState = {
   RELEASING: 8,
 } as const;
 
+/** No registration in the slot yet: free, or a thread is initialising it. */
+export const isUnclaimed = (st: number): boolean => st === SlotState.FREE || st === SlotState.CLAIMING;
+/** Accounted at the tracer's close (RETIRED, RECONCILED): final, the counts are in the ledger. */
+export const isFinal = (st: number): boolean => st === SlotState.RETIRED || st === SlotState.RECONCILED;
+/** The slot's registration is counted in the retired ledger (final, or being wiped for reuse):
+ * reading it from the slot as well would count it twice. */
+export const isInLedger = (st: number): boolean => isFinal(st) || st === SlotState.RELEASING;
+
 /** Drop reasons: index into loss blocks and the order of loss blocks in the trace file. */
 export const REASONS = ['pool_exhausted', 'record_too_large', 'sink_error', 'closed', 'thread_exit', 'unflushed'] as const;
 export type DropReason = (typeof REASONS)[number];
@@ -188,12 +168,50 @@ export const Reason = {
 export const REASON_COUNT = REASONS.length;
 
 /** A loss block: per reason {events, bytes, firstTs, lastTs} as Float64 (4 words a reason). */
+export const Loss = { EVENTS: 0, BYTES: 1, FIRST_TS: 2, LAST_TS: 3 } as const;
 export const LOSS_WORDS_PER_REASON = 4;
 export const LOSS_BLOCK_WORDS = REASON_COUNT * LOSS_WORDS_PER_REASON;
-export const Loss = { EVENTS: 0, BYTES: 1, FIRST_TS: 2, LAST_TS: 3 } as const;
+/** Index of `reason`'s entry in the loss block that starts at index `block` (add a Loss field). */
+export const lossAt = (block: number, reason: number): number => block + reason * LOSS_WORDS_PER_REASON;
 
-/** Backpressure transition edges (index of the per-edge counters). */
+/** Backpressure states (the state machine is in backpressure.ts) and its legal edges (the index
+ * of the per-edge counters). */
+export const STATE_COUNT = 4;
 export const EDGE_COUNT = 6;
+
+/**
+ * Retired ledger, BigInt64 indices from its start: the totals of every registration retired so
+ * far (closed, exited, or accounted at the tracer's close), so that metrics() in any thread is
+ * exact at every moment, not only once a summary message has arrived. Integers (times in µs),
+ * read and written with Atomics only. Words SHADOW.. hold the copy taken before each write.
+ * Each region starts where the previous one ends; checkRegions() below proves it.
+ */
+const LEDGER_REASON_EVENTS = 8;
+const LEDGER_REASON_BYTES = LEDGER_REASON_EVENTS + REASON_COUNT;
+const LEDGER_EDGES = LEDGER_REASON_BYTES + REASON_COUNT;
+const LEDGER_TIME_IN_STATE = LEDGER_EDGES + EDGE_COUNT;
+/** Words of one copy of the ledger. */
+export const LEDGER_WORDS = LEDGER_TIME_IN_STATE + STATE_COUNT;
+export const Ledger = {
+  THREADS: 0,
+  ATTEMPTED: 1,
+  WRITTEN: 2,
+  DROPPED: 3,
+  BYTES_DROPPED: 4,
+  EXHAUSTIONS: 5,
+  SWAPS: 6,
+  CHUNKS: 7,
+  /** REASON_COUNT words each. */
+  REASON_EVENTS: LEDGER_REASON_EVENTS,
+  REASON_BYTES: LEDGER_REASON_BYTES,
+  /** EDGE_COUNT words: transitions per edge. */
+  EDGES: LEDGER_EDGES,
+  /** STATE_COUNT words: microseconds in each state. */
+  TIME_IN_STATE_US: LEDGER_TIME_IN_STATE,
+  /** LEDGER_WORDS words: the ledger as it was before the write in progress. */
+  SHADOW: LEDGER_WORDS,
+} as const;
+export const LEDGER_BYTES = 512;
 
 export const TRANSITION_LOG_ENTRIES = 16;
 /** Transition-log cursors count modulo 2^30 (a multiple of the log size), so they never
@@ -202,6 +220,7 @@ export const TLOG_CURSOR_MASK = 0x3fffffff;
 
 export const THREAD_NAME_MAX_BYTES = 128;
 
+const SLOT_EDGES = 20;
 /** Slot header Int32 word indices (relative to the slot's first Int32 word). */
 export const Slot = {
   STATE: 0,
@@ -228,12 +247,12 @@ export const Slot = {
   SWAPS: 18,
   FREE_MIN: 19,
   /** EDGE_COUNT words: transitions taken per edge (Atomics.add). */
-  EDGES: 20,
-  TLOG_OVERFLOW: 26,
-  FLUSHES: 27,
+  EDGES: SLOT_EDGES,
+  TLOG_OVERFLOW: SLOT_EDGES + EDGE_COUNT,
+  FLUSHES: SLOT_EDGES + EDGE_COUNT + 1,
   /** How far the drain has copied the writer's active ring while the writer kept it (see
    * ScrapeWord): changed by compare-exchange (the drain) and by the writer at each ring change. */
-  SCRAPE: 28,
+  SCRAPE: SLOT_EDGES + EDGE_COUNT + 2,
 } as const;
 
 /**
@@ -265,38 +284,71 @@ export const ScrapeWord = {
 } as const;
 /** The Int32 words above occupy the first 128 bytes; 8-byte words start after them. */
 const W8 = 16;
+const SLOT_TIME_IN_STATE = W8 + 1;
+const SLOT_F64 = SLOT_TIME_IN_STATE + STATE_COUNT;
+const SLOT_WRITER_LOSS = W8 + 16;
+const SLOT_DRAIN_LOSS = SLOT_WRITER_LOSS + LOSS_BLOCK_WORDS;
+const SLOT_TLOG = SLOT_DRAIN_LOSS + LOSS_BLOCK_WORDS;
+const SLOT_NAME = SLOT_TLOG + 2 * TRANSITION_LOG_ENTRIES;
 
 /** Slot header BigInt64 indices, relative to the slot's first 8-byte word. */
 export const SlotI64 = {
-  /** (enteredAtUs << 3) | state. One CAS moves the state and stamps the entry time together. */
+  /** BpWord: state and entry time. One CAS moves the state and stamps the entry time together. */
   BP_WORD: W8,
-  /** 4 words: microseconds spent in each state, added by the transition that leaves it. */
-  TIME_IN_STATE: W8 + 1,
+  /** STATE_COUNT words: microseconds spent in each state, added by the transition that leaves it. */
+  TIME_IN_STATE: SLOT_TIME_IN_STATE,
 } as const;
 
 /** Slot header Float64 indices, relative to the slot's first 8-byte word. */
 export const SlotF64 = {
-  ATTEMPTED: W8 + 5,
+  ATTEMPTED: SLOT_F64,
   /** Timestamp of the last event the writer recorded (ns); the writer raises ts to it. */
-  LAST_TS: W8 + 6,
-  EVENTS_WRITTEN: W8 + 7,
-  BYTES_WRITTEN: W8 + 8,
-  CHUNKS_WRITTEN: W8 + 9,
-  DRAIN_LAG_LAST_MS: W8 + 10,
-  DRAIN_LAG_MAX_MS: W8 + 11,
-  REGISTERED_AT: W8 + 12,
+  LAST_TS: SLOT_F64 + 1,
+  EVENTS_WRITTEN: SLOT_F64 + 2,
+  BYTES_WRITTEN: SLOT_F64 + 3,
+  CHUNKS_WRITTEN: SLOT_F64 + 4,
+  DRAIN_LAG_LAST_MS: SLOT_F64 + 5,
+  DRAIN_LAG_MAX_MS: SLOT_F64 + 6,
+  REGISTERED_AT: SLOT_F64 + 7,
   /** Drain only, at the tracer's close: the attempted count it accounted for a writer it could
    * not reach (NaN otherwise). Events the writer records after it are counted as `closed`. */
-  RETIRED_ATTEMPTED: W8 + 13,
+  RETIRED_ATTEMPTED: SLOT_F64 + 8,
   /** LOSS_BLOCK_WORDS words, written by the thread. */
-  WRITER_LOSS: W8 + 16,
+  WRITER_LOSS: SLOT_WRITER_LOSS,
   /** LOSS_BLOCK_WORDS words, written by the drain (cumulative counts only). */
-  DRAIN_LOSS: W8 + 16 + LOSS_BLOCK_WORDS,
-  /** TRANSITION_LOG_ENTRIES x 2 words: tsNs, from * 8 + to. */
-  TLOG: W8 + 16 + 2 * LOSS_BLOCK_WORDS,
-  /** Thread name bytes start here (as a Float64 index; the bytes are read as Uint8). */
-  NAME: W8 + 16 + 2 * LOSS_BLOCK_WORDS + 2 * TRANSITION_LOG_ENTRIES,
+  DRAIN_LOSS: SLOT_DRAIN_LOSS,
+  /** TRANSITION_LOG_ENTRIES x 2 words: tsNs, TransitionCode. */
+  TLOG: SLOT_TLOG,
+  /** THREAD_NAME_MAX_BYTES of thread name start here (as a Float64 index; read as Uint8). */
+  NAME: SLOT_NAME,
 } as const;
+/** Bytes of a slot header's fixed part (the queues and ring descriptors follow it). */
+export const SLOT_FIXED_BYTES = SLOT_NAME * 8 + THREAD_NAME_MAX_BYTES;
+
+/**
+ * The backpressure word (SlotI64.BP_WORD): `(enteredAtUs << 3) | state`, so that one
+ * compare-exchange both moves the state and stamps the time it was entered.
+ */
+export const BpWord = {
+  STATE_BITS: 3,
+  of: (state: number, enteredAtUs: number): bigint => (BigInt(enteredAtUs) << 3n) | BigInt(state),
+  state: (word: bigint): number => Number(word & 7n),
+  enteredAtUs: (word: bigint): number => Number(word >> 3n),
+} as const;
+
+/** A transition as one number (transition log entries): `from * 8 + to`, 3 bits a state. */
+export const TransitionCode = {
+  of: (from: number, to: number): number => from * 8 + to,
+  from: (code: number): number => Math.floor(code / 8),
+  to: (code: number): number => code % 8,
+} as const;
+
+/** Drop policies; the index is the code in Slot.POLICY and in the trace file's thread records. */
+export const POLICIES = ['drop-oldest', 'drop-newest'] as const;
+export type DropPolicy = (typeof POLICIES)[number];
+export const policyCode = (policy: DropPolicy): number => POLICIES.indexOf(policy);
+/** The policy of a code, or undefined for a code no version of ringtrace writes. */
+export const policyOf = (code: number): DropPolicy | undefined => POLICIES[code];
 
 /** Ring descriptor, Float64 indices: what the writer hands over with a ring. */
 export const Desc = {
@@ -349,7 +401,7 @@ export class Layout implements Geometry {
     this.ringSize = g.ringSize;
     this.slotsOffset = this.nameTableOffset + NAME_TABLE_ENTRIES * NAME_ENTRY_BYTES;
     // Fixed part, then the two queues (sized by ringsPerThread), then the ring descriptors.
-    this.queuesOffsetInSlot = align(SlotF64.NAME * 8 + THREAD_NAME_MAX_BYTES, 8);
+    this.queuesOffsetInSlot = align(SLOT_FIXED_BYTES, 8);
     this.descOffsetInSlot = align(this.queuesOffsetInSlot + 2 * this.ringsPerThread * 4, 8);
     this.slotHeaderBytes = align(this.descOffsetInSlot + this.ringsPerThread * DESC_BYTES, 64);
     this.ringsOffset = align(this.slotsOffset + this.maxThreads * this.slotHeaderBytes, 64);
@@ -385,6 +437,27 @@ export class Layout implements Geometry {
   }
   nameEntryOffset(entry: number): number {
     return this.nameTableOffset + entry * NAME_ENTRY_BYTES;
+  }
+
+  /** Every region of the buffer, in bytes, for checkRegions(). */
+  regions(): Region[] {
+    const out: Region[] = [
+      { name: 'control', start: 0, bytes: CONTROL_BYTES },
+      { name: 'ledger', start: this.ledgerI64 * 8, bytes: LEDGER_BYTES },
+      { name: 'names', start: this.nameTableOffset, bytes: NAME_TABLE_ENTRIES * NAME_ENTRY_BYTES },
+    ];
+    for (let slot = 0; slot < this.maxThreads; slot++) {
+      const at = this.slotOffset(slot);
+      out.push(
+        { name: `slot${slot}.fixed`, start: at, bytes: SLOT_FIXED_BYTES },
+        { name: `slot${slot}.queues`, start: at + this.queuesOffsetInSlot, bytes: 2 * this.ringsPerThread * 4 },
+        { name: `slot${slot}.descriptors`, start: at + this.descOffsetInSlot, bytes: this.ringsPerThread * DESC_BYTES },
+      );
+      for (let ring = 0; ring < this.ringsPerThread; ring++) {
+        out.push({ name: `slot${slot}.ring${ring}`, start: this.ringOffset(slot, ring), bytes: this.ringSize });
+      }
+    }
+    return out;
   }
 }
 
@@ -434,3 +507,71 @@ export function checkControl(v: SharedViews): void {
     throw new Error('ringtrace: shared buffer geometry does not match the handle');
   }
 }
+
+/** A region of a structure, in bytes from the structure's start. */
+export interface Region {
+  readonly name: string;
+  readonly start: number;
+  readonly bytes: number;
+}
+
+/** Throws unless the regions lie within [0, endBytes) and no two overlap. */
+export function checkRegions(struct: string, regions: readonly Region[], endBytes: number): void {
+  const sorted = [...regions].sort((a, b) => a.start - b.start);
+  sorted.forEach((r, i) => {
+    if (r.start < 0 || r.start + r.bytes > endBytes) {
+      throw new Error(`ringtrace layout: ${struct}.${r.name} [${r.start}, ${r.start + r.bytes}) lies outside [0, ${endBytes})`);
+    }
+    const next = sorted[i + 1];
+    if (next && r.start + r.bytes > next.start) {
+      throw new Error(
+        `ringtrace layout: ${struct}.${r.name} [${r.start}, ${r.start + r.bytes}) overlaps ${struct}.${next.name} at ${next.start}`,
+      );
+    }
+  });
+}
+
+/** Regions of a table of word indices: `wordBytes` a word, `sizes` words for the multi-word ones. */
+export const wordRegions = (table: Record<string, number>, wordBytes: number, sizes: Record<string, number> = {}): Region[] =>
+  Object.entries(table).map(([name, word]) => ({ name, start: word * wordBytes, bytes: (sizes[name] ?? 1) * wordBytes }));
+
+/** The fixed structures, checked once when the module loads: a new word or reason that makes two
+ * regions overlap fails at the first import, not as corrupt counts in production. */
+function checkFixedLayout(): void {
+  const ctlI32 = Object.fromEntries(Object.entries(Ctl).filter(([k]) => !k.startsWith('F64_')));
+  const ctlF64 = Object.fromEntries(Object.entries(Ctl).filter(([k]) => k.startsWith('F64_')));
+  checkRegions('Ctl', [...wordRegions(ctlI32, 4), ...wordRegions(ctlF64, 8)], CONTROL_BYTES);
+  const ledgerCopy = { ...Ledger } as Record<string, number>;
+  checkRegions(
+    'Ledger',
+    wordRegions(ledgerCopy, 8, {
+      REASON_EVENTS: REASON_COUNT,
+      REASON_BYTES: REASON_COUNT,
+      EDGES: EDGE_COUNT,
+      TIME_IN_STATE_US: STATE_COUNT,
+      SHADOW: LEDGER_WORDS,
+    }),
+    LEDGER_BYTES,
+  );
+  const { NAME, ...slotF64 } = SlotF64;
+  checkRegions(
+    'Slot',
+    [
+      ...wordRegions(Slot, 4, { EDGES: EDGE_COUNT }),
+      ...wordRegions(SlotI64, 8, { TIME_IN_STATE: STATE_COUNT }),
+      ...wordRegions(slotF64, 8, { WRITER_LOSS: LOSS_BLOCK_WORDS, DRAIN_LOSS: LOSS_BLOCK_WORDS, TLOG: 2 * TRANSITION_LOG_ENTRIES }),
+      { name: 'NAME', start: NAME * 8, bytes: THREAD_NAME_MAX_BYTES },
+    ],
+    SLOT_FIXED_BYTES,
+  );
+  checkRegions('Slot (Int32 part)', wordRegions(Slot, 4, { EDGES: EDGE_COUNT }), W8 * 8);
+  checkRegions('Desc', wordRegions(Desc, 8, { LOSS: LOSS_BLOCK_WORDS }), DESC_BYTES);
+  checkRegions(
+    'NameEntry',
+    [...wordRegions({ ...NameEntry, BYTES_OFFSET: 0 }, 4), { name: 'BYTES', start: NameEntry.BYTES_OFFSET, bytes: NAME_MAX_BYTES }].filter(
+      (r) => r.name !== 'BYTES_OFFSET',
+    ),
+    NAME_ENTRY_BYTES,
+  );
+}
+checkFixedLayout();

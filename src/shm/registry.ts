@@ -6,8 +6,9 @@
  * starts clean.
  */
 import { BackpressureState } from './backpressure.js';
-import { Ctl, Loss, REASON_COUNT, Slot, SlotF64, SlotState, THREAD_NAME_MAX_BYTES, type SharedViews } from './layout.js';
+import { Ctl, Slot, SlotF64, SlotState, THREAD_NAME_MAX_BYTES, type SharedViews } from './layout.js';
 import { initPool } from './pool.js';
+import { clearLossTimes } from './loss.js';
 
 /** Who holds the slots: live writers (or threads claiming a slot), and registrations that ended
  * (closed, or their thread exited) whose slot the drain has not released yet. */
@@ -100,11 +101,7 @@ function resetHeader(v: SharedViews, slot: number): void {
   const owner = v.i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)];
   v.u8.fill(0, start + 4, start + layout.slotHeaderBytes);
   v.i32[layout.slotI32(slot, Slot.NODE_THREAD_ID)] = owner;
-  const lossStart = layout.slotF64(slot, SlotF64.WRITER_LOSS);
-  for (let r = 0; r < REASON_COUNT; r++) {
-    v.f64[lossStart + r * 4 + Loss.FIRST_TS] = NaN;
-    v.f64[lossStart + r * 4 + Loss.LAST_TS] = NaN;
-  }
+  clearLossTimes(v.f64, layout.slotF64(slot, SlotF64.WRITER_LOSS));
   v.f64[layout.slotF64(slot, SlotF64.RETIRED_ATTEMPTED)] = NaN;
 }
 
