@@ -44,7 +44,7 @@ export interface TracerConfig {
   closeTimeoutMs: number;
   /** Max rings the drain takes from one thread per visit. */
   drainBatchRings: number;
-  /** The drain's bounded sleep when idle, ms. */
+  /** The longest the drain sleeps when nothing is due and no writer wakes it, ms. */
   drainIdleMs: number;
   /** Install process exit/signal hooks. */
   exitHooks: boolean;
@@ -380,7 +380,7 @@ export const DEFAULTS: Omit<TracerConfig, 'pressureSpares' | 'recoverySpares'> =
   logLevel: 'info',
   closeTimeoutMs: 1000,
   drainBatchRings: 8,
-  drainIdleMs: 20,
+  drainIdleMs: 1000,
   exitHooks: true,
 });
 

@@ -87,7 +87,7 @@ describe('defaults', () => {
     assert.equal(config.logLevel, 'info');
     assert.equal(config.closeTimeoutMs, 1000);
     assert.equal(config.drainBatchRings, 8);
-    assert.equal(config.drainIdleMs, 20);
+    assert.equal(config.drainIdleMs, 1000);
     assert.equal(config.exitHooks, true);
     for (const source of Object.values(sources)) assert.deepEqual(source, { kind: 'default' });
     assert.equal(Object.keys(sources).length, Object.keys(config).length);

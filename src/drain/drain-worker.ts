@@ -1,7 +1,10 @@
 /**
  * Entry point of the drain worker thread: opens the trace file, then runs Drain passes until the
- * tracer asks it to finish. Its loop never waits without a bound: when idle it sleeps on the
- * doorbell with a timeout, so a lost wake-up costs at most `idleMs`.
+ * tracer asks it to finish. Event-driven: after a pass that found nothing it sleeps on the
+ * doorbell until a writer hands a ring over (or the tracer asks for something), or until the next
+ * thing the drain must do on its own is due (a scrape look, the end of a RECOVERY stability
+ * period, a drop report), and never longer than `idleMs`. It does not poll: on a 2-core machine a
+ * polling drain takes CPU from the threads it serves.
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -31,8 +34,6 @@ export type DrainMessage =
   | { type: 'summary'; summary: import('./drain.js').DrainSummary };
 
 const data = workerData as DrainWorkerData;
-/** How long the drain keeps polling after its last useful pass before it sleeps. */
-const SPIN_MS = 1;
 const port = parentPort!;
 const post = (m: DrainMessage) => port.postMessage(m);
 
@@ -73,7 +74,6 @@ if (sink) {
   post({ type: 'ready' });
   const i32 = v.i32;
   const bucket = { kibps: 0, credit: 0, at: 0, bytes: 0 };
-  let lastWork = performance.now();
   try {
     run();
   } catch (err) {
@@ -101,21 +101,18 @@ if (sink) {
       if ((Atomics.load(i32, Ctl.FLAGS) & ControlFlag.FINISH) !== 0) break;
       if (drain.pass()) {
         throttle();
-        lastWork = performance.now();
         continue;
       }
-      // Stay awake a little after work: a busy writer's next ring is usually microseconds away,
-      // and a sleeping drain costs that writer a futex wake-up (~10 us) at its next swap.
-      if (performance.now() - lastWork < SPIN_MS) continue;
-      // Idle: announce the sleep, then sleep on the doorbell (bounded, so FINISH is seen even if
-      // nobody rings).
+      // Idle: announce the sleep, then sleep on the doorbell. A writer that hands a ring over to
+      // a sleeping drain pays one futex wake-up (a few µs, once a ring); measured cheaper for the
+      // whole process than keeping the drain awake to spare it (docs/benchmarks.md).
       const bell = Atomics.load(i32, Ctl.DOORBELL);
       Atomics.store(i32, Ctl.DRAIN_SLEEPING, 1);
       // Look once more after announcing the sleep: a writer pushes then reads DRAIN_SLEEPING, we
       // store DRAIN_SLEEPING then look at the queues (both sequentially consistent), so either it
       // rings the doorbell or this pass sees its ring. Without this look the ring would wait out
       // the whole idle timeout.
-      if (!drain.pass()) Atomics.wait(i32, Ctl.DOORBELL, bell, data.idleMs);
+      if (!drain.pass()) Atomics.wait(i32, Ctl.DOORBELL, bell, Math.min(drain.msUntilDue(), data.idleMs));
       Atomics.store(i32, Ctl.DRAIN_SLEEPING, 0);
     }
   }

@@ -105,6 +105,9 @@ interface Registration {
   seenWord: number;
   seenTail: number;
   seenAtNs: number;
+  /** When to look at the active ring next (ns): looks load the writer's ACTIVE_TAIL, so they are
+   * paced (once a scrape period), not made at every visit. */
+  nextLookNs: number;
 }
 
 /** A retired registration: its final counts, and its backpressure history and pool counters as
@@ -137,6 +140,9 @@ export class Drain {
   private droppedTotal = 0;
   private droppedAtLastLog = 0;
   private lastDropLogNs = -Infinity;
+  /** The earliest time (ns) something is due without a doorbell, found by the last pass. */
+  private nextDueNs = Infinity;
+  private readonly lookNs: number;
 
   constructor(
     private readonly v: SharedViews,
@@ -145,6 +151,7 @@ export class Drain {
   ) {
     this.regs = new Array(v.layout.maxThreads).fill(undefined);
     this.served = new Uint8Array(v.layout.maxThreads);
+    this.lookNs = (opts.scrapeAfterMs ?? Infinity) * 1e6;
   }
 
   /** Queues bytes to go out before the next chunk (small records: names, threads, states). */
@@ -165,6 +172,7 @@ export class Drain {
     const paused = !final && (Atomics.load(i32, Ctl.FLAGS) & ControlFlag.DRAIN_PAUSED) !== 0;
     if (paused) Atomics.store(i32, Ctl.PAUSE_ACK, requests);
     let worked = false;
+    this.nextDueNs = Infinity;
     const n = layout.maxThreads;
     const start = this.rr;
     this.rr = (this.rr + 1) % n;
@@ -222,6 +230,7 @@ export class Drain {
       seenWord: -1,
       seenTail: 0,
       seenAtNs: 0,
+      nextLookNs: 0,
     };
     this.regs[slot] = reg;
     this.emit(
@@ -248,11 +257,12 @@ export class Drain {
         this.takeSubmitted(reg, ring);
         worked = true;
       }
-      if (st === SlotState.LIVE && this.scrapeActive(reg, false)) worked = true;
+      if (st === SlotState.LIVE && this.look(reg)) worked = true;
       this.flushBatch();
     }
     const now = this.opts.now();
     reg.bp.checkRecovery(reg.queues.free, this.opts.thresholds, now / 1000);
+    this.dueAt(reg.bp.recoveryDueUs(this.opts.thresholds) * 1000);
     if (paused) return worked;
     if (st === SlotState.CLOSING) {
       this.retire(reg, EndReason.CLOSED, false);
@@ -374,6 +384,32 @@ export class Drain {
     reg.eventsWritten += s.events;
     reg.bytesWritten += s.bytes;
     reg.pending = newLossBlock();
+  }
+
+  /** Scrapes the writer's active ring if a look is due; schedules the next look. */
+  private look(reg: Registration): boolean {
+    const now = this.opts.now();
+    let worked = false;
+    if (now >= reg.nextLookNs) {
+      worked = this.scrapeActive(reg, false);
+      reg.nextLookNs = now + this.lookNs;
+    }
+    this.dueAt(reg.nextLookNs);
+    return worked;
+  }
+
+  /** Something must be done at `ns` (tracer clock) even if no writer rings the doorbell. */
+  private dueAt(ns: number): void {
+    if (ns < this.nextDueNs) this.nextDueNs = ns;
+  }
+
+  /**
+   * Milliseconds the drain may sleep before something is due without a doorbell: a scrape look,
+   * the end of a thread's RECOVERY stability period, a drop report. Infinity when nothing is.
+   * Valid after a pass that found nothing to do.
+   */
+  msUntilDue(): number {
+    return Math.max(0, (this.nextDueNs - this.opts.now()) / 1e6);
   }
 
   /**
@@ -658,7 +694,8 @@ export class Drain {
     const now = this.opts.now();
     const fresh = this.droppedTotal - this.droppedAtLastLog;
     if (fresh < this.opts.dropLogEvery || fresh <= 0) return;
-    if (now - this.lastDropLogNs < this.opts.dropLogIntervalMs * 1e6) return;
+    const dueNs = this.lastDropLogNs + this.opts.dropLogIntervalMs * 1e6;
+    if (now < dueNs) return this.dueAt(dueNs);
     this.lastDropLogNs = now;
     this.droppedAtLastLog = this.droppedTotal;
     this.opts.log('warn', `dropped ${fresh} events since the last report`, { dropped: fresh, total: this.droppedTotal });

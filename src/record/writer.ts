@@ -101,7 +101,9 @@ export class Writer {
   private readonly evict: (bytes: number, ts: number) => void;
   private readonly dropNewest: boolean;
   private readonly lossBase: number;
-  private readonly timer: NodeJS.Timeout | undefined;
+  /** The periodic flush: armed only while the thread produces (see armFlush). */
+  private timer: NodeJS.Timeout | undefined;
+  private flushArmed = false;
   /** Generation of the active ring in the Slot.SCRAPE word (see ScrapeWord). */
   private scrapeGen = 0;
   private readonly scrapeIdx: number;
@@ -149,10 +151,31 @@ export class Writer {
       if (!(lf[at + Loss.FIRST_TS] <= ts)) lf[at + Loss.FIRST_TS] = ts; // NaN: first since the hand-off
       lf[at + Loss.LAST_TS] = ts; // evicted oldest first: each is the latest so far
     };
-    if (ctx.flushIntervalMs > 0) {
-      this.timer = setInterval(() => this.periodic(), ctx.flushIntervalMs);
+    this.armFlush();
+  }
+
+  /**
+   * Arms the periodic flush, from the slow path only (registration, a swap, an exhaustion). It
+   * fires once a `flushIntervalMs` while the thread has something not yet handed over and stops
+   * at the first tick that finds nothing: an idle thread costs no wake-ups. Records made later
+   * without a swap are collected by the drain's scrape look, within two flush intervals.
+   */
+  private armFlush(): void {
+    if (this.flushArmed || this.closed || !(this.ctx.flushIntervalMs > 0)) return;
+    this.flushArmed = true;
+    if (this.timer) this.timer.refresh();
+    else {
+      this.timer = setTimeout(() => this.tick(), this.ctx.flushIntervalMs);
       this.timer.unref();
     }
+  }
+
+  private tick(): void {
+    this.flushArmed = false;
+    const pending = (this.ringBase >= 0 && this.pos !== this.ringBase) || this.dropsSinceHandOff();
+    this.periodic();
+    // Flushed: look once more next interval (the thread may still be producing); else idle.
+    if (pending) this.armFlush();
   }
 
   /** Nanoseconds since the tracer's clock zero, on the clock shared by all threads. */
@@ -318,9 +341,11 @@ export class Writer {
     if (!this.exhausted) {
       if (this.tracerClosed()) return false;
       if (!this.swap(ts, 1)) this.enterExhausted(ts);
+      this.armFlush();
     } else if (this.freeQ.hintNonEmpty()) {
       if (this.tracerClosed()) return false;
       this.leaveExhausted(ts, 1);
+      this.armFlush();
     } else if (--this.closedCheckCountdown <= 0) {
       // No spare is coming back; maybe because the tracer closed (a thread too busy to see the
       // close request): look now and then, not at every dropped event.
@@ -596,7 +621,7 @@ export class Writer {
     this.closed = true;
     this.exhausted = false;
     this.pos = this.limit = 0;
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     const L = this.ctx.views.layout;
     // The refused event is not part of what the drain accounts for.
     this.f64[this.attemptedIdx] = this.attempted - inFlight;

@@ -186,6 +186,13 @@ export class BackpressureState {
     }
   }
 
+  /** When (µs) a thread in RECOVERY may return to NORMAL; Infinity in any other state. Lets the
+   * drain sleep until then instead of polling an idle thread. */
+  recoveryDueUs(th: Thresholds): number {
+    const w = Atomics.load(this.i64, this.word);
+    return BpWord.state(w) === BpState.RECOVERY ? BpWord.enteredAtUs(w) + th.stabilityUs : Infinity;
+  }
+
   /** Microseconds spent in each state, the current one counted up to `nowUs`. */
   timeInStates(nowUs: number): number[] {
     const w = Atomics.load(this.i64, this.word);
