@@ -14,7 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import { STATE_NAMES } from '../src/shm/backpressure.js';
 import { phaseLine, progressBar } from '../src/cli/demo.js';
 import { Phase } from '../src/cli/demo-worker.js';
-import { openTrace } from '../src/index.js';
+import { Tracer, openTrace } from '../src/index.js';
+import { RECORD_BYTES_LEGEND } from '../src/cli/inspect.js';
 import {
   EndReason,
   FOOTER_BYTES,
@@ -141,7 +142,7 @@ describe('ringtrace CLI', () => {
       const rows = lines
         .slice(at + 2, lines.indexOf('', at))
         .join('\n')
-        .split(/\n(?=  \S)/);
+        .split(/\n(?= {2}\S)/);
       const reader = openTrace(trace);
       assert.deepEqual(
         rows.map((r) => r.trim().split(/\s+/)[0]),
@@ -240,6 +241,29 @@ describe('ringtrace CLI', () => {
       assert.match(r.stdout, /losses \(\d+\):/);
       assert.match(r.stdout, /pool_exhausted/);
       assert.match(r.stdout, /✓/);
+    });
+
+    it('names its byte columns for what they count: record bytes, with a legend (not byte payloads)', async () => {
+      const path = join(dir, 'record-bytes.rtrace');
+      const tracer = await Tracer.open({ path, exitHooks: false });
+      const w = tracer.register('no-payloads');
+      const id = tracer.define('x');
+      for (let i = 0; i < 10; i++) w.record(id, i); // 10 value records of 24 B
+      w.record(id); // an instant: 16 B
+      w.recordBytes(id, new Uint8Array(5)); // 16 B + 5 B padded to 8
+      await tracer.close();
+      const r = cli(['inspect', path]);
+      assert.equal(r.status, 0, show(r));
+      const lines = r.stdout.split('\n');
+      const header = lines.find((l) => l.startsWith('#  thread'))!;
+      assert.match(header, / events {2}record B {2}.* dropped {2}by reason {2}record B dropped /);
+      assert.doesNotMatch(r.stdout, /payload B|bytes dropped/);
+      const row = lines
+        .find((l) => l.includes('no-payloads'))!
+        .trim()
+        .split(/\s+/);
+      assert.deepEqual(row.slice(3, 5), ['12', String(10 * 24 + 16 + 24)], row.join(' '));
+      assert.ok(lines.includes(RECORD_BYTES_LEGEND), 'the legend says what record B counts');
     });
 
     it('--json prints { summary, drops, states }', () => {
