@@ -377,7 +377,8 @@ export const DEFAULTS: Omit<TracerConfig, 'pressureSpares' | 'recoverySpares'> =
   flushIntervalMs: 1000,
   dropLogIntervalMs: 1000,
   dropLogEvery: 1,
-  logLevel: 'info',
+  /** Quiet on a healthy run: drops (state DROPPING, drop summaries) and failures only. */
+  logLevel: 'warn',
   closeTimeoutMs: 1000,
   drainBatchRings: 8,
   drainIdleMs: 1000,

@@ -17,7 +17,7 @@ export type Logger = (entry: LogEntry) => void;
 
 const RANK: Record<LogThreshold, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
-/** The default: one JSON line per message on stderr. */
+/** The default logger: one JSON line per message on stderr (from `logLevel` warn up by default). */
 export const jsonStderrLogger: Logger = (entry) => {
   process.stderr.write(JSON.stringify(entry) + '\n');
 };

@@ -14,7 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import { STATE_NAMES } from '../src/shm/backpressure.js';
 import { phaseLine, progressBar } from '../src/cli/demo.js';
 import { Phase } from '../src/cli/demo-worker.js';
-import { openTrace } from '../src/index.js';
+import { Tracer, openTrace } from '../src/index.js';
+import { RECORD_BYTES_LEGEND } from '../src/cli/inspect.js';
 import {
   EndReason,
   FOOTER_BYTES,
@@ -114,6 +115,62 @@ describe('ringtrace CLI', () => {
       assert.match(phases[3], /^stopping$/);
     });
 
+    it('never shows progress past the planned total', () => {
+      const shown = [...demo.stdout.matchAll(/^\[\s*(\d+\.\d)\/2\.0 s\]/gm)].map((m) => Number(m[1]));
+      assert.ok(shown.length >= 2, demo.stdout);
+      assert.ok(
+        shown.every((t) => t <= 2),
+        `elapsed shown: ${shown.join(', ')}`,
+      );
+    });
+
+    it('tells the phases, then every state change with its time since the start, in time order per thread', () => {
+      assert.equal(demo.status, 0, show(demo));
+      assert.doesNotMatch(demo.stdout, /^\s*log:/m, 'no untimed log lines');
+      const lines = demo.stdout.split('\n');
+      const at = lines.findIndex((l) => l.startsWith('phases (s since the start'));
+      assert.ok(at > lines.findIndex((l) => l.trim() === 'stopping'), 'after the phases have run');
+      const phases =
+        /^phases \(s since the start, which was (\d+\.\d{3}) s after the tracer opened\): normal load 0\.000, burst (\d+\.\d{3}), recovery (\d+\.\d{3}), stopping (\d+\.\d{3})$/.exec(
+          lines[at],
+        );
+      assert.ok(phases, lines[at]);
+      const [startS, burstS, recoveryS, stopS] = phases.slice(1).map(Number);
+      assert.ok(0 < burstS && burstS < recoveryS && recoveryS < stopS, lines[at]);
+      assert.match(lines[at + 1], /^state changes \(s since the start; each thread in time order/);
+      // Each thread's line (and its continuations) up to the blank line before the summary.
+      const rows = lines
+        .slice(at + 2, lines.indexOf('', at))
+        .join('\n')
+        .split(/\n(?= {2}\S)/);
+      const reader = openTrace(trace);
+      assert.deepEqual(
+        rows.map((r) => r.trim().split(/\s+/)[0]),
+        reader.threads.map((t) => t.name),
+      );
+      for (const [i, row] of rows.entries()) {
+        const changes = [...row.matchAll(/(\d+\.\d{3}) (?:(\w+) -> )?(\w+)/g)].map((m) => ({ t: Number(m[1]), to: m[3] }));
+        const fromFile = reader.states().filter((c) => c.thread === i);
+        assert.deepEqual(
+          changes.map((c) => c.to),
+          fromFile.map((c) => c.to),
+          row,
+        );
+        for (let k = 1; k < changes.length; k++) assert.ok(changes[k - 1].t <= changes[k].t, `in time order: ${row}`);
+        // Every thread is pushed into dropping by the burst (the drain is throttled below the load).
+        assert.ok(
+          changes.some((c) => c.to === 'dropping' && c.t >= burstS),
+          row,
+        );
+      }
+      // Every thread registered before the start and records from it: none sits out the normal phase.
+      for (const t of reader.threads) {
+        assert.ok(t.registeredTs / 1e6 <= startS * 1000, `${t.name} registered before the start`);
+        assert.ok(t.firstTs / 1e6 >= startS * 1000 - 1, `${t.name} records nothing before the start`);
+        assert.ok(t.firstTs / 1e6 < (startS + burstS / 2) * 1000, `${t.name} records from the start of the normal phase`);
+      }
+    });
+
     it('writes the HTML report next to the trace and prints its path', () => {
       const html = join(dir, 'demo', 'report.html');
       assert.match(demo.stdout, new RegExp(`^html report: +${html.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
@@ -184,6 +241,29 @@ describe('ringtrace CLI', () => {
       assert.match(r.stdout, /losses \(\d+\):/);
       assert.match(r.stdout, /pool_exhausted/);
       assert.match(r.stdout, /✓/);
+    });
+
+    it('names its byte columns for what they count: record bytes, with a legend (not byte payloads)', async () => {
+      const path = join(dir, 'record-bytes.rtrace');
+      const tracer = await Tracer.open({ path, exitHooks: false });
+      const w = tracer.register('no-payloads');
+      const id = tracer.define('x');
+      for (let i = 0; i < 10; i++) w.record(id, i); // 10 value records of 24 B
+      w.record(id); // an instant: 16 B
+      w.recordBytes(id, new Uint8Array(5)); // 16 B + 5 B padded to 8
+      await tracer.close();
+      const r = cli(['inspect', path]);
+      assert.equal(r.status, 0, show(r));
+      const lines = r.stdout.split('\n');
+      const header = lines.find((l) => l.startsWith('#  thread'))!;
+      assert.match(header, / events {2}record B {2}.* dropped {2}by reason {2}record B dropped /);
+      assert.doesNotMatch(r.stdout, /payload B|bytes dropped/);
+      const row = lines
+        .find((l) => l.includes('no-payloads'))!
+        .trim()
+        .split(/\s+/);
+      assert.deepEqual(row.slice(3, 5), ['12', String(10 * 24 + 16 + 24)], row.join(' '));
+      assert.ok(lines.includes(RECORD_BYTES_LEGEND), 'the legend says what record B counts');
     });
 
     it('--json prints { summary, drops, states }', () => {
@@ -790,7 +870,7 @@ describe('demo live view', () => {
     assert.equal(phaseLine(p, { paused: false, throttleKiBps: 256 }), 'phase 2/3: burst, 0.3 s left (drain throttled to 256 KiB/s)');
     assert.equal(phaseLine(p, { paused: true, throttleKiBps: 0 }), 'phase 2/3: burst, 0.3 s left (drain paused)');
     const settling = { ...p, phase: Phase.RECOVERY, step: 3, phaseLeftMs: 0, elapsedMs: 4000, settling: true };
-    assert.equal(progressBar(settling, 10), '[██████████] 4.0/3.0 s', 'a full bar past the plan');
+    assert.equal(progressBar(settling, 10), '[██████████] 3.0/3.0 s', 'a full bar, never past the plan');
     assert.equal(
       phaseLine(settling, { paused: false, throttleKiBps: 0 }),
       'phase 3/3: recovery, waiting for every thread to be back to normal',

@@ -84,7 +84,7 @@ describe('defaults', () => {
     assert.equal(config.flushIntervalMs, 1000);
     assert.equal(config.dropLogIntervalMs, 1000);
     assert.equal(config.dropLogEvery, 1);
-    assert.equal(config.logLevel, 'info');
+    assert.equal(config.logLevel, 'warn');
     assert.equal(config.closeTimeoutMs, 1000);
     assert.equal(config.drainBatchRings, 8);
     assert.equal(config.drainIdleMs, 1000);

@@ -186,6 +186,7 @@ describe('state change log', () => {
       dropLogIntervalMs: 0,
       flushIntervalMs: 20,
       exitHooks: false,
+      logLevel: 'info', // every state change (the default, warn, keeps only -> dropping)
       logger: (e) => logs.push(e),
     });
     await tracer.pauseDrain();

@@ -6,6 +6,7 @@
  * in a SharedArrayBuffer (one Atomics.load per batch), not from per-event messages.
  */
 import { randomFillSync } from 'node:crypto';
+import { once } from 'node:events';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { DropPolicy } from '../config.js';
@@ -93,6 +94,17 @@ export interface DemoWorkerData {
   phase: SharedArrayBuffer;
 }
 
+/** Registered and ready to record: the main thread starts the phases once every worker said so. */
+export interface DemoWorkerReady {
+  type: 'ready';
+  name: string;
+}
+
+/** From the main thread: the normal phase has begun (or, after a failure, STOP), record. */
+export interface DemoWorkerStart {
+  type: 'start';
+}
+
 export interface DemoWorkerDone {
   type: 'done';
   name: string;
@@ -132,7 +144,12 @@ async function runWorker(d: DemoWorkerData): Promise<void> {
   const tracer = Tracer.attach(d.handle);
   const writer = tracer.register(d.name, { policy: d.policy });
   const load = new DemoLoad(tracer, writer);
-  await driveLoad(load, new Int32Array(d.phase), BURST_SLICE_MS, yieldToLoop);
+  const phase = new Int32Array(d.phase);
+  const ready: DemoWorkerReady = { type: 'ready', name: d.name };
+  const started = once(parentPort!, 'message'); // the only message the main thread sends: DemoWorkerStart
+  parentPort!.postMessage(ready);
+  await started;
+  await driveLoad(load, phase, BURST_SLICE_MS, yieldToLoop);
   await tracer.close(); // closes this thread's writer (everything is handed to the drain) and detaches
   const done: DemoWorkerDone = { type: 'done', name: d.name, attempted: load.attempted };
   parentPort!.postMessage(done);

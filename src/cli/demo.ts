@@ -1,6 +1,8 @@
 /**
  * `ringtrace demo` (`npm start`): the main thread and N workers record a realistic mix in three
- * phases while a live view shows each thread's backpressure state:
+ * phases while a live view shows each thread's backpressure state. The phases start once every
+ * worker has registered (it says 'ready' and waits for 'start'), so all threads record from the
+ * start of the normal phase:
  *
  *   1. normal load: every thread records at a steady rate the drain easily keeps up with;
  *   2. burst (~600 ms): the drain is throttled to BURST_DRAIN_KIBPS while every thread records
@@ -9,8 +11,9 @@
  *   3. recovery: the drain back at full speed and the threads at the steady rate, for at least a
  *      second and until every thread is back in 'normal'.
  *
- * Then the tracer is closed and the file is inspected: for every thread, attempted = events in
- * the file + dropped (the exit code says whether that held), and exported for Perfetto.
+ * Then the tracer is closed and the file tells the run: when each phase began and each thread's
+ * state changes in time order, then the inspection: for every thread, attempted = events in the
+ * file + dropped (the exit code says whether that held); and it is exported for Perfetto.
  */
 import { createWriteStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -19,12 +22,22 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { createLogUpdate } from 'log-update';
-import { DemoLoad, PHASE_NAMES, Phase, driveLoad, type DemoWorkerData, type PhaseValue } from './demo-worker.js';
+import {
+  DemoLoad,
+  PHASE_NAMES,
+  Phase,
+  driveLoad,
+  type DemoWorkerData,
+  type DemoWorkerDone,
+  type DemoWorkerReady,
+  type DemoWorkerStart,
+  type PhaseValue,
+} from './demo-worker.js';
 import { exportTrace } from './export.js';
 import { collectInspection, formatInspection } from './inspect.js';
 import type { LogEntry } from '../logger.js';
 import type { MetricsSnapshot } from '../metrics/metrics.js';
-import { openTrace } from '../file/reader.js';
+import { openTrace, type TraceReader, type TraceStateChange } from '../file/reader.js';
 import { renderReport, htmlReportData } from './report.js';
 import { Tracer } from '../tracer.js';
 
@@ -95,21 +108,23 @@ async function record(
   const path = join(dir, 'trace.rtrace');
 
   const log = new LogTail();
-  const tracer = await Tracer.open({ path, ...DEMO_RINGS, logger: log.push });
+  // info: the live view shows the latest state changes (the plain output tells them from the file).
+  const tracer = await Tracer.open({ path, ...DEMO_RINGS, logLevel: 'info', logger: log.push });
   if (metrics) {
     metrics.serve(tracer);
     say(`metrics: ${metrics.url}`);
   }
-  const progress = new Progress(phasePlan(opts.seconds * 1000));
+  // On the tracer's clock (ms since it opened), the clock of the state changes in the file.
+  const progress = new Progress(phasePlan(opts.seconds * 1000), () => tracer.now() / 1e6);
   // A terminal that reports no size (some pseudo-terminals) would make log-update draw nothing.
   const tty = out.isTTY === true && (out.rows ?? 0) > 0 && (out.columns ?? 0) > 0;
   const view = new LiveView(opts.live && tty, out, tracer, log, progress);
   const failure = await runPhases(tracer, opts.workers, progress, view);
   const closed = await tracer.close();
   if (failure) throw failure;
-  for (const e of log.errors) process.stderr.write(`error: ${describeLog(e)}\n`);
+  for (const e of log.notable) process.stderr.write(`${e.level}: ${describeLog(e)}\n`);
 
-  const ok = (await writeOutputs(path, dir, say)) && closed?.balanced === true;
+  const ok = (await writeOutputs(path, dir, say, progress)) && closed?.balanced === true;
   say(ok ? 'result: every thread balanced (attempted = events + dropped)' : 'result: NOT balanced: the trace lost count of some events');
   // The metrics server is still up: the final values can be scraped until it closes.
   const linger = opts.metricsLinger ?? 0;
@@ -127,43 +142,75 @@ function phasePlan(totalMs: number): PhasePlan {
   return { [Phase.NORMAL]: normalMs, [Phase.BURST]: BURST_MS, [Phase.RECOVERY]: recoveryMs };
 }
 
+interface DemoWorker {
+  worker: Worker;
+  /** Resolves once the worker has registered and waits for the start (or has failed or exited). */
+  ready: Promise<void>;
+  exited: Promise<number>;
+}
+
+const START: DemoWorkerStart = { type: 'start' };
+
+/** Starts the workers; each registers its writer, says it is ready and waits for START. */
+function startWorkers(tracer: Tracer, count: number, phase: SharedArrayBuffer, fail: (e: Error) => void): DemoWorker[] {
+  return Array.from({ length: count }, (_, i) => {
+    const data: DemoWorkerData = {
+      kind: 'ringtrace.demo-worker',
+      handle: tracer.handle,
+      name: `worker-${i + 1}`,
+      // worker-1 shows the other policy: it keeps what it has and refuses new events.
+      policy: i === 0 ? 'drop-newest' : undefined,
+      phase,
+    };
+    const worker = new Worker(new URL('./demo-worker.js', import.meta.url), { workerData: data, name: data.name });
+    worker.on('error', (e) => fail(new Error(`${data.name} failed: ${e.message}`)));
+    const exited = new Promise<number>((res) => worker.once('exit', res));
+    let isReady = false;
+    const ready = new Promise<void>((res) => {
+      worker.on('message', (m: DemoWorkerReady | DemoWorkerDone) => {
+        if (m.type !== 'ready') return;
+        isReady = true;
+        res();
+      });
+      // 'error' comes first when it failed (and wins); this covers a quiet early exit.
+      void exited.then((code) => {
+        if (!isReady) fail(new Error(`${data.name} exited (code ${code}) before it was ready`));
+        res();
+      });
+    });
+    return { worker, ready, exited };
+  });
+}
+
 /**
- * Starts the workers, runs the main thread's load and steps every thread through the phases
- * (throttling the drain for the burst) until all are back in 'normal' and have stopped.
- * Returns the first worker failure, if any.
+ * Starts the workers, and once every thread is registered and ready starts the clock and the
+ * normal phase on all of them at once; then steps every thread through the phases (throttling
+ * the drain for the burst) until all are back in 'normal' and have stopped. Returns the first
+ * worker failure, if any.
  */
 async function runPhases(tracer: Tracer, workerCount: number, progress: Progress, view: LiveView): Promise<Error | undefined> {
   const plan = progress.plan;
-  const phaseBuf = new SharedArrayBuffer(4);
+  const phaseBuf = new SharedArrayBuffer(4); // Phase.NORMAL: a worker records from its START
   const phase = new Int32Array(phaseBuf);
-  const workers: Array<{ worker: Worker; exited: Promise<number> }> = [];
   let failure: Error | undefined;
   const fail = (e: Error) => (failure ??= e);
+  const workers = startWorkers(tracer, workerCount, phaseBuf, fail);
+  let started = false;
+  const setPhase = (p: PhaseValue) => {
+    Atomics.store(phase, 0, p);
+    progress.enter(p);
+    view.phaseChanged();
+  };
   try {
-    for (let i = 1; i <= workerCount; i++) {
-      const data: DemoWorkerData = {
-        kind: 'ringtrace.demo-worker',
-        handle: tracer.handle,
-        name: `worker-${i}`,
-        // worker-1 shows the other policy: it keeps what it has and refuses new events.
-        policy: i === 1 ? 'drop-newest' : undefined,
-        phase: phaseBuf,
-      };
-      const worker = new Worker(new URL('./demo-worker.js', import.meta.url), { workerData: data, name: data.name });
-      worker.on('error', (e) => fail(new Error(`${data.name} failed: ${e.message}`)));
-      workers.push({ worker, exited: new Promise((res) => worker.once('exit', res)) });
-    }
-
     const main = new DemoLoad(tracer, tracer.register('main'));
+    await Promise.all(workers.map((w) => w.ready));
+    progress.start();
+    started = true;
+    for (const w of workers) w.worker.postMessage(START);
     // The main thread records like the workers, but sleeps between bursts so the live view draws.
     const mainLoad = driveLoad(main, phase, 15, () => sleep(10));
     view.start();
 
-    const setPhase = (p: PhaseValue) => {
-      Atomics.store(phase, 0, p);
-      progress.enter(p);
-      view.phaseChanged();
-    };
     await sleepUnlessFailed(plan[Phase.NORMAL], () => failure);
     tracer.throttleDrain(BURST_DRAIN_KIBPS);
     setPhase(Phase.BURST);
@@ -182,6 +229,7 @@ async function runPhases(tracer: Tracer, workerCount: number, progress: Progress
     await Promise.all(workers.map((w) => w.exited));
   } finally {
     Atomics.store(phase, 0, Phase.STOP);
+    if (!started) for (const w of workers) w.worker.postMessage(START); // they see STOP and end
     progress.enter(Phase.STOP);
     view.stop();
   }
@@ -192,8 +240,10 @@ async function runPhases(tracer: Tracer, workerCount: number, progress: Progress
  * Prints the trace's summary, writes trace.json and report.html beside it and prints the three
  * paths. Returns whether the file is complete, undamaged and balanced.
  */
-async function writeOutputs(path: string, dir: string, say: (line?: string) => void): Promise<boolean> {
+async function writeOutputs(path: string, dir: string, say: (line?: string) => void, progress: Progress): Promise<boolean> {
   const reader = openTrace(path);
+  say(formatStory(reader, progress.marks, progress.startedAt));
+  say('');
   const report = collectInspection(reader);
   say(formatInspection(report, { maxDrops: 12 }));
   const jsonPath = join(dir, 'trace.json');
@@ -210,6 +260,52 @@ async function writeOutputs(path: string, dir: string, say: (line?: string) => v
   say(`chrome trace: ${jsonPath}  (open it in https://ui.perfetto.dev or chrome://tracing)`);
   say(`html report:  ${htmlPath}`);
   return s.totals.balanced && s.complete && !s.damage;
+}
+
+const STORY_WIDTH = 100;
+
+/**
+ * The run as it happened, from the trace file: when each phase began, then each thread's state
+ * changes in time order, every time in seconds since the normal phase began (`startMs`, on the
+ * tracer's clock like the marks). A change shows the state entered; its origin too when it is not
+ * the state before (a change the thread could not log).
+ */
+export function formatStory(trace: Pick<TraceReader, 'threads' | 'states'>, marks: PhaseMark[], startMs: number): string {
+  const at = (ms: number) => ((ms - startMs) / 1000).toFixed(3);
+  const lines = [
+    `phases (s since the start, which was ${(startMs / 1000).toFixed(3)} s after the tracer opened): ` +
+      marks.map((m) => `${PHASE_NAMES[m.phase]} ${at(m.at)}`).join(', '),
+  ];
+  lines.push('state changes (s since the start; each thread in time order, the state it entered):');
+  const byThread = new Map<number, TraceStateChange[]>();
+  for (const c of trace.states()) byThread.set(c.thread, [...(byThread.get(c.thread) ?? []), c]);
+  const width = Math.max(0, ...trace.threads.map((t) => t.name.length));
+  for (const t of trace.threads) {
+    const changes = (byThread.get(t.index) ?? []).sort((a, b) => a.ts - b.ts);
+    let state = 'normal';
+    const items = changes.map((c) => {
+      const item = `${at(c.ts / 1e6)} ${c.from === state ? '' : `${c.from} -> `}${c.to}`;
+      state = c.to;
+      return item;
+    });
+    lines.push(...wrap(`  ${t.name.padEnd(width)}  `, items.length > 0 ? items : ['none']));
+  }
+  return lines.join('\n');
+}
+
+/** Items joined by ", " after `head`, continued on lines indented as deep as `head`. */
+function wrap(head: string, items: string[]): string[] {
+  const lines: string[] = [];
+  let line = head;
+  for (const [i, item] of items.entries()) {
+    const piece = item + (i < items.length - 1 ? ',' : '');
+    if (line.length > head.length && line.length + 1 + piece.length > STORY_WIDTH) {
+      lines.push(line);
+      line = ' '.repeat(head.length);
+    }
+    line += (line.length > head.length ? ' ' : '') + piece;
+  }
+  return [...lines, line];
 }
 
 interface MetricsServer {
@@ -287,16 +383,19 @@ async function sleepUnlessFailed(ms: number, failed: () => Error | undefined): P
  * the default JSON lines on stderr scroll through it.
  */
 class LogTail {
-  /** The latest few, for the live view. */
+  /** The latest state changes, for the live view. */
   readonly recent: LogEntry[] = [];
-  /** Not yet shown, for the plain lines. */
-  pending: LogEntry[] = [];
-  readonly errors: LogEntry[] = [];
+  /** Errors and unexpected warnings (not the state changes and drop reports the demo causes), printed at the end. */
+  readonly notable: LogEntry[] = [];
   readonly push = (e: LogEntry): void => {
-    this.recent.push(e);
-    if (this.recent.length > 3) this.recent.shift();
-    this.pending.push(e);
-    if (e.level === 'error') this.errors.push(e);
+    if (typeof e.ts === 'number' && e.msg.startsWith('ringtrace: backpressure ')) {
+      this.recent.push(e);
+      // Delivered in the drain's order, which is not always the order they happened in.
+      this.recent.sort((a, b) => (a.ts as number) - (b.ts as number));
+      if (this.recent.length > 3) this.recent.shift();
+    } else if (e.level === 'error' || (e.level === 'warn' && !e.msg.startsWith('ringtrace: dropped '))) {
+      this.notable.push(e);
+    }
   };
 }
 
@@ -311,26 +410,47 @@ const dropped = (r: Partial<Record<string, number>>): string =>
 
 type PhasePlan = Record<typeof Phase.NORMAL | typeof Phase.BURST | typeof Phase.RECOVERY, number>;
 
+/** When a phase began, in ms on the progress clock. */
+export interface PhaseMark {
+  phase: PhaseValue;
+  at: number;
+}
+
 /** Where the demo is in its plan: the current phase, since when, and the planned total. */
 export class Progress {
-  readonly startedAt = performance.now();
+  /** When the normal phase began (`start()`): the zero of every time the demo prints. */
+  startedAt: number;
   phase: PhaseValue = Phase.NORMAL;
-  phaseStartedAt = this.startedAt;
+  phaseStartedAt: number;
   /** Past the planned recovery, waiting for every thread to be back in 'normal'. */
   settling = false;
   readonly totalMs: number;
+  readonly marks: PhaseMark[] = [];
 
-  constructor(readonly plan: PhasePlan) {
+  constructor(
+    readonly plan: PhasePlan,
+    /** Milliseconds; the demo passes the tracer's clock, so marks compare with the file's times. */
+    private readonly clock: () => number = () => performance.now(),
+  ) {
     this.totalMs = plan[Phase.NORMAL] + plan[Phase.BURST] + plan[Phase.RECOVERY];
+    this.startedAt = this.phaseStartedAt = clock();
   }
 
-  enter(p: PhaseValue, now = performance.now()): void {
+  /** Every thread is ready: the normal phase, and the run's clock, start now. */
+  start(now = this.clock()): void {
+    this.startedAt = this.phaseStartedAt = now;
+    this.phase = Phase.NORMAL;
+    this.marks.push({ phase: Phase.NORMAL, at: now });
+  }
+
+  enter(p: PhaseValue, now = this.clock()): void {
     if (p === this.phase) return;
     this.phase = p;
     this.phaseStartedAt = now;
+    this.marks.push({ phase: p, at: now });
   }
 
-  snapshot(now = performance.now()): ProgressSnapshot {
+  snapshot(now = this.clock()): ProgressSnapshot {
     const planned = this.phase === Phase.STOP ? undefined : this.plan[this.phase];
     return {
       elapsedMs: now - this.startedAt,
@@ -355,11 +475,20 @@ export interface ProgressSnapshot {
 
 const BAR_WIDTH = 30;
 
-/** `[██████░░░░]  1.2/4.0 s`: the elapsed time against the planned total. */
+/**
+ * `1.2/4.0 s`: the elapsed time against the planned total, never past it (settling after the plan
+ * and stopping show the total; the phase line says what is going on).
+ */
+export function progressTime(p: ProgressSnapshot): string {
+  const shown = p.phase === Phase.STOP ? p.totalMs : Math.min(Math.max(0, p.elapsedMs), p.totalMs);
+  return `${seconds(shown)}/${seconds(p.totalMs)} s`;
+}
+
+/** `[██████░░░░] 1.2/4.0 s`: the elapsed time against the planned total. */
 export function progressBar(p: ProgressSnapshot, width = BAR_WIDTH): string {
-  const done = p.phase === Phase.STOP ? 1 : Math.min(1, p.elapsedMs / p.totalMs);
+  const done = p.phase === Phase.STOP ? 1 : Math.min(1, Math.max(0, p.elapsedMs) / p.totalMs);
   const filled = Math.round(done * width);
-  return `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${seconds(p.elapsedMs)}/${seconds(p.totalMs)} s`;
+  return `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${progressTime(p)}`;
 }
 
 /** `phase 2/3: burst, 0.4 s left`, and what the drain is doing when it is not at full speed. */
@@ -434,12 +563,12 @@ class LiveView {
     const p = this.progress.snapshot();
     const phase = phaseLine(p, m.drain);
     if (!this.render) {
-      for (const e of this.log.pending.splice(0)) if (e.level !== 'debug') this.out.write(`  log: ${describeLog(e)}\n`);
+      // The state changes are told once, in order, from the file at the end (formatStory).
       const threads = m.threads.map(
         (t) =>
           `${t.name} ${t.state} ${rate(rates.get(t.thread) ?? 0)}/s dropped ${dropped(t.droppedByReason)} free ${t.freeSpares}/${DEMO_RINGS.ringsPerThread - 1}`,
       );
-      this.out.write(`[${seconds(p.elapsedMs).padStart(5)}/${seconds(p.totalMs)} s] ${phase} | ${threads.join(' | ')}\n`);
+      this.out.write(`[${progressTime(p).padStart(11)}] ${phase} | ${threads.join(' | ')}\n`);
       return;
     }
     const rows = [
@@ -456,8 +585,9 @@ class LiveView {
     ];
     const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
     const table = rows.map((r) => '  ' + r.map((cell, c) => cell.padEnd(widths[c])).join('  ')).join('\n');
-    this.log.pending.length = 0; // the live view shows `recent` instead
-    const last = this.log.recent.map((e) => `\n  log: ${describeLog(e)}`).join('');
+    const last = this.log.recent
+      .map((e) => `\n  ${(((e.ts as number) / 1e6 - this.progress.startedAt) / 1000).toFixed(3).padStart(7)} s  ${describeLog(e)}`)
+      .join('');
     this.render(
       `ringtrace demo  ${progressBar(p)}\n  ${phase}\n` +
         `  trace: ${this.tracer.path}\n\n${table}\n\n` +

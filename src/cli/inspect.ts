@@ -63,6 +63,7 @@ export function formatInspection(report: Inspection, options: FormatOptions = {}
     ...fileLines(report.summary, options),
     '',
     threadTable(report),
+    RECORD_BYTES_LEGEND,
     '',
     balanceLine(report.summary),
     '',
@@ -96,17 +97,24 @@ function fileLines(s: TraceSummary, options: FormatOptions): string[] {
   return out;
 }
 
+/**
+ * Byte columns count event records as the file stores them (ThreadSummary.payloadBytes is the
+ * chunks' payload: the records), not the byte payloads given to recordBytes(); a thread without
+ * any such payload still has 16 or 24 bytes per event. The legend under the table says so.
+ */
+export const RECORD_BYTES_LEGEND = 'record B: bytes of event records (16 B each, + 8 B for a value, + a byte payload padded to 8 B)';
+
 const THREAD_COLUMNS: Array<[header: string, numeric: boolean]> = [
   ['#', true],
   ['thread', false],
   ['slot', true],
   ['events', true],
-  ['payload B', true],
+  ['record B', true],
   ['time range (ms)', false],
   ['attempted', true],
   ['dropped', true],
   ['by reason', false],
-  ['bytes dropped', true],
+  ['record B dropped', true],
   ['states', true],
   ['end', false],
   ['balanced', false],
@@ -186,7 +194,7 @@ function lossLines(report: Inspection, options: FormatOptions): string[] {
     d.chunkSeq < 0 ? 'end record' : `chunk ${d.chunkSeq}`,
   ]);
   const lossTable = table(
-    [['thread', 'reason', 'events', 'bytes', 'time range (ms)', 'reported by'], ...lossRows],
+    [['thread', 'reason', 'events', 'record B', 'time range (ms)', 'reported by'], ...lossRows],
     [false, false, true, true, false, false],
   );
   const out = [`losses (${drops.length}):`, lossTable.replace(/^/gm, '  ')];

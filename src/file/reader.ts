@@ -107,6 +107,8 @@ export interface ThreadSummary {
   name: string;
   slot: number;
   events: number;
+  /** Bytes of this thread's event records in the file (its chunks' payloads), headers included;
+   * not the byte payloads given to recordBytes(). `ringtrace inspect` shows it as "record B". */
   payloadBytes: number;
   chunks: number;
   firstTs: number;
