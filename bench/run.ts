@@ -1,5 +1,6 @@
 /**
  * Benchmark suite entry: `node dist/bench/run.js [--quick] [--json FILE] [--write-docs] [--only a,b]`.
+ * Sections: hotpath, drain, e2e, scale, peers, cpu, app.
  * Prints one table per section; misses are reported, not exit codes (only crashes exit non-zero).
  */
 import { writeFileSync } from 'node:fs';
@@ -10,6 +11,8 @@ import { runPeers } from './peers.js';
 import { runDrain } from './drain.js';
 import { runE2e } from './e2e.js';
 import { runScale } from './scale.js';
+import { runCpu } from './cpu.js';
+import { runApp } from './app.js';
 
 function parseArgs(argv: string[]) {
   const a = { quick: false, json: undefined as string | undefined, writeDocs: false, only: [] as string[] };
@@ -24,8 +27,12 @@ function parseArgs(argv: string[]) {
   return a;
 }
 
+const SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers', 'cpu', 'app'];
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
+  const unknown = args.only.filter((s) => !SECTIONS.includes(s));
+  if (unknown.length) throw new Error(`unknown section ${unknown.join(', ')}; sections: ${SECTIONS.join(', ')}`);
   const opts: RunOptions = { quick: args.quick, only: args.only };
   const want = (s: string) => opts.only.length === 0 || opts.only.includes(s);
   const t0 = Date.now();
@@ -49,6 +56,9 @@ async function main() {
     if (want('e2e')) show('e2e', '7. end to end: one thread flat out, timestamped events', await runE2e(opts));
     if (want('scale')) show('scale', '8. scalability (default config) and thread isolation', await runScale(opts));
     if (want('peers')) show('peers', '5. peers (per event, same run; ratio = peer / ringtrace)', await runPeers(opts));
+    if (want('cpu')) show('cpu', '9. whole-process CPU, tracer on vs off (% of one core, medians of paired rounds)', await runCpu(opts));
+    if (want('app'))
+      show('app', '10. HTTP app, 10 events per request, tracer on vs off (medians of alternated rounds)', await runApp(opts));
   } finally {
     cleanupTemp();
   }
