@@ -49,6 +49,7 @@ async function main() {
       const h = await runHotpath(opts);
       show('floor', '1. floors (per event, burst of 1000)', h.floor);
       show('normal', '2. NORMAL state (per event, burst of 1000, no drops allowed)', h.normal);
+      show('long', '2b. NORMAL state, long bursts (100,000 events: swaps, the drain awake)', h.long);
       show('dropping', '3. DROPPING state (pool exhausted, drain paused)', h.dropping);
       show('recovery', '4. recovery detection and swap', h.recovery);
     }
