@@ -4,7 +4,7 @@
  * Prints one table per section; misses are reported, not exit codes (only crashes exit non-zero).
  */
 import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { cleanupTemp, printTable, type Row, type RunOptions } from './common.js';
 import { runHotpath } from './hotpath.js';
 import { runPeers } from './peers.js';
@@ -41,8 +41,9 @@ async function main() {
     sections[key] = rows;
     printTable(title, rows);
   };
+  const load0 = loadavg();
   console.log(
-    `ringtrace benchmarks${opts.quick ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}`,
+    `ringtrace benchmarks${opts.quick ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}, load average ${load0.map((x) => x.toFixed(2)).join(' ')}`,
   );
   try {
     if (want('hotpath')) {
@@ -70,6 +71,8 @@ async function main() {
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
     seconds: (Date.now() - t0) / 1000,
+    /** os.loadavg() (1, 5, 15 min) at the start and at the end: other tenants' load */
+    loadAverage: { start: load0, end: loadavg() },
     sections,
   };
   const json = JSON.stringify(result, null, 2);
@@ -78,7 +81,7 @@ async function main() {
   const rows = Object.values(sections).flat();
   const misses = rows.filter((r) => r.pass === false);
   console.log(
-    `\n${rows.filter((r) => r.pass === true).length} PASS, ${misses.length} MISS in ${result.seconds.toFixed(1)} s${misses.length ? ': ' + misses.map((r) => `${r.section}/${r.name}`).join('; ') : ''}`,
+    `\n${rows.filter((r) => r.pass === true).length} PASS, ${misses.length} MISS in ${result.seconds.toFixed(1)} s (load average at the end ${result.loadAverage.end.map((x) => x.toFixed(2)).join(' ')})${misses.length ? ': ' + misses.map((r) => `${r.section}/${r.name}`).join('; ') : ''}`,
   );
 }
 
