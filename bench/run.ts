@@ -1,15 +1,18 @@
 /**
  * Benchmark suite entry: `node dist/bench/run.js [--quick] [--json FILE] [--write-docs] [--only a,b]`.
+ * Sections: hotpath, drain, e2e, scale, peers, cpu, app.
  * Prints one table per section; misses are reported, not exit codes (only crashes exit non-zero).
  */
 import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { cleanupTemp, printTable, type Row, type RunOptions } from './common.js';
 import { runHotpath } from './hotpath.js';
 import { runPeers } from './peers.js';
 import { runDrain } from './drain.js';
 import { runE2e } from './e2e.js';
 import { runScale } from './scale.js';
+import { runCpu } from './cpu.js';
+import { runApp } from './app.js';
 
 function parseArgs(argv: string[]) {
   const a = { quick: false, json: undefined as string | undefined, writeDocs: false, only: [] as string[] };
@@ -24,8 +27,12 @@ function parseArgs(argv: string[]) {
   return a;
 }
 
+const SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers', 'cpu', 'app'];
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
+  const unknown = args.only.filter((s) => !SECTIONS.includes(s));
+  if (unknown.length) throw new Error(`unknown section ${unknown.join(', ')}; sections: ${SECTIONS.join(', ')}`);
   const opts: RunOptions = { quick: args.quick, only: args.only };
   const want = (s: string) => opts.only.length === 0 || opts.only.includes(s);
   const t0 = Date.now();
@@ -34,14 +41,16 @@ async function main() {
     sections[key] = rows;
     printTable(title, rows);
   };
+  const load0 = loadavg();
   console.log(
-    `ringtrace benchmarks${opts.quick ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}`,
+    `ringtrace benchmarks${opts.quick ? ' (--quick)' : ''}: node ${process.version}, ${cpus().length} CPUs, ${cpus()[0]?.model ?? '?'}, load average ${load0.map((x) => x.toFixed(2)).join(' ')}`,
   );
   try {
     if (want('hotpath')) {
       const h = await runHotpath(opts);
       show('floor', '1. floors (per event, burst of 1000)', h.floor);
       show('normal', '2. NORMAL state (per event, burst of 1000, no drops allowed)', h.normal);
+      show('long', '2b. NORMAL state, long bursts (100,000 events: swaps, the drain awake)', h.long);
       show('dropping', '3. DROPPING state (pool exhausted, drain paused)', h.dropping);
       show('recovery', '4. recovery detection and swap', h.recovery);
     }
@@ -49,6 +58,9 @@ async function main() {
     if (want('e2e')) show('e2e', '7. end to end: one thread flat out, timestamped events', await runE2e(opts));
     if (want('scale')) show('scale', '8. scalability (default config) and thread isolation', await runScale(opts));
     if (want('peers')) show('peers', '5. peers (per event, same run; ratio = peer / ringtrace)', await runPeers(opts));
+    if (want('cpu')) show('cpu', '9. whole-process CPU, tracer on vs off (% of one core, medians of paired rounds)', await runCpu(opts));
+    if (want('app'))
+      show('app', '10. HTTP app, 10 events per request, tracer on vs off (medians of alternated rounds)', await runApp(opts));
   } finally {
     cleanupTemp();
   }
@@ -59,6 +71,8 @@ async function main() {
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
     seconds: (Date.now() - t0) / 1000,
+    /** os.loadavg() (1, 5, 15 min) at the start and at the end: other tenants' load */
+    loadAverage: { start: load0, end: loadavg() },
     sections,
   };
   const json = JSON.stringify(result, null, 2);
@@ -67,7 +81,7 @@ async function main() {
   const rows = Object.values(sections).flat();
   const misses = rows.filter((r) => r.pass === false);
   console.log(
-    `\n${rows.filter((r) => r.pass === true).length} PASS, ${misses.length} MISS in ${result.seconds.toFixed(1)} s${misses.length ? ': ' + misses.map((r) => `${r.section}/${r.name}`).join('; ') : ''}`,
+    `\n${rows.filter((r) => r.pass === true).length} PASS, ${misses.length} MISS in ${result.seconds.toFixed(1)} s (load average at the end ${result.loadAverage.end.map((x) => x.toFixed(2)).join(' ')})${misses.length ? ': ' + misses.map((r) => `${r.section}/${r.name}`).join('; ') : ''}`,
   );
 }
 

@@ -55,3 +55,20 @@ it('the benchmark suite runs (quick smoke, results not judged)', () => {
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /PASS|MISS/);
 });
+
+it('the whole-process sections run: cpu and app (quick smoke, results not judged)', () => {
+  const json = tempTrace('bench-cpu-app').replace(/\.rtrace$/, '.json');
+  const r = spawnSync(process.execPath, ['dist/bench/run.js', '--quick', '--only', 'cpu,app', '--json', json], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(readFileSync(json, 'utf8')) as { sections: Record<string, Array<{ name: string; value: number }>> };
+  const names = (s: string) => out.sections[s].map((x) => x.name);
+  assert.ok(names('cpu').some((n) => n.startsWith('idle tracer')));
+  assert.ok(names('cpu').includes('300k events/s: extra CPU'));
+  assert.ok(names('app').includes('req/s, tracing on'));
+  assert.ok(names('app').includes('CPU per request, tracing on'));
+  for (const row of out.sections.app) assert.ok(Number.isFinite(row.value), `${row.name}: ${row.value}`);
+});
