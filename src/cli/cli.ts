@@ -51,7 +51,7 @@ function secondsIn(min: number, max: number, why = `the burst and recovery phase
 }
 
 /** The benchmark sections bench/run.ts knows (its --only). */
-const BENCH_SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers'] as const;
+const BENCH_SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers', 'cpu', 'app'] as const;
 
 function benchSections(value: string): string[] {
   const list = value.split(',').map((x) => x.trim());
