@@ -275,8 +275,7 @@ async function writeChromeEvents(reader: TraceReader, tracks: ChromeTracks, time
       const closed = slices.end(e.thread, e.id, e.name ?? `#${e.id}`, ts);
       // The slice this end closes is the last: it carries the end's flag.
       for (const [i, x] of closed.entries()) await writeSlice(tracks, x, i === closed.length - 1 ? flag : undefined);
-    }
-    else await writePointEvent(tracks, e, ts, flag, cap);
+    } else await writePointEvent(tracks, e, ts, flag, cap);
   }
   for (const x of slices.finish()) await writeSlice(tracks, x);
   for (const a of spans.finish()) await writeAsync(tracks, a);
