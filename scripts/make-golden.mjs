@@ -1,5 +1,6 @@
 // Writes a small trace with every record kind (names, two threads, instants, values, byte
-// payloads, slices, a drop-newest exhaustion with its drops and state changes) using the build
+// payloads, slices, async spans and links (version 3 on), a drop-newest exhaustion with its drops
+// and state changes) using the build
 // in <dist>, for test/fixtures/golden-v<N>.rtrace. The reader's view of it is pinned in the
 // matching .json by test/golden.test.ts: a layout change that forgets to bump FORMAT_VERSION, or
 // a reader that stops reading an older version, fails there.
@@ -14,7 +15,7 @@ const { Tracer } = await import(pathToFileURL(resolve(distArg, 'src/index.js')).
 if (isMainThread) {
   if (!outArg) throw new Error('usage: make-golden.mjs <dist> <out.rtrace>');
   const tracer = await Tracer.open({
-    path: resolve(outArg),
+    path: outArg, // as given: the config in the file records it (no absolute path of this machine)
     ringSize: 4096,
     ringsPerThread: 4,
     maxThreads: 4,
@@ -37,8 +38,10 @@ if (isMainThread) {
     );
     main.end(span);
   }
+  // Version 3: an async span begun here and linked and ended in the worker.
+  const shared = main.beginAsync ? main.beginAsync(tracer.define('job'), 42) : undefined;
   main.flush();
-  const w = new Worker(new URL(import.meta.url), { workerData: { dist: resolve(distArg), trace: tracer.handle } });
+  const w = new Worker(new URL(import.meta.url), { workerData: { dist: resolve(distArg), trace: tracer.handle, shared } });
   await new Promise((ok, fail) => {
     w.once('exit', ok);
     w.once('error', fail);
@@ -54,5 +57,11 @@ if (isMainThread) {
   const w = tracer.register('worker-1');
   const id = tracer.define('worker.step');
   for (let i = 0; i < 50; i++) w.record(id, i);
+  if (workerData.shared !== undefined) {
+    w.link(workerData.shared);
+    const own = w.beginAsync(tracer.define('worker.task'));
+    w.endAsync(own);
+    w.endAsync(workerData.shared);
+  }
   w.close();
 }

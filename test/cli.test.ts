@@ -424,7 +424,10 @@ describe('ringtrace CLI', () => {
         assert.equal(c.ts, v.ts / 1000);
         assert.deepEqual(c.args, { [v.name!]: v.value });
       }
-      assert.ok(ev.some((e) => e.ph === 'B') && ev.some((e) => e.ph === 'E'));
+      // Slices are complete events, every event has a category.
+      assert.ok(ev.some((e) => e.ph === 'X' && e.cat === 'ringtrace.slice'));
+      assert.ok(!ev.some((e) => e.ph === 'B' || e.ph === 'E'));
+      assert.ok(ev.every((e) => typeof e.cat === 'string' && e.cat.length > 0));
 
       // Losses: one instant per loss record with its count, bytes, reason and time range in µs.
       const drops = ev.filter((e) => e.name === 'ringtrace.drop');
@@ -517,8 +520,18 @@ describe('ringtrace CLI', () => {
         .filter((l) => l.length > 0);
       const reader = openTrace(trace);
       const s = reader.summary();
-      assert.equal(lines.length, s.totals.events + reader.drops().length + reader.states().length);
-      const parsed = lines.map((l) => JSON.parse(l) as { type: string; kind?: string; threadName?: string });
+      assert.equal(lines.length, 1 + s.totals.events + reader.drops().length + reader.states().length);
+      const [header, ...parsed] = lines.map((l) => JSON.parse(l) as { type: string; kind?: string; threadName?: string; ts?: number });
+      assert.equal(header.type, 'header');
+      const h = header as unknown as { sessionStartEpochMs: number; formatVersion: number; threads: Array<{ name: string }> };
+      assert.equal(h.sessionStartEpochMs, s.sessionStartEpochMs);
+      assert.equal(h.formatVersion, reader.version);
+      assert.deepEqual(
+        h.threads.map((t) => t.name),
+        reader.threads.map((t) => t.name),
+      );
+      // Events, drops and state changes in time order.
+      for (let i = 1; i < parsed.length; i++) assert.ok(parsed[i].ts! >= parsed[i - 1].ts!, `line ${i + 2} in time order`);
       assert.equal(parsed.filter((l) => l.type === 'drop').length, reader.drops().length);
       assert.equal(parsed.filter((l) => l.type === 'state').length, reader.states().length);
       assert.ok(parsed.every((l) => typeof l.threadName === 'string'));
@@ -528,7 +541,7 @@ describe('ringtrace CLI', () => {
       const r = cli(['export', trace, '--format', 'jsonl', '-o', '-']);
       assert.equal(r.status, 0, show(r));
       const first = r.stdout.slice(0, r.stdout.indexOf('\n'));
-      assert.equal((JSON.parse(first) as { type: string }).type, 'event');
+      assert.equal((JSON.parse(first) as { type: string }).type, 'header');
       assert.match(r.stderr, /wrote stdout/);
     });
 
@@ -651,16 +664,16 @@ describe('ringtrace CLI', () => {
       assert.deepEqual(main.map(at), [
         ['tick', 'i', 0.1, undefined],
         ['depth', 'C', 0.11, undefined],
-        ['span', 'B', 0.12, undefined],
         ['tick', 'i', 0.12, 'Infinity'],
         ['depth', 'C', 0.12, undefined],
         ['ringtrace.non-finite time', 'i', 0.12, 'NaN'],
         ['tick', 'i', 0.12, '-Infinity'],
         ['depth', 'i', 0.13, undefined],
-        ['span', 'E', 0.13, 'Infinity'],
+        ['span', 'X', 0.12, 'Infinity'], // the slice, drawn when its end (at Infinity) is read
         ['state: normal->pressure', 'i', 0.13, 'Infinity'],
       ]);
-      assert.deepEqual(main[7].args, { value: 'Infinity' });
+      assert.equal(main.find((e) => e.ph === 'X')?.dur, 0.01);
+      assert.deepEqual(main.find((e) => e.name === 'depth' && e.ph === 'i')?.args, { value: 'Infinity' });
     });
 
     it("report draws them at the thread's last finite time and says how many there were", () => {

@@ -932,7 +932,8 @@ describe('reader: random damage (property)', () => {
     writeFileSync(path, bytes);
     const r = openTrace(path);
     assert.equal(r.version, version);
-    assert.ok(r.damage, 'the layout mismatch is reported as damage');
+    // Version 2 differs from 3 only in the span record kinds, which this file does not hold.
+    if (version < 2) assert.ok(r.damage, 'the layout mismatch is reported as damage');
     const original = new Set(fullEvents.map((e) => JSON.stringify(project(e))));
     for (const e of allEvents(r)) assert.ok(original.has(JSON.stringify(project(e))), 'no event that was not recorded');
   }

@@ -42,8 +42,9 @@ describe('golden traces: every format version reads back as pinned', () => {
       const got = view(trace);
       if (process.env.RINGTRACE_WRITE_GOLDEN === '1' && !existsSync(pin)) writeFileSync(pin, JSON.stringify(got, null, 1) + '\n');
       assert.deepEqual(got, JSON.parse(readFileSync(pin, 'utf8')));
-      // Facts of the generator, independent of the pin: two threads, 1174 events written, 1976
-      // dropped by main's exhausted drop-newest pool, every count balanced.
+      // Facts of the generator, independent of the pin: two threads, 1174 events written (5 more
+      // from version 3: the span records), 1976 dropped by main's exhausted drop-newest pool,
+      // every count balanced.
       const r = openTrace(trace);
       assert.equal(r.version, version);
       assert.deepEqual(
@@ -54,11 +55,28 @@ describe('golden traces: every format version reads back as pinned', () => {
         ],
       );
       const s = r.summary();
-      assert.equal(s.totals.events, 1174);
+      assert.equal(s.totals.events, version >= 3 ? 1179 : 1174);
       assert.equal(s.totals.dropped, 1976);
       assert.ok(s.totals.balanced);
       assert.equal(r.damage, undefined);
       assert.equal([...r.events()].filter((e) => e.kind === 'bytes').length, 20);
+      if (version >= 3) {
+        const spans = [...r.events()].filter((e) => e.span !== undefined);
+        assert.deepEqual(
+          spans.map((e) => [r.threads[e.thread].name, e.kind, e.name ?? null, e.value ?? null]),
+          [
+            ['main', 'async-begin', 'job', 42],
+            ['worker-1', 'link', null, null],
+            ['worker-1', 'async-begin', 'worker.task', null],
+            ['worker-1', 'async-end', null, null],
+            ['worker-1', 'async-end', null, null],
+          ],
+        );
+        assert.equal(spans[0].span, spans[1].span);
+        assert.equal(spans[0].span, spans[4].span);
+        assert.equal(spans[2].span, spans[3].span);
+        assert.notEqual(spans[0].span, spans[2].span);
+      }
     });
   }
 });

@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { before, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import { Tracer, openTrace } from '../src/index.js';
-import { htmlReportData, writeReport, type HtmlReportData } from '../src/cli/report.js';
+import { htmlReportData, niceTicks, renderReport, writeReport, type HtmlReportData } from '../src/cli/report.js';
 import { tempTrace } from './helpers/scenario.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -37,10 +37,13 @@ it('the rate chart counts written events and says so; attempted = written + drop
   assert.ok(T.dropped > 0);
   const seconds = d.bucketNs / 1e9;
   const written = d.threads.reduce((n, t) => n + t.rates.reduce((a, v) => a + v * seconds, 0), 0);
-  const attempted = d.attempted.reduce((a, v) => a + v * seconds, 0);
+  const untimed = d.untimedDrops.reduce((n, u) => n + u.events, 0);
+  const attempted = d.attempted.reduce((a, v) => a + v * seconds, 0) + untimed;
   assert.ok(Math.abs(written - T.events) < 1e-6 * T.events, `written ${written} = ${T.events}`);
   assert.ok(Math.abs(attempted - T.attempted) < 1e-6 * T.attempted, `attempted ${attempted} = ${T.attempted}`);
-  const dropped = Object.values(d.drops).reduce((n, b) => n + b.reduce((a, v) => a + v, 0), 0);
+  const dropped = Object.values(d.drops).reduce((n, b) => n + b.reduce((a, v) => a + v, 0), 0) + untimed;
+  const byThread = d.dropsByThread.reduce((n, b) => n + b.reduce((a, v) => a + v, 0), 0) + untimed;
+  assert.ok(Math.abs(byThread - T.dropped) < 1e-6 * T.dropped, 'the drops by thread add up too');
   d.attempted.forEach((v, k) =>
     assert.ok(v >= d.threads.reduce((n, t) => n + t.rates[k], 0) - 1e-6, 'attempted >= written in every bucket'),
   );
@@ -54,13 +57,24 @@ it('the rate chart counts written events and says so; attempted = written + drop
       ? `${(d.bucketNs / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 })} ms`
       : `${(d.bucketNs / 1e3).toLocaleString('en-US', { maximumFractionDigits: 1 })} µs`;
   assert.match(html, /<h2>Written events per second, per thread<\/h2>/);
-  assert.ok(html.includes('written events/s per thread (events kept in the file)'), 'the y axis says written');
+  assert.ok(html.includes('written events/s per thread (events kept in the file), log scale'), 'the y axis says written, log');
   assert.match(
     html,
     /<p class="note" id="rate-note">Written events only: events dropped are not in these lines\. .*Attempted \(written \+ dropped, all threads\) peaked at about [\d,]+ events\/s/,
   );
-  assert.ok(html.includes(`<h2>Drops over time, by reason (buckets of ${bucket})</h2>`), `bucket width ${bucket}`);
-  assert.ok(html.includes(`events dropped per ${bucket} bucket, by reason`));
+  assert.ok(html.includes(`<h2>Drops over time, by thread (buckets of ${bucket})</h2>`), `bucket width ${bucket}`);
+  assert.ok(html.includes(`events dropped per ${bucket} bucket, by thread`));
+  // Axis ticks are round numbers.
+  for (const m of html.matchAll(/text-anchor="middle">([^<]+) ms</g)) assert.match(m[1], /^[\d,]+(\.\d)?k?$/, `time tick ${m[1]}`);
+});
+
+it('round ticks; losses without a time are listed apart, not piled into the last bucket', () => {
+  assert.deepEqual(niceTicks(0, 1000), [0, 200, 400, 600, 800, 1000]);
+  assert.deepEqual(niceTicks(188.1, 2_100), [500, 1000, 1500, 2000]);
+  assert.deepEqual(niceTicks(5, 5), [5]);
+  const d = htmlReportData(openTrace(path));
+  const html = renderReport({ ...d, untimedDrops: [{ thread: 'main', reason: 'unflushed', events: 12 }] });
+  assert.match(html, /<table id="untimed-drops">.*<td>main<\/td><td>unflushed<\/td><td>12<\/td>/s);
 });
 
 it(

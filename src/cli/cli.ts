@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { Writable } from 'node:stream';
 import { ConfigError, formatConfig, resolveConfig } from '../config.js';
 import { DemoSetupError, runDemo } from './demo.js';
-import { EXPORT_FORMATS, exportTrace, type ExportCounts, type ExportFormat } from './export.js';
+import { DEFAULT_PAYLOAD_CAP, EXPORT_FORMATS, MAX_PAYLOAD_CAP, exportTrace, type ExportCounts, type ExportFormat } from './export.js';
 import { collectInspection, formatInspection, inspectionJson } from './inspect.js';
 import { TraceFormatError, openTrace, type TraceReader } from '../file/reader.js';
 import { renderReport, htmlReportData } from './report.js';
@@ -259,14 +259,19 @@ function addExportCommand(program: Command): void {
     .argument('<trace>', 'trace file (.rtrace)')
     .addOption(new Option('--format <format>', 'output format').choices(EXPORT_FORMATS).default('chrome'))
     .option('-o, --output <file>', 'output file, - for stdout (default: the trace path with .json / .jsonl)')
-    .action(async (trace: string, opts: { format: ExportFormat; output?: string }) => {
+    .option(
+      '--payload-cap <bytes>',
+      `bytes of each payload written (UTF-8 text, else hex) (default: ${DEFAULT_PAYLOAD_CAP})`,
+      integerIn(0, MAX_PAYLOAD_CAP),
+    )
+    .action(async (trace: string, opts: { format: ExportFormat; output?: string; payloadCap?: number }) => {
       const reader = loadTrace(trace);
       const file = opts.output ?? defaultExportPath(trace, opts.format);
       if (file !== '-') refuseOverwrite(file, trace);
       const output = openOutput(file);
       let counts: ExportCounts;
       try {
-        counts = await exportTrace(reader, opts.format, output.out);
+        counts = await exportTrace(reader, opts.format, output.out, { payloadCap: opts.payloadCap });
         await output.done();
       } catch (e) {
         throw output.fail(e);

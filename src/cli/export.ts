@@ -6,8 +6,9 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { STATE_NAMES, type StateName } from '../shm/backpressure.js';
-import type { TraceDrop, TraceReader, TraceStateChange, TraceThread } from '../file/reader.js';
+import type { TraceDrop, TraceEvent, TraceReader, TraceStateChange, TraceThread } from '../file/reader.js';
 import { FiniteTimes } from './finite-times.js';
+import { AsyncMatcher, LossWindows, SliceMatcher, type AsyncOut, type SliceOut } from './spans.js';
 
 export const EXPORT_FORMATS = ['chrome', 'jsonl'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -42,9 +43,15 @@ class BatchedOutput {
   }
 }
 
-export async function exportTrace(reader: TraceReader, format: ExportFormat, out: Writable): Promise<ExportCounts> {
+export async function exportTrace(
+  reader: TraceReader,
+  format: ExportFormat,
+  out: Writable,
+  options: ExportOptions = {},
+): Promise<ExportCounts> {
   const o = new BatchedOutput(out);
-  const counts = format === 'chrome' ? await writeChrome(reader, o) : await writeJsonl(reader, o);
+  const cap = options.payloadCap ?? DEFAULT_PAYLOAD_CAP;
+  const counts = format === 'chrome' ? await writeChrome(reader, o, cap) : await writeJsonl(reader, o, cap);
   await o.flush();
   return counts;
 }
@@ -126,16 +133,16 @@ export function stateSpans(
  * (drop-oldest keeps the newest rings of a burst). So the backpressure states and the loss spans
  * go on tracks of their own: pseudo threads named "<thread> backpressure" and "<thread> losses".
  */
-async function writeChrome(reader: TraceReader, o: BatchedOutput): Promise<ExportCounts> {
+async function writeChrome(reader: TraceReader, o: BatchedOutput, cap: number): Promise<ExportCounts> {
   const tracks = new ChromeTracks(o, reader.threads);
   await o.push('{"traceEvents":[');
-  await tracks.emit({ name: 'process_name', ph: 'M', pid: PID, tid: 0, args: { name: `ringtrace ${reader.path}` } }, true);
+  await tracks.emit({ name: 'process_name', cat: CAT.meta, ph: 'M', pid: PID, tid: 0, args: { name: `ringtrace ${reader.path}` } }, true);
   for (const t of reader.threads) {
     await tracks.name(tracks.tid(t.index), t.name, t.index * SORT_STRIDE);
     await tracks.name(tracks.stateTid[t.index], t.name + BACKPRESSURE_TRACK_SUFFIX, t.index * SORT_STRIDE + 1);
   }
   const times = new FiniteTimes(reader.threads);
-  const events = await writeChromeEvents(reader, tracks, times);
+  const events = await writeChromeEvents(reader, tracks, times, cap);
   const drops = reader.drops();
   await writeChromeLosses(tracks, drops);
   const states = reader.states();
@@ -169,13 +176,18 @@ class ChromeTracks {
     return this.nextTid++;
   }
 
+  private flowIds = 0;
+  nextFlowId(): number {
+    return ++this.flowIds;
+  }
+
   emit(e: object, first = false): Promise<void> {
     return this.o.push((first ? '\n' : ',\n') + JSON.stringify(e));
   }
 
   async name(tid: number, name: string, sortIndex: number): Promise<void> {
-    await this.emit({ name: 'thread_name', ph: 'M', pid: PID, tid, args: { name } });
-    await this.emit({ name: 'thread_sort_index', ph: 'M', pid: PID, tid, args: { sort_index: sortIndex } });
+    await this.emit({ name: 'thread_name', cat: CAT.meta, ph: 'M', pid: PID, tid, args: { name } });
+    await this.emit({ name: 'thread_sort_index', cat: CAT.meta, ph: 'M', pid: PID, tid, args: { sort_index: sortIndex } });
   }
 }
 
@@ -183,42 +195,166 @@ class ChromeTracks {
 const fileTsFlag = (drawnTs: number, fileTs: number): { fileTs: string } | undefined =>
   drawnTs === fileTs ? undefined : { fileTs: String(fileTs) };
 
+/** Categories: every event has one, so a viewer can filter by it. */
+export const CAT = {
+  event: 'ringtrace.event',
+  value: 'ringtrace.value',
+  slice: 'ringtrace.slice',
+  async: 'ringtrace.async',
+  link: 'ringtrace.link',
+  loss: 'ringtrace.loss',
+  backpressure: 'ringtrace.backpressure',
+  damage: 'ringtrace.damage',
+  meta: '__metadata',
+} as const;
+
+/** Options of the export. */
+export interface ExportOptions {
+  /** Bytes of each payload written into the export (UTF-8 text when valid, else hex); the rest is
+   * left out and `payloadTruncated` says so. Default 256. */
+  payloadCap?: number;
+}
+export const DEFAULT_PAYLOAD_CAP = 256;
+/** A payload is at most 16 MiB - 1 bytes. */
+export const MAX_PAYLOAD_CAP = 0xffffff;
+
+const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A payload as export fields: UTF-8 text if the whole payload is valid UTF-8 (capped on a
+ * character boundary), else hex of the first `cap` bytes. */
+export function payloadFields(payload: Uint8Array, cap: number): Record<string, string | number | boolean> {
+  const f: Record<string, string | number | boolean> = { bytes: payload.length };
+  let text: string | undefined;
+  try {
+    text = fatalUtf8.decode(payload);
+  } catch {
+    text = undefined;
+  }
+  if (text !== undefined) {
+    let shown = text;
+    if (payload.length > cap) shown = new TextDecoder('utf-8').decode(payload.subarray(0, cap), { stream: true });
+    f.payload = shown;
+    f.payloadEncoding = 'utf8';
+  } else {
+    f.payload = Buffer.from(payload.buffer, payload.byteOffset, Math.min(cap, payload.length)).toString('hex');
+    f.payloadEncoding = 'hex';
+  }
+  if (payload.length > cap) f.payloadTruncated = true;
+  return f;
+}
+
+const spanId = (span: number): string => '0x' + span.toString(16);
+
 /**
- * The recorded events on their threads' tracks (values as counters); returns how many. An event
- * whose time is not a finite number is drawn at its thread's last finite time with `args.fileTs`;
- * a counter cannot carry that (each of its args is a series), so an instant beside it does. A
+ * The recorded events, in time order: instants, counters and payloads on their threads' tracks;
+ * begin/end paired into complete slices per thread, async spans paired by id across threads
+ * (slices.ts clips what losses cut); links as flows. Returns how many events. An event whose
+ * time is not a finite number is drawn at its thread's last finite time with `args.fileTs`; a
+ * counter cannot carry that (each of its args is a series), so an instant beside it does. A
  * value that is not a finite number is an instant with `args.value` in words.
  */
-async function writeChromeEvents(reader: TraceReader, tracks: ChromeTracks, times: FiniteTimes): Promise<number> {
+async function writeChromeEvents(reader: TraceReader, tracks: ChromeTracks, times: FiniteTimes, cap: number): Promise<number> {
+  // A gap in a damaged file cut slices as a loss does.
+  const gaps = reader.gaps.map((g) => ({ thread: g.thread, events: 1, firstTs: g.fromTs, lastTs: g.toTs }));
+  const losses = new LossWindows(reader.threads.length, [...reader.drops(), ...gaps]);
+  const slices = new SliceMatcher(
+    losses,
+    reader.threads.map((t) => t.registeredTs),
+  );
+  const spans = new AsyncMatcher(losses);
   let events = 0;
-  for (const e of reader.events()) {
+  for (const e of reader.eventsByTime()) {
     events++;
-    const name = e.name ?? `#${e.id}`;
     const ts = times.at(e.thread, e.ts);
     const flag = fileTsFlag(ts, e.ts);
-    const base = { name, pid: PID, tid: tracks.tid(e.thread), ts: us(ts) };
-    switch (e.kind) {
-      case 'instant':
-        await tracks.emit({ ...base, ph: 'i', s: 't', ...(flag && { args: flag }) });
-        break;
-      case 'value':
-        if (!Number.isFinite(e.value)) {
-          await tracks.emit({ ...base, ph: 'i', s: 't', args: { value: String(e.value), ...flag } });
-          break;
-        }
-        await tracks.emit({ ...base, ph: 'C', id: tracks.threads[e.thread].name, args: { [name]: e.value } });
-        if (flag) await tracks.emit({ ...base, name: NON_FINITE_TIME, ph: 'i', s: 't', args: { event: name, ...flag } });
-        break;
-      case 'bytes':
-        await tracks.emit({ ...base, ph: 'i', s: 't', args: { bytes: e.payload?.length ?? 0, ...flag } });
-        break;
-      case 'begin':
-      case 'end':
-        await tracks.emit({ ...base, ph: e.kind === 'begin' ? 'B' : 'E', ...(flag && { args: flag }) });
-        break;
-    }
+    slices.seen(e.thread, ts);
+    spans.seen(ts);
+    if (e.span !== undefined) await writeSpanEvent(tracks, spans, e, ts);
+    else if (e.kind === 'begin') for (const x of slices.begin(e.thread, e.id, e.name ?? `#${e.id}`, ts)) await writeSlice(tracks, x);
+    else if (e.kind === 'end') {
+      const closed = slices.end(e.thread, e.id, e.name ?? `#${e.id}`, ts);
+      // The slice this end closes is the last: it carries the end's flag.
+      for (const [i, x] of closed.entries()) await writeSlice(tracks, x, i === closed.length - 1 ? flag : undefined);
+    } else await writePointEvent(tracks, e, ts, flag, cap);
   }
+  for (const x of slices.finish()) await writeSlice(tracks, x);
+  for (const a of spans.finish()) await writeAsync(tracks, a);
   return events;
+}
+
+async function writePointEvent(
+  tracks: ChromeTracks,
+  e: TraceEvent,
+  ts: number,
+  flag: { fileTs: string } | undefined,
+  cap: number,
+): Promise<void> {
+  const name = e.name ?? `#${e.id}`;
+  const base = { name, pid: PID, tid: tracks.tid(e.thread), ts: us(ts) };
+  if (e.kind === 'value' && Number.isFinite(e.value)) {
+    await tracks.emit({ ...base, cat: CAT.value, ph: 'C', id: tracks.threads[e.thread].name, args: { [name]: e.value } });
+    if (flag) await tracks.emit({ ...base, name: NON_FINITE_TIME, cat: CAT.event, ph: 'i', s: 't', args: { event: name, ...flag } });
+    return;
+  }
+  let args: Record<string, unknown> | undefined = flag;
+  if (e.kind === 'value') args = { value: String(e.value), ...flag };
+  else if (e.kind === 'bytes') args = { ...payloadFields(e.payload ?? new Uint8Array(0), cap), ...flag };
+  await tracks.emit({ ...base, cat: CAT.event, ph: 'i', s: 't', ...(args && { args }) });
+}
+
+/** A complete slice on its thread's track; a clipped one says which side and why. */
+function writeSlice(tracks: ChromeTracks, x: SliceOut, flag?: { fileTs: string }): Promise<void> {
+  const args = x.truncated === undefined && flag === undefined ? undefined : { truncated: x.truncated, clipped: x.clipped, ...flag };
+  return tracks.emit({
+    name: x.name,
+    cat: CAT.slice,
+    ph: 'X',
+    pid: PID,
+    tid: tracks.tid(x.thread),
+    ...slice(x.from, x.to),
+    ...(args && { args }),
+  });
+}
+
+/** Async begins wait in the matcher; ends complete them; links become flows from the span's begin. */
+async function writeSpanEvent(tracks: ChromeTracks, spans: AsyncMatcher, e: TraceEvent, ts: number): Promise<void> {
+  const span = e.span as number;
+  if (e.kind === 'async-begin') {
+    const done = spans.begin({ span, thread: e.thread, id: e.id, name: e.name ?? `#${e.id}`, ts, value: e.value });
+    if (done) await writeAsync(tracks, done);
+  } else if (e.kind === 'async-end') {
+    const done = spans.end(span, e.thread, ts, e.id, e.name);
+    if (done) await writeAsync(tracks, done);
+  } else {
+    const b = spans.get(span);
+    const tid = tracks.tid(e.thread);
+    await tracks.emit({
+      name: 'link',
+      cat: CAT.link,
+      ph: 'i',
+      s: 't',
+      pid: PID,
+      tid,
+      ts: us(ts),
+      args: { span: spanId(span), to: b?.name ?? null },
+    });
+    if (!b) return;
+    const id = tracks.nextFlowId();
+    await tracks.emit({ name: b.name, cat: CAT.link, ph: 's', id, pid: PID, tid: tracks.tid(b.thread), ts: us(b.ts) });
+    await tracks.emit({ name: b.name, cat: CAT.link, ph: 'f', bp: 'e', id, pid: PID, tid, ts: us(ts) });
+  }
+}
+
+/** An async span: a "b" and an "e" with its id (one Perfetto async track per name). */
+async function writeAsync(tracks: ChromeTracks, a: AsyncOut): Promise<void> {
+  const id = spanId(a.span);
+  const common = { name: a.name, cat: CAT.async, id, pid: PID };
+  const r = slice(a.begin.ts, a.end.ts);
+  const args: Record<string, unknown> = { span: id };
+  if (a.begin.value !== undefined) args.value = Number.isFinite(a.begin.value) ? a.begin.value : String(a.begin.value);
+  if (a.truncated !== undefined) Object.assign(args, { truncated: a.truncated, clipped: a.clipped });
+  await tracks.emit({ ...common, ph: 'b', tid: tracks.tid(a.begin.thread), ts: r.ts, args });
+  await tracks.emit({ ...common, ph: 'e', tid: tracks.tid(a.end.thread), ts: r.ts + r.dur, ...(a.truncated !== undefined && { args }) });
 }
 
 /**
@@ -240,13 +376,13 @@ async function writeDropInstants(tracks: ChromeTracks, t: TraceThread, drops: Tr
   const mine = drops.map((d) => ({ d, ts: dropTs(d, t) }));
   mine.sort((a, b) => a.ts - b.ts);
   const counter = (ts: number, dropped: number) =>
-    tracks.emit({ name: 'dropped events', ph: 'C', pid: PID, tid, id: t.name, ts: us(ts), args: { dropped } });
+    tracks.emit({ name: 'dropped events', cat: CAT.loss, ph: 'C', pid: PID, tid, id: t.name, ts: us(ts), args: { dropped } });
   await counter(t.registeredTs, 0);
   let total = 0;
   for (const { d, ts } of mine) {
     total += d.events;
     const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: usOrNull(d.firstTs), lastTsUs: usOrNull(d.lastTs) };
-    await tracks.emit({ name: 'ringtrace.drop', ph: 'i', s: 't', pid: PID, tid, ts: us(ts), args });
+    await tracks.emit({ name: 'ringtrace.drop', cat: CAT.loss, ph: 'i', s: 't', pid: PID, tid, ts: us(ts), args });
     await counter(ts, total);
   }
 }
@@ -269,7 +405,7 @@ async function writeLossSlices(tracks: ChromeTracks, t: TraceThread, drops: Trac
     const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: us(d.firstTs), lastTsUs: us(d.lastTs) };
     await tracks.emit({
       name: `ringtrace.drop: ${d.reason}`,
-      cat: 'ringtrace.loss',
+      cat: CAT.loss,
       ph: 'X',
       pid: PID,
       tid: lane.tid,
@@ -299,7 +435,7 @@ async function writeChromeBackpressure(
       const args = { state: s.state, code: STATE_CODE[s.state], from: s.entered, thread: t.name };
       await tracks.emit({
         name: s.state,
-        cat: 'ringtrace.backpressure',
+        cat: CAT.backpressure,
         ph: 'X',
         pid: PID,
         tid: tracks.stateTid[t.index],
@@ -310,13 +446,23 @@ async function writeChromeBackpressure(
     }
   }
   const counter = (t: TraceThread, ts: number, state: number) =>
-    tracks.emit({ name: 'backpressure state', ph: 'C', pid: PID, tid: tracks.tid(t.index), id: t.name, ts: us(ts), args: { state } });
+    tracks.emit({
+      name: 'backpressure state',
+      cat: CAT.backpressure,
+      ph: 'C',
+      pid: PID,
+      tid: tracks.tid(t.index),
+      id: t.name,
+      ts: us(ts),
+      args: { state },
+    });
   for (const t of tracks.threads) await counter(t, t.registeredTs, 0);
   for (const [k, s] of drawn.entries()) {
     const t = tracks.threads[s.thread];
     await counter(t, s.ts, STATE_CODE[s.to]);
     await tracks.emit({
       name: `state: ${s.from}->${s.to}`,
+      cat: CAT.backpressure,
       ph: 'i',
       s: 't',
       pid: PID,
@@ -335,6 +481,7 @@ async function writeChromeGaps(reader: TraceReader, tracks: ChromeTracks): Promi
     const args = { chunks: `${g.fromSeq}..${g.toSeq}`, fileOffset: g.offset };
     await tracks.emit({
       name: 'ringtrace.gap (damaged file)',
+      cat: CAT.damage,
       ph: 'X',
       pid: PID,
       tid: tracks.tid(g.thread),
@@ -367,30 +514,78 @@ function chromeMetadata(reader: TraceReader): Record<string, unknown> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JSON lines: events, then drops, then state changes; one object a line.
+// JSON lines: a header, then events, drops and state changes in time order; one object a line.
 
-async function writeJsonl(reader: TraceReader, o: BatchedOutput): Promise<ExportCounts> {
+function jsonlHeader(reader: TraceReader): Record<string, unknown> {
+  const start = reader.sessionStartEpochMs;
+  return {
+    type: 'header',
+    source: 'ringtrace',
+    formatVersion: reader.version,
+    sessionStartEpochMs: Number.isFinite(start) ? start : null,
+    sessionStart: Number.isFinite(start) ? new Date(start).toISOString() : null,
+    timeUnit: 'ns since sessionStart',
+    complete: reader.complete,
+    threads: reader.threads.map((t) => ({
+      thread: t.index,
+      name: t.name,
+      registration: t.registration,
+      slot: t.slot,
+      nodeThreadId: t.nodeThreadId,
+      policy: t.policy,
+      registeredTs: t.registeredTs,
+      endReason: t.endReason ?? null,
+    })),
+  };
+}
+
+/** Drops and state changes as lines, sorted by the time they are placed at (a drop: its last
+ * lost event, else its thread's last time; `ts` says which). */
+function jsonlTimedLines(reader: TraceReader, drops: TraceDrop[], states: TraceStateChange[]): Array<{ ts: number; line: string }> {
   const threadName = (i: number) => reader.threads[i]?.name ?? null;
-  let events = 0;
-  for (const e of reader.events()) {
-    events++;
-    const line: Record<string, unknown> = {
-      type: 'event',
-      thread: e.thread,
-      threadName: threadName(e.thread),
-      ts: e.ts,
-      id: e.id,
-      name: e.name ?? null,
-      kind: e.kind,
-    };
-    if (e.kind === 'value') line.value = e.value;
-    if (e.kind === 'bytes') line.payloadBytes = e.payload?.length ?? 0;
-    await o.push(JSON.stringify(line) + '\n');
+  const lines = [
+    ...drops.map((d) => {
+      const ts = dropTs(d, reader.threads[d.thread]);
+      return { ts, line: JSON.stringify({ type: 'drop', ts, threadName: threadName(d.thread), ...d }) };
+    }),
+    ...states.map((c) => ({ ts: c.ts, line: JSON.stringify({ type: 'state', threadName: threadName(c.thread), ...c }) })),
+  ];
+  return lines.sort((a, b) => a.ts - b.ts);
+}
+
+function jsonlEvent(reader: TraceReader, e: TraceEvent, cap: number): string {
+  const line: Record<string, unknown> = {
+    type: 'event',
+    thread: e.thread,
+    threadName: reader.threads[e.thread]?.name ?? null,
+    ts: e.ts,
+    id: e.id,
+    name: e.name ?? null,
+    kind: e.kind,
+  };
+  if (e.value !== undefined) line.value = e.value;
+  if (e.span !== undefined) line.span = spanId(e.span);
+  if (e.kind === 'bytes') {
+    const { bytes, ...rest } = payloadFields(e.payload ?? new Uint8Array(0), cap);
+    Object.assign(line, { payloadBytes: bytes, ...rest });
   }
+  return JSON.stringify(line);
+}
+
+async function writeJsonl(reader: TraceReader, o: BatchedOutput, cap: number): Promise<ExportCounts> {
+  await o.push(JSON.stringify(jsonlHeader(reader)) + '\n');
   const drops = reader.drops();
-  for (const d of drops) await o.push(JSON.stringify({ type: 'drop', threadName: threadName(d.thread), ...d }) + '\n');
   const states = reader.states();
-  for (const s of states) await o.push(JSON.stringify({ type: 'state', threadName: threadName(s.thread), ...s }) + '\n');
+  const timed = jsonlTimedLines(reader, drops, states);
+  let next = 0;
+  let events = 0;
+  for (const e of reader.eventsByTime()) {
+    events++;
+    while (next < timed.length && timed[next].ts <= e.ts) await o.push(timed[next++].line + '\n');
+    await o.push(jsonlEvent(reader, e, cap) + '\n');
+  }
+  while (next < timed.length) await o.push(timed[next++].line + '\n');
+  const threadName = (i: number) => reader.threads[i]?.name ?? null;
   for (const g of reader.gaps) await o.push(JSON.stringify({ type: 'gap', threadName: threadName(g.thread), ...g }) + '\n');
   for (const d of reader.damaged) await o.push(JSON.stringify({ type: 'damage', ...d }) + '\n');
   return { events, drops: drops.length, states: states.length };

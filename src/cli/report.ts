@@ -1,6 +1,7 @@
 /**
  * A self-contained HTML report of a trace (no scripts, no network): written events/s per thread
- * over time (with the attempted peak in a note), drops over time by reason, the backpressure state of each thread over time, and a totals
+ * over time on a log axis (with the attempted peak in a note), drops over time by thread (losses
+ * without a time listed apart), the backpressure state of each thread over time, and a totals
  * table with the conservation check. Charts are inline SVG computed here, so the page renders
  * the same anywhere, including a headless browser.
  */
@@ -15,14 +16,6 @@ const W = 960;
 const PLOT_H = 220;
 const MARGIN = { left: 70, right: 160, top: 20, bottom: 36 };
 const PALETTE = ['#4269d0', '#efb118', '#ff725c', '#6cc5b0', '#3ca951', '#ff8ab7', '#a463f2', '#97bbf5', '#9c6b4e', '#9498a0'];
-const REASON_COLORS: Record<DropReason, string> = {
-  pool_exhausted: '#e15759',
-  record_too_large: '#f28e2b',
-  sink_error: '#b07aa1',
-  closed: '#9c755f',
-  thread_exit: '#76b7b2',
-  unflushed: '#bab0ac',
-};
 const STATE_COLORS: Record<StateName, string> = { normal: '#59a14f', pressure: '#edc948', dropping: '#e15759', recovery: '#4e79a7' };
 
 const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -42,7 +35,7 @@ function attemptedNote(d: HtmlReportData): string {
   const base = `<p class="note" id="rate-note">Written events only: events dropped are not in these lines. Buckets of ${duration(d.bucketNs)}.`;
   if (dropped === 0) return `${base} Nothing was dropped, so this is also the attempted rate.</p>`;
   const when = (d.t0 + (at + 0.5) * d.bucketNs) / 1e6;
-  return `${base} Attempted (written + dropped, all threads) peaked at about ${fmt(Math.round(peak))} events/s around ${fmt(Math.round(when))} ms (a loss counts evenly over the time it covers), against a written peak of ${fmt(Math.round(written))} events/s for one thread; the dropped part is in the next chart.</p>`;
+  return `${base} Attempted (written + dropped, all threads) peaked at about ${fmt(Math.round(peak))} events/s around ${fmt(Math.round(when))} ms (a loss counts evenly over the time it covers; losses without a time are listed under the drops chart), against a written peak of ${fmt(Math.round(written))} events/s for one thread; the dropped part is in the next chart.</p>`;
 }
 
 /** What the HTML report draws: the trace in fixed time buckets, with its summary. */
@@ -54,10 +47,14 @@ export interface HtmlReportData {
   /** Events written to the file per second, per thread and bucket. */
   threads: Array<{ name: string; rates: number[] }>;
   /** Events attempted (written + dropped) per second, all threads, per bucket; losses are spread
-   * evenly over the time they cover, as in `drops`. */
+   * evenly over the time they cover, as in `drops` (untimed losses are in no bucket). */
   attempted: number[];
-  /** Events dropped per bucket (not per second), by reason. */
+  /** Events dropped per bucket (not per second), by reason: losses with a time only. */
   drops: Record<DropReason, number[]>;
+  /** The same losses per bucket by thread (index as in `threads`). */
+  dropsByThread: number[][];
+  /** Losses the file gives no time for (unflushed, thread_exit, ...): shown apart, in no bucket. */
+  untimedDrops: Array<{ thread: string; reason: DropReason; events: number }>;
   states: Array<{ name: string; spans: Array<{ from: number; to: number; state: StateName }> }>;
   /** Event and state-change times in the file that are not finite numbers (drawn at their thread's last finite time). */
   nonFiniteTimes: number;
@@ -104,13 +101,23 @@ export function htmlReportData(r: TraceReader): HtmlReportData {
   for (const e of r.events()) counts[e.thread][bucket(times.at(e.thread, e.ts))]++;
   const perSecond = 1e9 / bucketNs;
   const drops = Object.fromEntries(REASONS.map((x) => [x, new Array<number>(BUCKETS).fill(0)])) as Record<DropReason, number[]>;
+  const dropsByThread = r.threads.map(() => new Array<number>(BUCKETS).fill(0));
+  const untimedDrops: HtmlReportData['untimedDrops'] = [];
   for (const d of r.drops()) {
-    // Spread a loss evenly over the time it covers (all at one point when only one is known).
-    const a = Number.isFinite(d.firstTs) ? d.firstTs : Number.isFinite(d.lastTs) ? d.lastTs : t1;
+    // Spread a loss evenly over the time it covers (all at one point when only one is known); a
+    // loss with no time at all is listed apart rather than piled into some bucket.
+    if (!Number.isFinite(d.firstTs) && !Number.isFinite(d.lastTs)) {
+      untimedDrops.push({ thread: r.threads[d.thread].name, reason: d.reason, events: d.events });
+      continue;
+    }
+    const a = Number.isFinite(d.firstTs) ? d.firstTs : d.lastTs;
     const b = Number.isFinite(d.lastTs) ? d.lastTs : a;
     const first = bucket(a);
     const last = bucket(b);
-    for (let k = first; k <= last; k++) drops[d.reason][k] += d.events / (last - first + 1);
+    for (let k = first; k <= last; k++) {
+      drops[d.reason][k] += d.events / (last - first + 1);
+      dropsByThread[d.thread][k] += d.events / (last - first + 1);
+    }
   }
   const states = r.threads.map((t) => ({ name: t.name, spans: [] as Array<{ from: number; to: number; state: StateName }> }));
   const current = r.threads.map(() => ({ state: 'normal' as StateName, since: NaN }));
@@ -141,31 +148,67 @@ export function htmlReportData(r: TraceReader): HtmlReportData {
     threads: r.threads.map((t, i) => ({ name: t.name, rates: counts[i].map((n) => n * perSecond) })),
     attempted,
     drops,
+    dropsByThread,
+    untimedDrops,
     states,
     nonFiniteTimes: times.replaced,
     summary: s,
   };
 }
 
-function axes(d: HtmlReportData, maxY: number | undefined, yLabel: string, height = PLOT_H): string {
+/** About `count` round tick values (1, 2 or 5 × a power of ten apart) from lo to hi. */
+export function niceTicks(lo: number, hi: number, count = 5): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / count;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * p).find((x) => x >= raw) ?? 10 * p;
+  const ticks: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Math.round(v / step) * step);
+  return ticks;
+}
+
+/** A tick label: 1,500 / 20k / 3M (no fractions past what the step needs). */
+const tickLabel = (v: number): string =>
+  Math.abs(v) >= 1e6
+    ? `${fmt(v / 1e6)}M`
+    : Math.abs(v) >= 1e4
+      ? `${fmt(v / 1e3)}k`
+      : v.toLocaleString('en-US', { maximumFractionDigits: 3 });
+
+/** The y axis: `linear` max (ticks at round values) or `log` decades up to a power of ten. */
+type YAxis = { kind: 'linear'; max: number } | { kind: 'log'; max: number } | undefined;
+
+function yTicks(y: YAxis, x0: number, y0: number, height: number): string {
+  if (y === undefined) return '';
+  const at =
+    y.kind === 'log'
+      ? Array.from({ length: Math.round(Math.log10(y.max)) + 1 }, (_, k) => [10 ** k, (k / Math.log10(y.max)) * height])
+      : niceTicks(0, y.max).map((v) => [v, (v / y.max) * height]);
+  return at
+    .map(
+      ([v, h]) =>
+        `<line x1="${x0}" y1="${(y0 - h).toFixed(1)}" x2="${W - MARGIN.right}" y2="${(y0 - h).toFixed(1)}" stroke="#eee"/>` +
+        `<text x="${x0 - 6}" y="${(y0 - h + 4).toFixed(1)}" text-anchor="end">${tickLabel(v)}</text>`,
+    )
+    .join('');
+}
+
+function axes(d: HtmlReportData, y: YAxis, yLabel: string, height = PLOT_H): string {
   const x0 = MARGIN.left;
   const x1 = W - MARGIN.right;
   const y0 = MARGIN.top + height;
   const ms = (d.t1 - d.t0) / 1e6;
-  const ticks = [0, 0.25, 0.5, 0.75, 1]
-    .map((f) => {
-      const x = x0 + f * (x1 - x0);
-      return `<line x1="${x}" y1="${y0}" x2="${x}" y2="${y0 + 4}" stroke="#555"/><text x="${x}" y="${y0 + 16}" text-anchor="middle">${fmt((d.t0 + f * (d.t1 - d.t0)) / 1e6)} ms</text>`;
+  const span = d.t1 - d.t0;
+  const ticks = niceTicks(d.t0 / 1e6, d.t1 / 1e6)
+    .map((t) => {
+      const x = span > 0 ? x0 + ((t * 1e6 - d.t0) / span) * (x1 - x0) : x0;
+      return `<line x1="${x.toFixed(1)}" y1="${y0}" x2="${x.toFixed(1)}" y2="${y0 + 4}" stroke="#555"/><text x="${x.toFixed(1)}" y="${y0 + 16}" text-anchor="middle">${tickLabel(t)} ms</text>`;
     })
     .join('');
-  const yTicks =
-    maxY === undefined
-      ? ''
-      : [0, 0.5, 1].map((f) => `<text x="${x0 - 6}" y="${y0 - f * height + 4}" text-anchor="end">${fmt(f * maxY)}</text>`).join('');
   return (
+    yTicks(y, x0, y0, height) +
     `<line x1="${x0}" y1="${y0}" x2="${x1}" y2="${y0}" stroke="#555"/><line x1="${x0}" y1="${MARGIN.top}" x2="${x0}" y2="${y0}" stroke="#555"/>` +
     ticks +
-    yTicks +
     `<text x="${x0}" y="${MARGIN.top - 6}">${esc(yLabel)}</text><text x="${x1}" y="${y0 + 30}" text-anchor="end">time since the tracer opened (${fmt(ms)} ms in all)</text>`
   );
 }
@@ -183,15 +226,19 @@ function svg(id: string, height: number, body: string, label: string): string {
   return `<svg id="${id}" role="img" aria-label="${esc(label)}" viewBox="0 0 ${W} ${height}" width="${W}" height="${height}" font-family="sans-serif" font-size="11">${body}</svg>`;
 }
 
+/**
+ * Written events/s per thread on a log axis: a burst at a million events/s and a steady thread
+ * at a hundred are both readable. A bucket with no events sits on the axis.
+ */
 function ratesChart(d: HtmlReportData): string {
-  const maxY = Math.max(1, ...d.threads.flatMap((t) => t.rates));
+  const max = 10 ** Math.max(1, Math.ceil(Math.log10(Math.max(10, ...d.threads.flatMap((t) => t.rates)))));
+  const decades = Math.log10(max);
+  const yOf = (v: number) => MARGIN.top + PLOT_H - (v <= 1 ? 0 : (Math.log10(v) / decades) * PLOT_H);
   const x0 = MARGIN.left;
   const dx = (W - MARGIN.right - MARGIN.left) / BUCKETS;
   const lines = d.threads
     .map((t, i) => {
-      const pts = t.rates
-        .map((v, k) => `${(x0 + (k + 0.5) * dx).toFixed(1)},${(MARGIN.top + PLOT_H - (v / maxY) * PLOT_H).toFixed(1)}`)
-        .join(' ');
+      const pts = t.rates.map((v, k) => `${(x0 + (k + 0.5) * dx).toFixed(1)},${yOf(v).toFixed(1)}`).join(' ');
       return `<polyline class="series" fill="none" stroke="${PALETTE[i % PALETTE.length]}" stroke-width="1.5" points="${pts}"><title>${esc(t.name)}</title></polyline>`;
     })
     .join('');
@@ -199,37 +246,51 @@ function ratesChart(d: HtmlReportData): string {
   return svg(
     'events-rate',
     h,
-    axes(d, maxY, 'written events/s per thread (events kept in the file)') +
+    axes(d, { kind: 'log', max }, 'written events/s per thread (events kept in the file), log scale') +
       lines +
       legend(d.threads.map((t, i) => [t.name, PALETTE[i % PALETTE.length]])),
     'events written per second per thread over time',
   );
 }
 
+/** Dropped events per bucket, stacked by thread (the thread colours of the rate chart); each
+ * bar's tooltip names the thread. Losses without a time are listed under the chart instead. */
 function dropsChart(d: HtmlReportData): string {
   const totals = new Array<number>(BUCKETS).fill(0);
-  for (const r of REASONS) d.drops[r].forEach((v, k) => (totals[k] += v));
-  const maxY = Math.max(1, ...totals);
+  for (const t of d.dropsByThread) t.forEach((v, k) => (totals[k] += v));
+  const ticks = niceTicks(0, Math.max(1, ...totals));
+  const maxY = Math.max(1, ticks[ticks.length - 1], ...totals);
   const x0 = MARGIN.left;
   const dx = (W - MARGIN.right - MARGIN.left) / BUCKETS;
   const base = new Array<number>(BUCKETS).fill(0);
   let bars = '';
-  for (const r of REASONS) {
-    d.drops[r].forEach((v, k) => {
+  d.dropsByThread.forEach((per, i) => {
+    const name = d.threads[i].name;
+    per.forEach((v, k) => {
       if (v <= 0) return;
       const h = (v / maxY) * PLOT_H;
       base[k] += h;
-      bars += `<rect class="drop" x="${(x0 + k * dx).toFixed(1)}" y="${(MARGIN.top + PLOT_H - base[k]).toFixed(1)}" width="${Math.max(1, dx - 1).toFixed(1)}" height="${h.toFixed(1)}" fill="${REASON_COLORS[r]}"><title>${r}: ${fmt(v)}</title></rect>`;
+      bars += `<rect class="drop" x="${(x0 + k * dx).toFixed(1)}" y="${(MARGIN.top + PLOT_H - base[k]).toFixed(1)}" width="${Math.max(1, dx - 1).toFixed(1)}" height="${h.toFixed(1)}" fill="${PALETTE[i % PALETTE.length]}"><title>${esc(name)}: ${fmt(v)}</title></rect>`;
     });
-  }
-  const used = REASONS.filter((r) => d.drops[r].some((v) => v > 0));
+  });
+  const used = d.threads
+    .map((t, i) => [t.name, PALETTE[i % PALETTE.length]] as [string, string])
+    .filter((_, i) => d.dropsByThread[i].some((v) => v > 0));
   const h = MARGIN.top + PLOT_H + MARGIN.bottom;
   return svg(
     'drops',
     h,
-    axes(d, maxY, `events dropped per ${duration(d.bucketNs)} bucket, by reason`) + bars + legend(used.map((r) => [r, REASON_COLORS[r]])),
-    'dropped events over time by reason',
+    axes(d, { kind: 'linear', max: maxY }, `events dropped per ${duration(d.bucketNs)} bucket, by thread`) + bars + legend(used),
+    'dropped events over time by thread',
   );
+}
+
+/** Losses the file gives no time for, apart from the chart (they would invent a peak in a bucket). */
+function untimedNote(d: HtmlReportData): string {
+  if (d.untimedDrops.length === 0) return '';
+  const rows = d.untimedDrops.map((u) => `<tr><td>${esc(u.thread)}</td><td>${u.reason}</td><td>${fmt(u.events)}</td></tr>`).join('');
+  return `<p class="note" id="untimed-note">Losses without a time (the file cannot place them; not in the chart or the attempted rate):</p>
+<table id="untimed-drops"><thead><tr><th>thread</th><th>reason</th><th>events</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 function statesChart(d: HtmlReportData): string {
@@ -322,8 +383,9 @@ ${status}${timeNote(d)}
 <h2>Written events per second, per thread</h2>
 ${ratesChart(d)}
 ${attemptedNote(d)}
-<h2>Drops over time, by reason (buckets of ${duration(d.bucketNs)})</h2>
+<h2>Drops over time, by thread (buckets of ${duration(d.bucketNs)})</h2>
 ${dropsChart(d)}
+${untimedNote(d)}
 <h2>Backpressure state timeline</h2>
 ${statesChart(d)}
 <h2>Totals and conservation check</h2>

@@ -1,5 +1,5 @@
 /**
- * The trace file format, version 2 (docs/design/file-format.md). Little-endian throughout.
+ * The trace file format, version 3 (docs/design/file-format.md). Little-endian throughout.
  *
  * ```
  *  file    := preamble record*
@@ -37,9 +37,11 @@ import { LOSS_BLOCK_WORDS, LOSS_WORDS_PER_REASON, Loss } from '../shm/layout.js'
 import type { LossBlock } from '../shm/loss.js';
 
 export const FILE_MAGIC = 'RNGTRACE';
-/** 2: chunks carry their thread's identity (slot, threadId, name, policy). Bump on any change of
- * a record's layout; test/fixtures/golden-v*.rtrace pins what each version reads as. */
-export const FORMAT_VERSION = 2;
+/** 2: chunks carry their thread's identity (slot, threadId, name, policy). 3: chunk payloads may
+ * hold the span record kinds (ASYNC_BEGIN, ASYNC_END, LINK; see ring.ts), which a version-2
+ * reader would take for damage. Bump on any change of a record's layout;
+ * test/fixtures/golden-v*.rtrace pins what each version reads as. */
+export const FORMAT_VERSION = 3;
 export const PREAMBLE_BYTES = 16;
 export const FRAME_BYTES = 16;
 /** Largest body the reader accepts: a chunk is at most a ring (16 MiB) plus its header. */

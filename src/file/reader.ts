@@ -39,7 +39,7 @@ import {
   chunkPayloadAt,
   crcUpdate,
 } from './format.js';
-import { RECORD_HEADER_BYTES, RecordKind, recordBytes } from '../shm/ring.js';
+import { RECORD_HEADER_BYTES, RecordKind, SPAN_BYTES, recordBytes } from '../shm/ring.js';
 
 export class TraceFormatError extends Error {
   override readonly name = 'TraceFormatError';
@@ -77,9 +77,12 @@ export interface TraceEvent {
   ts: number;
   id: number;
   name: string | undefined;
-  kind: 'instant' | 'value' | 'bytes' | 'begin' | 'end';
+  kind: 'instant' | 'value' | 'bytes' | 'begin' | 'end' | 'async-begin' | 'async-end' | 'link';
+  /** async-begin (and value, if beginAsync had one): the value; value events: the sample. */
   value?: number;
   payload?: Uint8Array;
+  /** async-begin, async-end, link: the span id (beginAsync's return value). Format version 3. */
+  span?: number;
 }
 
 export interface TraceDrop {
@@ -226,7 +229,12 @@ const KIND_NAMES: Record<number, TraceEvent['kind']> = {
   [RecordKind.BYTES]: 'bytes',
   [RecordKind.BEGIN]: 'begin',
   [RecordKind.END]: 'end',
+  [RecordKind.ASYNC_BEGIN]: 'async-begin',
+  [RecordKind.ASYNC_END]: 'async-end',
+  [RecordKind.LINK]: 'link',
 };
+/** The highest ring record kind each format version may hold (span records came with 3). */
+const maxKind = (version: number): number => (version < 3 ? RecordKind.END : RecordKind.LINK);
 
 export class TraceReader {
   readonly version: number;
@@ -539,7 +547,7 @@ export class TraceReader {
     const payloadBytes = b.readUInt32LE(F.PAYLOAD_BYTES);
     if (payloadAt + payloadBytes !== b.length) return 'chunk payload length does not match the record';
     const events = b.readUInt32LE(F.EVENTS);
-    const bad = checkPayload(b, payloadAt, b.length, events);
+    const bad = checkPayload(b, payloadAt, b.length, events, maxKind(this.version));
     if (bad !== undefined) return bad;
     const t = this.chunkThread(b, nameBytes);
     if (typeof t === 'string') return t;
@@ -642,28 +650,65 @@ export class TraceReader {
   *events(): Generator<TraceEvent> {
     const fd = openSync(this.path, 'r');
     try {
-      let buf = Buffer.alloc(64 * 1024);
-      for (const c of this.chunks) {
-        if (buf.length < c.payloadBytes) buf = Buffer.alloc(c.payloadBytes);
-        readSync(fd, buf, 0, c.payloadBytes, c.offset + FRAME_BYTES + c.payloadAt);
-        let p = 0;
-        while (p < c.payloadBytes) {
-          const word0 = buf.readUInt32LE(p);
-          const kind = word0 >>> 24;
-          const size = recordBytes(word0);
-          const id = buf.readUInt32LE(p + 4);
-          const e: TraceEvent = { thread: c.thread, ts: buf.readDoubleLE(p + 8), id, name: this.names.get(id), kind: KIND_NAMES[kind] };
-          if (kind === RecordKind.VALUE) e.value = buf.readDoubleLE(p + RECORD_HEADER_BYTES);
-          else if (kind === RecordKind.BYTES) {
-            const len = word0 & 0xffffff;
-            e.payload = Uint8Array.prototype.slice.call(buf, p + RECORD_HEADER_BYTES, p + RECORD_HEADER_BYTES + len);
-          }
-          yield e;
-          p += size;
+      const buf = { b: Buffer.alloc(64 * 1024) };
+      for (const c of this.chunks) yield* this.chunkEvents(fd, c, buf);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Every event in time order across threads (ties: thread order), merged from each thread's
+   * chunks (a thread's events are in time order). Holds one chunk per thread in memory, so it
+   * streams a file of any size. (The writer never stores a NaN ts; an Infinity sorts last.)
+   */
+  *eventsByTime(): Generator<TraceEvent> {
+    const fd = openSync(this.path, 'r');
+    try {
+      const perThread = this.threads.map((t) => this.threadEvents(fd, t.index));
+      const heads = perThread.map((it) => it.next());
+      for (;;) {
+        let best = -1;
+        for (let i = 0; i < heads.length; i++) {
+          const h = heads[i];
+          if (h.done) continue;
+          if (best < 0 || h.value.ts < (heads[best].value as TraceEvent).ts) best = i;
         }
+        if (best < 0) return;
+        yield heads[best].value as TraceEvent;
+        heads[best] = perThread[best].next();
       }
     } finally {
       closeSync(fd);
+    }
+  }
+
+  private *threadEvents(fd: number, thread: number): Generator<TraceEvent> {
+    const buf = { b: Buffer.alloc(0) };
+    for (const c of this.chunks) if (c.thread === thread) yield* this.chunkEvents(fd, c, buf);
+  }
+
+  private *chunkEvents(fd: number, c: ChunkIndex, into: { b: Buffer }): Generator<TraceEvent> {
+    if (into.b.length < c.payloadBytes) into.b = Buffer.alloc(Math.max(c.payloadBytes, 64 * 1024));
+    const buf = into.b;
+    readSync(fd, buf, 0, c.payloadBytes, c.offset + FRAME_BYTES + c.payloadAt);
+    let p = 0;
+    while (p < c.payloadBytes) {
+      const word0 = buf.readUInt32LE(p);
+      const kind = word0 >>> 24;
+      const size = recordBytes(word0);
+      const id = buf.readUInt32LE(p + 4);
+      const e: TraceEvent = { thread: c.thread, ts: buf.readDoubleLE(p + 8), id, name: this.names.get(id), kind: KIND_NAMES[kind] };
+      if (kind === RecordKind.VALUE) e.value = buf.readDoubleLE(p + RECORD_HEADER_BYTES);
+      else if (kind === RecordKind.BYTES) {
+        const len = word0 & 0xffffff;
+        e.payload = Uint8Array.prototype.slice.call(buf, p + RECORD_HEADER_BYTES, p + RECORD_HEADER_BYTES + len);
+      } else if (kind >= RecordKind.ASYNC_BEGIN) {
+        e.span = buf.readDoubleLE(p + RECORD_HEADER_BYTES);
+        if (size > RECORD_HEADER_BYTES + SPAN_BYTES) e.value = buf.readDoubleLE(p + RECORD_HEADER_BYTES + SPAN_BYTES);
+      }
+      yield e;
+      p += size;
     }
   }
 
@@ -753,12 +798,13 @@ export class TraceReader {
 }
 
 /** Checks that a chunk payload is a whole number of valid records, `events` of them. */
-function checkPayload(b: Buffer, start: number, end: number, events: number): string | undefined {
+function checkPayload(b: Buffer, start: number, end: number, events: number, lastKind: number): string | undefined {
   let p = start;
   let n = 0;
   while (p < end) {
     if (end - p < RECORD_HEADER_BYTES) return `chunk payload ends inside a record (payload byte ${p - start})`;
-    const size = recordBytes(b.readUInt32LE(p));
+    const word0 = b.readUInt32LE(p);
+    const size = word0 >>> 24 > lastKind ? -1 : recordBytes(word0);
     if (size < 0 || p + size > end) return `invalid event record at chunk payload byte ${p - start}`;
     p += size;
     n++;

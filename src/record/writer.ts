@@ -36,6 +36,8 @@ import {
   MAX_PAYLOAD_BYTES,
   RECORD_HEADER_BYTES,
   RecordKind,
+  SPAN_BYTES,
+  SPAN_VALUE_BYTES,
   VALUE_RECORD_BYTES,
   VALUE_WORD,
   bytesRecordSize,
@@ -111,6 +113,11 @@ export class Writer {
   private closedCheckCountdown = CLOSED_CHECK_EVERY;
   /** Events refused after close(): they belong to no registration any more. */
   droppedAfterClose = 0;
+  /** Span ids: registration * 2^32 + a per-writer count (see beginAsync). */
+  private spanSeq = 0;
+  private readonly spanScratch = new Float64Array(2);
+  private readonly spanBytes = new Uint8Array(this.spanScratch.buffer, 0, SPAN_BYTES);
+  private readonly spanValueBytes = new Uint8Array(this.spanScratch.buffer, 0, SPAN_VALUE_BYTES);
 
   constructor(
     private readonly ctx: WriterContext,
@@ -275,6 +282,57 @@ export class Writer {
   /** Closes the innermost open slice. */
   end(id: number): boolean {
     return this.marker(END_WORD, id);
+  }
+
+  /**
+   * Opens an async span (Chrome trace "b"/"e" with an id: its own track in Perfetto, not this
+   * thread's stack) and returns its id, unique in the trace: the registration number (unique per
+   * tracer, never reused with a slot) times 2^32 plus this writer's count of spans. End it with
+   * endAsync(span) on any thread's writer. The id is returned even if the begin was not kept (it
+   * is counted as dropped like any event), so the end can still be recorded.
+   */
+  beginAsync(id: number, value?: number): number {
+    id = id >>> 0; // as the store does; a BigInt id or value throws here, before anything is counted
+    if (value !== undefined) value = +value;
+    const span = this.registration * 2 ** 32 + (this.spanSeq = (this.spanSeq + 1) % 2 ** 32);
+    const s = this.spanScratch;
+    s[0] = span;
+    if (value === undefined) this.spanRecord(RecordKind.ASYNC_BEGIN, id, this.spanBytes);
+    else {
+      s[1] = value;
+      this.spanRecord(RecordKind.ASYNC_BEGIN, id, this.spanValueBytes);
+    }
+    return span;
+  }
+
+  /** Ends an async span that beginAsync() opened on this or any other thread. `id` (optional)
+   * names the end record, for a reader that lost the begin. False if the event was not kept. */
+  endAsync(span: number, id = 0xffffffff): boolean {
+    return this.spanWord(RecordKind.ASYNC_END, span, id);
+  }
+
+  /** Records that this thread's work from now belongs to `span` (a flow arrow from the span's
+   * begin in Perfetto, bound to the slice enclosing this point). False if not kept. */
+  link(span: number, id = 0xffffffff): boolean {
+    return this.spanWord(RecordKind.LINK, span, id);
+  }
+
+  private spanWord(kind: number, span: number, id: number): boolean {
+    id = id >>> 0;
+    this.spanScratch[0] = +span;
+    return this.spanRecord(kind, id, this.spanBytes);
+  }
+
+  /** A span record: the header and the bytes of spanScratch, through the bytes path. */
+  private spanRecord(kind: number, id: number, bytes: Uint8Array): boolean {
+    this.countAttempt();
+    const ts = this.stamp(this.now());
+    const word0 = (kind << 24) | bytes.length;
+    const size = RECORD_HEADER_BYTES + bytes.length;
+    const p = this.pos;
+    if (p + size > this.limit) return this.slowPath(ts, id, word0, size, bytes, undefined);
+    this.writeRecord(p, word0, id, ts, undefined, bytes);
+    return true;
   }
 
   private marker(word0: number, id: number): boolean {

@@ -9,7 +9,10 @@
  *   | payloadLen:24 | kind:8 | eventId:u32      | ts: f64 ns since clock zero    |
  *   +---------------+--------+------------------+--------------------------------+
  *   VALUE: + f64 value (8 B)      BYTES: + payload, zero-padded to 8 B
+ *   ASYNC_BEGIN, ASYNC_END, LINK: + f64 span id (8 B); ASYNC_BEGIN with payloadLen 16: + f64 value
  * ```
+ * For the span kinds the low 24 bits of word 0 say how many bytes follow the header (8, or 16
+ * for an ASYNC_BEGIN with a value), so they are framed like a BYTES record.
  * (word 0 is a little-endian u32: kind in the top byte, payload length in the low 24 bits.)
  * A zero word 0 is never a valid record, so zeroed memory past the committed end reads as garbage
  * rather than as events.
@@ -26,7 +29,15 @@ export const RecordKind = {
   BYTES: 3,
   BEGIN: 4,
   END: 5,
+  /** Format version 3: async spans (beginAsync/endAsync) and links (a flow into a span). */
+  ASYNC_BEGIN: 6,
+  ASYNC_END: 7,
+  LINK: 8,
 } as const;
+
+/** Bytes after the header of a span record: the span id; an ASYNC_BEGIN with a value adds it. */
+export const SPAN_BYTES = 8;
+export const SPAN_VALUE_BYTES = 16;
 
 export const RECORD_HEADER_BYTES = 16;
 export const VALUE_RECORD_BYTES = 24;
@@ -52,6 +63,11 @@ export function recordBytes(word0: number): number {
       return len === 0 ? VALUE_RECORD_BYTES : -1;
     case RecordKind.BYTES:
       return RECORD_HEADER_BYTES + align8(len);
+    case RecordKind.ASYNC_BEGIN:
+      return len === SPAN_BYTES || len === SPAN_VALUE_BYTES ? RECORD_HEADER_BYTES + len : -1;
+    case RecordKind.ASYNC_END:
+    case RecordKind.LINK:
+      return len === SPAN_BYTES ? RECORD_HEADER_BYTES + len : -1;
     default:
       return -1;
   }
