@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import { Tracer, openTrace, type TraceReader } from '../src/index.js';
 import type { MetricsSnapshot } from '../src/metrics/metrics.js';
 import { readBack, startScenario, tempTrace, type ScenarioDone } from './helpers/scenario.js';
+import { checkChunks } from './helpers/chunk-check.js';
 
 const quiet = { logLevel: 'error' as const, exitHooks: false };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -355,6 +356,9 @@ describe('behavioural load scenarios', () => {
     );
     for (const [k, d] of done.entries()) assert.equal(d.calls, 2000 + 37 * k);
     assertConservation(openTrace(path), callsOf(done, names));
+    const chunks = checkChunks(path);
+    assert.deepEqual(chunks.mismatches, [], 'every chunk header matches its records');
+    assert.equal(chunks.events, summary.events);
   });
 });
 

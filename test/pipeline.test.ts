@@ -321,7 +321,9 @@ describe('closing around a busy thread', () => {
 
   it('a thread seized at the close that then exits without noticing: its later events are counted when it exits', async () => {
     const path = tempTrace('seized-exit');
-    const tracer = await Tracer.open({ path, ringSize: '1MiB', ringsPerThread: 4, maxThreads: 4, closeTimeoutMs: 20, ...quiet });
+    // A ring big enough (1M records) that the worker does not fill it, and so notice the close in
+    // its slow path, however long a loaded machine takes to close.
+    const tracer = await Tracer.open({ path, ringSize: '16MiB', ringsPerThread: 2, maxThreads: 2, closeTimeoutMs: 20, ...quiet });
     const control = new SharedArrayBuffer(8);
     const c = new Int32Array(control);
     const run = startScenario({ trace: tracer.handle, name: 'slow', mode: 'slow-exit', events: 2000, control });

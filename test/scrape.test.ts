@@ -14,6 +14,7 @@ import fc from 'fast-check';
 import { Tracer, openTrace, type TraceReader } from '../src/index.js';
 import { tempTrace } from './helpers/scenario.js';
 import type { ScrapeStep, ScrapeWorkerData } from './helpers/scrape-worker.js';
+import { checkChunks } from './helpers/chunk-check.js';
 
 interface Started {
   worker: Worker;
@@ -160,6 +161,8 @@ describe('scraping: a blocked thread loses nothing', () => {
             assert.equal(t.dropped, done[k].refused, `${s.name}: drop-newest drops are the refused calls`);
         });
         assert.ok(summary.balanced);
+        const chunks = checkChunks(path);
+        assert.deepEqual(chunks.mismatches, [], 'every chunk header matches its records');
       }),
       { numRuns: 8, seed: Number(process.env.RINGTRACE_PROPERTY_SEED ?? 0x5c4a9e) },
     );

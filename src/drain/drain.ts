@@ -287,7 +287,23 @@ export class Drain {
     f64[layout.slotF64(reg.slot, SlotF64.DRAIN_LAG_LAST_MS)] = lag;
     const maxIdx = layout.slotF64(reg.slot, SlotF64.DRAIN_LAG_MAX_MS);
     if (lag > f64[maxIdx]) f64[maxIdx] = lag;
-    this.addChunk(reg, layout.ringOffset(reg.slot, ring), extent, ring, f64[d + Desc.ATTEMPTED]);
+    const base = layout.ringOffset(reg.slot, ring);
+    const events = f64[d + Desc.EVENTS];
+    if (Number.isNaN(events) || extent.wrapEnd >= 0) {
+      this.addChunk(reg, base, extent, ring, f64[d + Desc.ATTEMPTED]);
+      return;
+    }
+    // A linear ring whose count the writer published: no scan; the CRC is the one pass over its
+    // bytes (the reader checks the count against the records).
+    const s = this.resetScan();
+    s.events = events;
+    s.bytes = extent.tail - extent.head;
+    if (events > 0) {
+      s.firstTs = f64[((base + extent.head) >> 3) + 1];
+      s.lastTs = f64[d + Desc.LAST_TS];
+    }
+    const payload = s.bytes > 0 ? [this.v.u8.subarray(base + extent.head, base + extent.tail)] : [];
+    this.queueChunk(reg, ring, payload, f64[d + Desc.ATTEMPTED]);
   }
 
   /** Adds the writer's losses since the last ring (descriptor or live block at `lossIdx`). */

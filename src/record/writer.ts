@@ -89,6 +89,10 @@ export class Writer {
   private attemptedIdx: number;
   private attempted = 0;
   private lastTs = 0;
+  /** The attempted count when the active ring was taken, and events counted since that did not go
+   * into it (too large for any ring): the ring's event count at hand-off, without a scan. */
+  private ringStartAttempted = 0;
+  private ringSkipped = 0;
   private readonly clockOffsetMs: number;
 
   // Cold state.
@@ -209,9 +213,7 @@ export class Writer {
   recordAt(ts: number, id: number, value?: number): boolean {
     // A difference, not a comparison: a BigInt ts throws here (compared, it would pass and become
     // the thread's last ts, which every later store would then choke on).
-    if (!(ts - this.lastTs >= 0))
-      ts = this.lastTs; // also a NaN ts
-    else this.lastTs = ts;
+    if (!(ts - this.lastTs >= 0)) ts = this.lastTs; // also a NaN ts
     const p = this.pos;
     // The stores that can throw (a BigInt id or value) come before the event is counted, so a
     // call that throws is not an attempt. The count is stored before the commit (the tail):
@@ -221,6 +223,7 @@ export class Writer {
       this.u32[p >> 2] = INSTANT_WORD;
       this.u32[(p >> 2) + 1] = id;
       this.f64[(p >> 3) + 1] = ts;
+      this.lastTs = ts; // after the fit check: until a record is written, lastTs is the ring's last
       const attempted = this.attempted + 1;
       this.attempted = attempted;
       this.f64[this.attemptedIdx] = attempted;
@@ -232,6 +235,7 @@ export class Writer {
       this.u32[(p >> 2) + 1] = id;
       this.f64[(p >> 3) + 1] = ts;
       this.f64[(p >> 3) + 2] = value;
+      this.lastTs = ts;
       const attempted = this.attempted + 1;
       this.attempted = attempted;
       this.f64[this.attemptedIdx] = attempted;
@@ -345,10 +349,10 @@ export class Writer {
     return true;
   }
 
+  /** `ts`, raised to the thread's last record's time. The raise is kept (lastTs stored) by the
+   * record's write, so that at a hand-off lastTs is the handed-over ring's last record. */
   private stamp(ts: number): number {
-    if (!(ts >= this.lastTs)) return this.lastTs;
-    this.lastTs = ts;
-    return ts;
+    return ts >= this.lastTs ? ts : this.lastTs;
   }
 
   private put(ts: number, id: number, payload: Uint8Array): boolean {
@@ -368,6 +372,7 @@ export class Writer {
     this.u32[p >> 2] = word0;
     this.u32[(p >> 2) + 1] = id;
     this.f64[(p >> 3) + 1] = ts;
+    this.lastTs = ts;
     let end = p + RECORD_HEADER_BYTES;
     if (value !== undefined) {
       this.f64[(p >> 3) + 2] = value;
@@ -417,6 +422,7 @@ export class Writer {
     }
     if (this.dropNewest) {
       this.countDrop(Reason.POOL_EXHAUSTED, size, ts);
+      this.lastTs = ts; // no ring: later events are still held at it
       return false;
     }
     // drop-oldest: make room in the active ring by evicting its oldest whole records.
@@ -443,12 +449,15 @@ export class Writer {
     const next = this.freeQ.pop();
     if (next < 0) return false;
     if (this.ringBase >= 0) this.submitActive(ts, inFlight);
-    this.takeRing(next);
+    this.takeRing(next, inFlight);
     return true;
   }
 
-  private takeRing(ring: number): void {
+  /** Makes `ring` the active ring; `inFlight` 1 when the event being recorded will go into it. */
+  private takeRing(ring: number, inFlight: 0 | 1): void {
     const L = this.ctx.views.layout;
+    this.ringStartAttempted = this.attempted - inFlight;
+    this.ringSkipped = 0;
     this.activeRing = ring;
     this.ringBase = L.ringOffset(this.slot, ring);
     this.pos = this.ringBase;
@@ -489,6 +498,11 @@ export class Writer {
     }
     f64[d + Desc.TAIL] = this.pos - this.ringBase;
     f64[d + Desc.SUBMITTED_AT_NS] = ts;
+    // What the drain needs to write a linear ring without scanning it: the writer knows how many
+    // events it put there. A circular ring (evictions) or one the drain scraped is scanned.
+    const linear = scraped === 0 && !(this.exhausted && !this.dropNewest);
+    f64[d + Desc.EVENTS] = linear ? this.attempted - inFlight - this.ringStartAttempted - this.ringSkipped : NaN;
+    f64[d + Desc.LAST_TS] = this.lastTs;
     // The event being recorded when a swap happens is counted in `attempted` but goes into the
     // next ring (or is dropped after this): it is not part of what this ring accounts for.
     f64[d + Desc.ATTEMPTED] = this.attempted - inFlight;
@@ -542,7 +556,7 @@ export class Writer {
     const next = this.freeQ.pop();
     if (next < 0) return;
     if (this.ringBase >= 0) this.submitActive(ts, inFlight);
-    this.takeRing(next);
+    this.takeRing(next, inFlight);
   }
 
   /**
@@ -565,6 +579,7 @@ export class Writer {
 
   private dropTooLarge(size: number, ts: number): boolean {
     this.countDrop(Reason.RECORD_TOO_LARGE, size, ts);
+    this.ringSkipped++;
     if (!this.tooLargeWarned) {
       this.tooLargeWarned = true;
       process.emitWarning(
@@ -645,6 +660,8 @@ export class Writer {
     this.activeRing = ring;
     this.ringBase = this.ctx.views.layout.ringOffset(this.slot, ring);
     this.pos = this.ringBase;
+    this.ringStartAttempted = this.attempted;
+    this.ringSkipped = 0;
     this.submitActive(ts, 0);
     this.pos = this.limit = 0;
     // Still exhausted: restamp DROPPING, so that a recovery the drain decides on a count that

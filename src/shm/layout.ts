@@ -47,7 +47,7 @@
  */
 
 export const LAYOUT_MAGIC = 0x52545243; // 'RTRC'
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 /** Control block: Int32 word indices. */
 export const Ctl = {
@@ -358,6 +358,11 @@ export const Desc = {
   WRAP_END: 2,
   SUBMITTED_AT_NS: 3,
   ATTEMPTED: 4,
+  /** Events in [HEAD, TAIL) of a linear ring, NaN when the drain must count them (a circular
+   * ring, or one it scraped); with LAST_TS it spares the drain a scan of the ring. */
+  EVENTS: 5,
+  /** Time of the ring's last record (the first is read at HEAD). */
+  LAST_TS: 6,
   /** Snapshot of the writer loss block at hand-off (cumulative counts, ranges since last one). */
   LOSS: 8,
 } as const;
