@@ -323,13 +323,23 @@ interface SendCliOptions {
 function addSendCommand(program: Command): void {
   program
     .command('send')
-    .description('send a trace as OpenTelemetry spans to an OTLP/HTTP endpoint (protobuf), with each thread\'s losses as attributes')
+    .description("send a trace as OpenTelemetry spans to an OTLP/HTTP endpoint (protobuf), with each thread's losses as attributes")
     .argument('<trace>', 'trace file (.rtrace)')
     .requiredOption('--otlp <url>', 'OTLP/HTTP endpoint, e.g. http://localhost:4318 (/v1/traces is added unless the URL ends with it)')
     .option('--batch-size <n>', 'spans per request', integerIn(1, 100_000), 512)
-    .option('--attempts <n>', 'tries per request: 429, 5xx and connection errors are retried with exponential backoff', integerIn(1, 100), 5)
+    .option(
+      '--attempts <n>',
+      'tries per request: 429, 5xx and connection errors are retried with exponential backoff',
+      integerIn(1, 100),
+      5,
+    )
     .option('--timeout <seconds>', 'time for the whole send, retries included', secondsIn(1, 86_400, 'for the send'), 60)
-    .option('--header <name=value>', 'an HTTP header for every request (repeatable), e.g. an API key', (v: string, prev: string[]) => [...prev, v], [])
+    .option(
+      '--header <name=value>',
+      'an HTTP header for every request (repeatable), e.g. an API key',
+      (v: string, prev: string[]) => [...prev, v],
+      [],
+    )
     .option('--service-name <name>', 'service.name of threads that recorded no OpenTelemetry resource (default: ringtrace)')
     .action(async (trace: string, opts: SendCliOptions) => {
       const headers: Record<string, string> = {};
@@ -350,7 +360,9 @@ function addSendCommand(program: Command): void {
       try {
         const r = await sendOtlp(reader, { ...o, serviceName: opts.serviceName, version: packageVersion() });
         const retried = r.retries > 0 ? `, ${r.retries} retries` : '';
-        console.log(`sent ${r.spans} spans (${r.otelSpans} OpenTelemetry, ${r.ringtraceSpans} ringtrace) in ${r.batches} requests to ${r.url}${retried}`);
+        console.log(
+          `sent ${r.spans} spans (${r.otelSpans} OpenTelemetry, ${r.ringtraceSpans} ringtrace) in ${r.batches} requests to ${r.url}${retried}`,
+        );
       } catch (e) {
         if (e instanceof SendError) throw new CliError(`ringtrace: send failed: ${e.message}`, EXIT.SEND);
         throw e;

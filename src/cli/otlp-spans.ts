@@ -101,7 +101,9 @@ export class OtlpSpanSource {
       'ringtrace.trace.file': basename(reader.path),
       'ringtrace.trace.complete': reader.complete,
       'ringtrace.trace.damaged': reader.damaged.length > 0,
-      'ringtrace.session.start': Number.isFinite(reader.sessionStartEpochMs) ? new Date(reader.sessionStartEpochMs).toISOString() : 'unknown',
+      'ringtrace.session.start': Number.isFinite(reader.sessionStartEpochMs)
+        ? new Date(reader.sessionStartEpochMs).toISOString()
+        : 'unknown',
     };
     this.baseResources = this.summaries.map((t) => ({ attributes: { ...common, ...threadLossAttributes(reader, t) } }));
     this.resources = [...this.baseResources];
@@ -151,7 +153,10 @@ export class OtlpSpanSource {
     if (d.resource) {
       const base = this.baseResources[e.thread];
       // The thread's OTel resource, with the thread's loss accounting beside it.
-      this.resources[e.thread] = { attributes: { ...d.resource.attributes, ...stripService(base.attributes) }, schemaUrl: d.resource.schemaUrl };
+      this.resources[e.thread] = {
+        attributes: { ...d.resource.attributes, ...stripService(base.attributes) },
+        schemaUrl: d.resource.schemaUrl,
+      };
       return undefined;
     }
     this.counts.otel++;
@@ -159,12 +164,18 @@ export class OtlpSpanSource {
   }
 
   private asyncEvent(asyncs: AsyncMatcher, e: TraceEvent, span: number): AsyncOut | undefined {
-    if (e.kind === 'async-begin') return asyncs.begin({ span, thread: e.thread, id: e.id, name: e.name ?? `#${e.id}`, ts: e.ts, value: e.value });
+    if (e.kind === 'async-begin')
+      return asyncs.begin({ span, thread: e.thread, id: e.id, name: e.name ?? `#${e.id}`, ts: e.ts, value: e.value });
     if (e.kind === 'async-end') return asyncs.end(span, e.thread, e.ts, e.id, e.name);
     // A link: an event on the span (while it is open; a link to a span not begun is left out).
     if (asyncs.get(span) !== undefined) {
       const list = this.linkEvents.get(span) ?? [];
-      list.push({ name: 'ringtrace.link', time: this.hr(e.ts), attributes: { 'thread.name': this.reader.threads[e.thread]?.name ?? '' }, droppedAttributesCount: 0 });
+      list.push({
+        name: 'ringtrace.link',
+        time: this.hr(e.ts),
+        attributes: { 'thread.name': this.reader.threads[e.thread]?.name ?? '' },
+        droppedAttributesCount: 0,
+      });
       this.linkEvents.set(span, list);
     }
     return undefined;
@@ -183,14 +194,26 @@ export class OtlpSpanSource {
       status: s.status.message !== undefined ? { code: s.status.code, message: s.status.message } : { code: s.status.code },
       attributes: s.attributes,
       events: s.events.map((e) => ({ ...e, droppedAttributesCount: 0 })),
-      links: s.links.map((l) => ({ context: { traceId: l.traceId, spanId: l.spanId, traceFlags: l.traceFlags }, attributes: l.attributes })),
+      links: s.links.map((l) => ({
+        context: { traceId: l.traceId, spanId: l.spanId, traceFlags: l.traceFlags },
+        attributes: l.attributes,
+      })),
       resource,
       scope: { name: s.scope.name, ...(s.scope.version !== undefined && { version: s.scope.version }) },
       dropped: [s.droppedAttributesCount, s.droppedEventsCount, s.droppedLinksCount],
     });
   }
 
-  private own(name: string, thread: number, spanId: string, parentId: string | undefined, from: number, to: number, attributes: Attrs, events: SpanEvent[] = []): ReadableSpan {
+  private own(
+    name: string,
+    thread: number,
+    spanId: string,
+    parentId: string | undefined,
+    from: number,
+    to: number,
+    attributes: Attrs,
+    events: SpanEvent[] = [],
+  ): ReadableSpan {
     this.counts.ringtrace++;
     return makeSpan({
       name,
@@ -254,7 +277,8 @@ export class OtlpSpanSource {
 }
 
 const stripService = (a: Attrs): Attrs => {
-  const { ['service.name']: _drop, ...rest } = a;
+  const rest = { ...a };
+  delete rest['service.name'];
   return rest;
 };
 

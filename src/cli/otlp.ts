@@ -129,7 +129,10 @@ export async function sendOtlp(reader: TraceReader, options: SendOptions): Promi
     try {
       retries += await post(url, body, deadline, options);
     } catch (e) {
-      const before = sent.spans === 0 ? 'nothing was sent' : `${sent.spans} spans had been sent in ${sent.batches} requests before (the endpoint holds a partial trace)`;
+      const before =
+        sent.spans === 0
+          ? 'nothing was sent'
+          : `${sent.spans} spans had been sent in ${sent.batches} requests before (the endpoint holds a partial trace)`;
       throw new SendError(`${(e as Error).message}; ${before}`, sent);
     }
     sent.spans += batch.length;
@@ -193,7 +196,10 @@ class FatalSend extends Error {}
 
 function snippet(answer: Uint8Array): string {
   if (answer.length === 0) return '';
-  const text = Buffer.from(answer.subarray(0, 300)).toString('utf8').replace(/[^\x20-\x7e]+/g, ' ').trim();
+  const text = Buffer.from(answer.subarray(0, 300))
+    .toString('utf8')
+    .replace(/[^\x20-\x7e]+/g, ' ')
+    .trim();
   return text ? `: ${text}` : '';
 }
 
@@ -208,8 +214,8 @@ function retryAfterMs(h: string | null): number {
 /** An OK answer may still say that the endpoint rejected some spans (partial_success). */
 function checkPartialSuccess(url: string, answer: Uint8Array, contentType: string | null): void {
   if (answer.length === 0) return;
-  let rejected = 0;
-  let message = '';
+  let rejected: number;
+  let message: string;
   try {
     const r = contentType?.includes('json')
       ? JsonTraceSerializer.deserializeResponse(answer)

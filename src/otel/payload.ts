@@ -335,7 +335,11 @@ export function payloadMagic(p: Uint8Array): number | undefined {
  * A span record's payload, decoded; undefined if the payload is not one (any inconsistency).
  * `eventName` is the name of the record's event id (the span's name unless stored inline).
  */
-export function decodeOtelSpan(payload: Uint8Array, eventName: string | undefined, names: ReadonlyMap<number, string>): OtelSpanRecord | undefined {
+export function decodeOtelSpan(
+  payload: Uint8Array,
+  eventName: string | undefined,
+  names: ReadonlyMap<number, string>,
+): OtelSpanRecord | undefined {
   if (payloadMagic(payload) !== SPAN_MAGIC || payload.length < SPAN_FIXED_BYTES) return undefined;
   const r = new PayloadReader(payload, names);
   try {

@@ -13,6 +13,7 @@ import type { Context } from '@opentelemetry/api';
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Tracer } from '../tracer.js';
 import type { Writer } from '../record/writer.js';
+import type { DropPolicy } from '../config.js';
 import {
   INLINE_NAME_EVENT,
   PayloadWriter,
@@ -28,6 +29,8 @@ import {
 export interface RingtraceSpanProcessorOptions {
   /** The writer's name when this thread has none yet (default: the tracer's, `main` or `worker-<threadId>`). */
   threadName?: string;
+  /** The writer's drop policy when this thread has none yet (default: the tracer's). */
+  policy?: DropPolicy;
   /**
    * How many distinct strings (span names, attribute keys, scope and event names) this processor
    * interns with `tracer.define()`. The name table is shared by the whole tracer (1,536 names),
@@ -41,7 +44,9 @@ export interface RingtraceSpanProcessorOptions {
 export interface RingtraceSpanProcessorStats {
   /** Ended spans offered to the writer. */
   spans: number;
-  /** Of those, kept in the ring (the rest are counted as dropped by the writer, in the file). */
+  /** Of those, taken by the ring (the rest are counted as dropped by the writer, in the file). A
+   * drop-oldest writer may still evict a span taken here to make room for a later one: the file
+   * counts that too; this count does not. */
   recorded: number;
   /** Spans not offered at all: no writer could be registered (the tracer is closed or full). Not in the file. */
   unrecorded: number;
@@ -94,7 +99,11 @@ export class RingtraceSpanProcessor implements SpanProcessor {
     return id;
   }
 
-  onStart(_span: Span, _parentContext: Context): void {}
+  /** Nothing to do at the start: the span is recorded whole when it ends. */
+  onStart(span: Span, parentContext: Context): void {
+    void span;
+    void parentContext;
+  }
 
   onEnd(span: ReadableSpan): void {
     this.counts.spans++;
@@ -112,7 +121,7 @@ export class RingtraceSpanProcessor implements SpanProcessor {
     const w = this.writer;
     if (w !== undefined && !w.isClosed) return w;
     try {
-      this.writer = this.tracer.register(this.options.threadName);
+      this.writer = this.tracer.register(this.options.threadName, this.options.policy ? { policy: this.options.policy } : {});
       this.resource = undefined; // a new registration: its file thread needs the resource again
       return this.writer;
     } catch {
