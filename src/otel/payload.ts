@@ -71,6 +71,15 @@ const HEX: Int8Array = (() => {
 
 const utf8 = new TextEncoder();
 
+/** The last id parsed into a field (see PayloadWriter.hexCached). */
+export class HexCache {
+  hex = '';
+  readonly bytes: Uint8Array;
+  constructor(n: number) {
+    this.bytes = new Uint8Array(n);
+  }
+}
+
 /** Interns a string: an id, or STR_INLINE when it must be stored inline. */
 export type Interner = (s: string) => number;
 
@@ -180,6 +189,24 @@ export class PayloadWriter {
     this.room(bytes);
     const ok = this.hexAt(this.pos, hex, bytes);
     this.pos += bytes;
+    return ok;
+  }
+
+  /** As hex(), but an id equal to the one `cache` last held is copied from it (a trace's spans
+   * share the trace id, siblings their parent id): parsing hex is the costliest part of a span. */
+  hexCached(hex: string, bytes: number, cache: HexCache): boolean {
+    this.room(bytes);
+    const at = this.pos;
+    this.pos += bytes;
+    if (hex === cache.hex) {
+      this.u8.set(cache.bytes, at);
+      return true;
+    }
+    const ok = this.hexAt(at, hex, bytes);
+    if (ok) {
+      cache.hex = hex;
+      cache.bytes.set(this.u8.subarray(at, at + bytes));
+    }
     return ok;
   }
 

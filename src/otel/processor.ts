@@ -15,6 +15,7 @@ import type { Tracer } from '../tracer.js';
 import type { Writer } from '../record/writer.js';
 import type { DropPolicy } from '../config.js';
 import {
+  HexCache,
   INLINE_NAME_EVENT,
   PayloadWriter,
   RESOURCE_EVENT_NAME,
@@ -69,6 +70,9 @@ export class RingtraceSpanProcessor implements SpanProcessor {
   private resourceId = -1;
   private inlineNameId = -1;
   private eventId = 0;
+  private readonly traceIds = new HexCache(16);
+  private readonly parentIds = new HexCache(8);
+  private readonly noParent = new HexCache(8);
   private readonly counts: RingtraceSpanProcessorStats = { spans: 0, recorded: 0, unrecorded: 0 };
 
   constructor(
@@ -156,10 +160,10 @@ export class RingtraceSpanProcessor implements SpanProcessor {
     p.u32(st[1]);
     p.u32(et[0]);
     p.u32(et[1]);
-    let ok = p.hex(ctx.traceId, 16);
+    let ok = p.hexCached(ctx.traceId, 16, this.traceIds);
     ok = p.hex(ctx.spanId, 8) && ok;
-    if (parentId !== undefined) ok = p.hex(parentId, 8) && ok;
-    else p.hex('0000000000000000', 8);
+    if (parentId !== undefined) ok = p.hexCached(parentId, 8, this.parentIds) && ok;
+    else p.hexCached('0000000000000000', 8, this.noParent);
     p.u32(span.droppedAttributesCount);
     p.u32(span.droppedEventsCount);
     p.u32(span.droppedLinksCount);
