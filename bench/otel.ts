@@ -8,7 +8,8 @@
  *    thread. ringtrace: the rings never run out (the drain returns a ring between bursts);
  *    BatchSpanProcessor: flushed between bursts (outside the timing), so its 2048-span queue never
  *    overflows (that would time the drop).
- * 2. process CPU at a steady 20k spans/s (1 ms ticks ending the spans owed since the start), each
+ * 2. process CPU at a steady 20k spans/s (also BatchSpanProcessor with an exporter that encodes each
+ *    batch with the OTLP protobuf serializer and sends nothing: what a real OTLP exporter costs before I/O) (1 ms ticks ending the spans owed since the start), each
  *    processor in turn, every thread counted (`process.cpuUsage()`: ringtrace's drain worker writing
  *    the file is in it): % of one core and CPU ns per span, medians of rounds; what was kept, exported
  *    or dropped is reported beside it.
@@ -24,6 +25,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { Tracer } from '../src/index.js';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { RingtraceSpanProcessor } from '../src/otel/index.js';
 import { burst, collectingLogger, loud, round, sleep, spinUntil, statDetail, tempDir, type Row, type RunOptions } from './common.js';
 
@@ -31,11 +33,12 @@ const BURST = 500;
 const RATE = 20_000;
 const attrs = (i: number) => ({ 'http.method': 'GET', 'http.route': '/items/:id', 'http.status_code': 200 + (i & 1) });
 
-function countingExporter(): SpanExporter & { exported: number } {
+function countingExporter(serialize = false): SpanExporter & { exported: number } {
   const e = {
     exported: 0,
     export(spans: ReadableSpan[], done: (r: { code: number }) => void) {
       e.exported += spans.length;
+      if (serialize) do_not_optimize(ProtobufTraceSerializer.serializeRequest(spans));
       done({ code: 0 });
     },
     shutdown: () => Promise.resolve(),
@@ -117,15 +120,14 @@ interface CpuRun {
 }
 
 /** One processor at RATE spans/s for `seconds`: process CPU over wall time. */
-async function cpuRun(kind: 'noop' | 'ringtrace' | 'batch', seconds: number): Promise<CpuRun> {
+type Kind = 'noop' | 'ringtrace' | 'batch' | 'batch-otlp';
+
+async function cpuRun(kind: Kind, seconds: number): Promise<CpuRun> {
   const tracer = kind === 'ringtrace' ? await openTracer('otel-cpu') : undefined;
-  const exporter = countingExporter();
-  const processor: SpanProcessor =
-    kind === 'ringtrace'
-      ? new RingtraceSpanProcessor(tracer!)
-      : kind === 'batch'
-        ? new BatchSpanProcessor(exporter)
-        : new NoopSpanProcessor();
+  const exporter = countingExporter(kind === 'batch-otlp');
+  let processor: SpanProcessor = new BatchSpanProcessor(exporter);
+  if (kind === 'ringtrace') processor = new RingtraceSpanProcessor(tracer!);
+  else if (kind === 'noop') processor = new NoopSpanProcessor();
   const provider = new BasicTracerProvider({ spanProcessors: [processor] });
   const t = provider.getTracer('bench');
   let spans = 0;
@@ -151,7 +153,7 @@ async function cpuRun(kind: 'noop' | 'ringtrace' | 'batch', seconds: number): Pr
   const cpuMs = (c.user + c.system) / 1000;
   let kept = spans;
   let dropped = 0;
-  if (kind === 'batch') {
+  if (kind === 'batch' || kind === 'batch-otlp') {
     kept = exporter.exported;
     dropped = spans - kept;
   }
@@ -173,14 +175,19 @@ const median = (xs: number[]): number => {
 async function processCpu(opts: RunOptions): Promise<Row[]> {
   const rounds = opts.quick ? 1 : 5;
   const seconds = opts.quick ? 1 : 3;
-  const kinds = ['noop', 'ringtrace', 'batch'] as const;
-  const runs: Record<(typeof kinds)[number], CpuRun[]> = { noop: [], ringtrace: [], batch: [] };
+  const kinds = ['noop', 'ringtrace', 'batch', 'batch-otlp'] as const;
+  const runs: Record<Kind, CpuRun[]> = { noop: [], ringtrace: [], batch: [], 'batch-otlp': [] };
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 ? [...kinds].reverse() : kinds;
     for (const k of order) runs[k].push(await cpuRun(k, seconds));
   }
-  const names = { noop: 'SDK alone: NoopSpanProcessor', ringtrace: 'RingtraceSpanProcessor', batch: 'BatchSpanProcessor + no-op exporter' };
-  const pctOf = (k: (typeof kinds)[number]) => median(runs[k].map((x) => x.procPct));
+  const names: Record<Kind, string> = {
+    noop: 'SDK alone: NoopSpanProcessor',
+    ringtrace: 'RingtraceSpanProcessor',
+    batch: 'BatchSpanProcessor + no-op exporter',
+    'batch-otlp': 'BatchSpanProcessor + exporter encoding OTLP protobuf (no I/O)',
+  };
+  const pctOf = (k: Kind) => median(runs[k].map((x) => x.procPct));
   return kinds.map((k) => ({
     section: 'otel',
     name: `process CPU at ${RATE / 1000}k spans/s: ${names[k]}`,
