@@ -1,6 +1,6 @@
 /**
  * Benchmark suite entry: `node dist/bench/run.js [--quick] [--json FILE] [--write-docs] [--only a,b]`.
- * Sections: hotpath, drain, e2e, scale, peers, cpu, app.
+ * Sections: hotpath, drain, e2e, scale, peers, cpu, app, otel.
  * Prints one table per section; misses are reported, not exit codes (only crashes exit non-zero).
  */
 import { writeFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { runE2e } from './e2e.js';
 import { runScale } from './scale.js';
 import { runCpu } from './cpu.js';
 import { runApp } from './app.js';
+import { runOtel } from './otel.js';
 
 function parseArgs(argv: string[]) {
   const a = { quick: false, json: undefined as string | undefined, writeDocs: false, only: [] as string[] };
@@ -27,7 +28,7 @@ function parseArgs(argv: string[]) {
   return a;
 }
 
-const SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers', 'cpu', 'app'];
+const SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers', 'cpu', 'app', 'otel'];
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
@@ -61,6 +62,12 @@ async function main() {
     if (want('cpu')) show('cpu', '9. whole-process CPU, tracer on vs off (% of one core, medians of paired rounds)', await runCpu(opts));
     if (want('app'))
       show('app', '10. HTTP app, 10 events per request, tracer on vs off (medians of alternated rounds)', await runApp(opts));
+    if (want('otel'))
+      show(
+        'otel',
+        '11. OpenTelemetry SDK: RingtraceSpanProcessor vs BatchSpanProcessor (span start+end; process CPU)',
+        await runOtel(opts),
+      );
   } finally {
     cleanupTemp();
   }

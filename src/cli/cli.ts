@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
- * The `ringtrace` command: wires the subcommands (demo, inspect, export, report, config, bench) and maps
+ * The `ringtrace` command: wires the subcommands (demo, inspect, export, send, report, config, bench) and maps
  * failures to exit codes:
  *   0 ok, 1 runtime failure, 2 usage error or invalid option/configuration,
- *   3 missing file, 4 corrupt or unreadable trace, 5 incomplete trace (inspect: no footer).
+ *   3 missing file, 4 corrupt or unreadable trace, 5 incomplete trace (inspect: no footer),
+ *   6 send: the OTLP endpoint refused the spans or could not be reached.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { closeSync, createWriteStream, existsSync, fstatSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
@@ -17,7 +18,7 @@ import { collectInspection, formatInspection, inspectionJson } from './inspect.j
 import { TraceFormatError, openTrace, type TraceReader } from '../file/reader.js';
 import { renderReport, htmlReportData } from './report.js';
 
-const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4, INCOMPLETE: 5 } as const;
+const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, MISSING: 3, CORRUPT: 4, INCOMPLETE: 5, SEND: 6 } as const;
 
 /** A failure with its exit code and a message meant for the user (no stack trace). */
 class CliError extends Error {
@@ -51,7 +52,7 @@ function secondsIn(min: number, max: number, why = `the burst and recovery phase
 }
 
 /** The benchmark sections bench/run.ts knows (its --only). */
-const BENCH_SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers', 'cpu', 'app'] as const;
+const BENCH_SECTIONS = ['hotpath', 'drain', 'e2e', 'scale', 'peers', 'cpu', 'app', 'otel'] as const;
 
 function benchSections(value: string): string[] {
   const list = value.split(',').map((x) => x.trim());
@@ -90,9 +91,13 @@ function damageNote(reader: TraceReader): string | undefined {
   return `ringtrace: ${reader.path} is damaged at byte offset ${d.offset}: ${d.reason}${more} (${skipped} bytes not read; the output covers the intact records ${after})`;
 }
 
-function defaultExportPath(trace: string, format: ExportFormat): string {
-  const ext = format === 'chrome' ? '.json' : '.jsonl';
-  return trace.replace(/\.rtrace$/, '') + ext;
+/** Every `export --format`: the streamed text formats, and OTLP (otlp.ts, loaded only for it). */
+const ALL_EXPORT_FORMATS = [...EXPORT_FORMATS, 'otlp', 'otlp-json'] as const;
+type AnyExportFormat = (typeof ALL_EXPORT_FORMATS)[number];
+const EXPORT_EXT: Record<AnyExportFormat, string> = { chrome: '.json', jsonl: '.jsonl', otlp: '.otlp.pb', 'otlp-json': '.otlp.json' };
+
+function defaultExportPath(trace: string, format: AnyExportFormat): string {
+  return trace.replace(/\.rtrace$/, '') + EXPORT_EXT[format];
 }
 
 /** Why a file cannot be written, in words (the code goes in parentheses, for a search). */
@@ -192,6 +197,7 @@ function buildProgram(): Command {
   addDemoCommand(program);
   addInspectCommand(program);
   addExportCommand(program);
+  addSendCommand(program);
   addReportCommand(program);
   addConfigCommand(program);
   addBenchCommand(program);
@@ -255,32 +261,112 @@ function addInspectCommand(program: Command): void {
 function addExportCommand(program: Command): void {
   program
     .command('export')
-    .description('convert a trace to Chrome trace event JSON (Perfetto UI, chrome://tracing) or JSON lines')
+    .description('convert a trace to Chrome trace event JSON (Perfetto UI, chrome://tracing), JSON lines, or OTLP (protobuf or JSON)')
     .argument('<trace>', 'trace file (.rtrace)')
-    .addOption(new Option('--format <format>', 'output format').choices(EXPORT_FORMATS).default('chrome'))
+    .addOption(
+      new Option('--format <format>', 'output format (otlp: an OTLP protobuf ExportTraceServiceRequest; otlp-json: the same as OTLP JSON)')
+        .choices(ALL_EXPORT_FORMATS)
+        .default('chrome'),
+    )
     .option('-o, --output <file>', 'output file, - for stdout (default: the trace path with .json / .jsonl)')
     .option(
       '--payload-cap <bytes>',
       `bytes of each payload written (UTF-8 text, else hex) (default: ${DEFAULT_PAYLOAD_CAP})`,
       integerIn(0, MAX_PAYLOAD_CAP),
     )
-    .action(async (trace: string, opts: { format: ExportFormat; output?: string; payloadCap?: number }) => {
+    .option('--service-name <name>', 'otlp: service.name of threads that recorded no OpenTelemetry resource (default: ringtrace)')
+    .action(async (trace: string, opts: { format: AnyExportFormat; output?: string; payloadCap?: number; serviceName?: string }) => {
       const reader = loadTrace(trace);
       const file = opts.output ?? defaultExportPath(trace, opts.format);
       if (file !== '-') refuseOverwrite(file, trace);
       const output = openOutput(file);
-      let counts: ExportCounts;
+      let what: string;
       try {
-        counts = await exportTrace(reader, opts.format, output.out, { payloadCap: opts.payloadCap });
+        what = await runExport(reader, opts, output.out);
         await output.done();
       } catch (e) {
         throw output.fail(e);
       }
       // Keep stdout clean for the data when it is the output.
       const tell = file === '-' ? console.error : console.log;
-      tell(
-        `wrote ${file === '-' ? 'stdout' : file}: ${counts.events} events, ${counts.drops} losses, ${counts.states} state changes (${opts.format})`,
-      );
+      tell(`wrote ${file === '-' ? 'stdout' : file}: ${what} (${opts.format})`);
+      const note = damageNote(reader);
+      if (note) throw new CliError(note, EXIT.CORRUPT);
+    });
+}
+
+/** Writes the export; returns what it wrote, in words. */
+async function runExport(
+  reader: TraceReader,
+  opts: { format: AnyExportFormat; payloadCap?: number; serviceName?: string },
+  out: Writable,
+): Promise<string> {
+  if (opts.format === 'otlp' || opts.format === 'otlp-json') {
+    const { exportOtlp } = await import('./otlp.js');
+    const c = await exportOtlp(reader, opts.format, out, { serviceName: opts.serviceName, version: packageVersion() });
+    return `${c.spans} spans (${c.otelSpans} OpenTelemetry, ${c.ringtraceSpans} ringtrace) in ${c.batches} batches`;
+  }
+  const counts: ExportCounts = await exportTrace(reader, opts.format as ExportFormat, out, { payloadCap: opts.payloadCap });
+  return `${counts.events} events, ${counts.drops} losses, ${counts.states} state changes`;
+}
+
+interface SendCliOptions {
+  otlp: string;
+  batchSize: number;
+  attempts: number;
+  timeout: number;
+  header: string[];
+  serviceName?: string;
+}
+
+/** `ringtrace send`: the trace's spans to an OTLP/HTTP endpoint. */
+function addSendCommand(program: Command): void {
+  program
+    .command('send')
+    .description("send a trace as OpenTelemetry spans to an OTLP/HTTP endpoint (protobuf), with each thread's losses as attributes")
+    .argument('<trace>', 'trace file (.rtrace)')
+    .requiredOption('--otlp <url>', 'OTLP/HTTP endpoint, e.g. http://localhost:4318 (/v1/traces is added unless the URL ends with it)')
+    .option('--batch-size <n>', 'spans per request', integerIn(1, 100_000), 512)
+    .option(
+      '--attempts <n>',
+      'tries per request: 429, 5xx and connection errors are retried with exponential backoff',
+      integerIn(1, 100),
+      5,
+    )
+    .option('--timeout <seconds>', 'time for the whole send, retries included', secondsIn(1, 86_400, 'for the send'), 60)
+    .option(
+      '--header <name=value>',
+      'an HTTP header for every request (repeatable), e.g. an API key',
+      (v: string, prev: string[]) => [...prev, v],
+      [],
+    )
+    .option('--service-name <name>', 'service.name of threads that recorded no OpenTelemetry resource (default: ringtrace)')
+    .action(async (trace: string, opts: SendCliOptions) => {
+      const headers: Record<string, string> = {};
+      for (const h of opts.header) {
+        const at = h.indexOf('=');
+        if (at <= 0) throw new CliError(`ringtrace: --header ${h}: expected name=value`, EXIT.USAGE);
+        headers[h.slice(0, at).trim()] = h.slice(at + 1).trim();
+      }
+      const { sendOtlp, tracesUrl, SendError } = await import('./otlp.js');
+      try {
+        tracesUrl(opts.otlp);
+      } catch (e) {
+        throw new CliError(`ringtrace: --otlp: ${(e as Error).message}`, EXIT.USAGE);
+      }
+      const reader = loadTrace(trace);
+      const log = (m: string) => console.error(m);
+      const o = { endpoint: opts.otlp, batchSize: opts.batchSize, attempts: opts.attempts, timeoutMs: opts.timeout * 1000, headers, log };
+      try {
+        const r = await sendOtlp(reader, { ...o, serviceName: opts.serviceName, version: packageVersion() });
+        const retried = r.retries > 0 ? `, ${r.retries} retries` : '';
+        console.log(
+          `sent ${r.spans} spans (${r.otelSpans} OpenTelemetry, ${r.ringtraceSpans} ringtrace) in ${r.batches} requests to ${r.url}${retried}`,
+        );
+      } catch (e) {
+        if (e instanceof SendError) throw new CliError(`ringtrace: send failed: ${e.message}`, EXIT.SEND);
+        throw e;
+      }
       const note = damageNote(reader);
       if (note) throw new CliError(note, EXIT.CORRUPT);
     });

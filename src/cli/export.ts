@@ -9,6 +9,7 @@ import { STATE_NAMES, type StateName } from '../shm/backpressure.js';
 import type { TraceDrop, TraceEvent, TraceReader, TraceStateChange, TraceThread } from '../file/reader.js';
 import { FiniteTimes } from './finite-times.js';
 import { AsyncMatcher, LossWindows, SliceMatcher, type AsyncOut, type SliceOut } from './spans.js';
+import { decodeOtelEvent, otelChromeEvents, otelJsonlField } from './otel-view.js';
 
 export const EXPORT_FORMATS = ['chrome', 'jsonl'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -275,11 +276,25 @@ async function writeChromeEvents(reader: TraceReader, tracks: ChromeTracks, time
       const closed = slices.end(e.thread, e.id, e.name ?? `#${e.id}`, ts);
       // The slice this end closes is the last: it carries the end's flag.
       for (const [i, x] of closed.entries()) await writeSlice(tracks, x, i === closed.length - 1 ? flag : undefined);
-    } else await writePointEvent(tracks, e, ts, flag, cap);
+    } else if (!(await writeOtelEvent(reader, tracks, e, ts))) await writePointEvent(tracks, e, ts, flag, cap);
   }
   for (const x of slices.finish()) await writeSlice(tracks, x);
   for (const a of spans.finish()) await writeAsync(tracks, a);
   return events;
+}
+
+/** An OpenTelemetry span recorded by ringtrace/otel: an async span with its fields in args (its
+ * resource: an instant with the attributes). False if the event is not an OTel record. */
+async function writeOtelEvent(reader: TraceReader, tracks: ChromeTracks, e: TraceEvent, ts: number): Promise<boolean> {
+  const d = decodeOtelEvent(e, reader);
+  if (d === undefined) return false;
+  const tid = tracks.tid(e.thread);
+  if (d.span) for (const x of otelChromeEvents(d.span, reader, ts, PID, tid)) await tracks.emit(x);
+  else {
+    const args = { attributes: d.resource.attributes, schemaUrl: d.resource.schemaUrl ?? null };
+    await tracks.emit({ name: 'otel.resource', cat: 'otel.resource', ph: 'i', s: 't', pid: PID, tid, ts: us(ts), args });
+  }
+  return true;
 }
 
 async function writePointEvent(
@@ -566,8 +581,12 @@ function jsonlEvent(reader: TraceReader, e: TraceEvent, cap: number): string {
   if (e.value !== undefined) line.value = e.value;
   if (e.span !== undefined) line.span = spanId(e.span);
   if (e.kind === 'bytes') {
-    const { bytes, ...rest } = payloadFields(e.payload ?? new Uint8Array(0), cap);
-    Object.assign(line, { payloadBytes: bytes, ...rest });
+    const otel = decodeOtelEvent(e, reader);
+    if (otel) line.otel = otelJsonlField(otel, reader, e.ts);
+    else {
+      const { bytes, ...rest } = payloadFields(e.payload ?? new Uint8Array(0), cap);
+      Object.assign(line, { payloadBytes: bytes, ...rest });
+    }
   }
   return JSON.stringify(line);
 }
