@@ -79,6 +79,8 @@ export interface CloseSummary extends DrainSummary {
 const attachedBySession = new Map<string, Tracer>();
 /** How long register() waits for the drain to release the slot of a closed writer. */
 const REGISTER_WAIT_MS = 1000;
+/** Scans of the slots that must all find every slot live before register() says they are. */
+const LIVE_LOOKS = 4;
 
 export class Tracer {
   readonly handle: TracerHandle;
@@ -304,12 +306,17 @@ export class Tracer {
   private claimSlotWaiting(name: Uint8Array, policy: number): Claim {
     const i32 = this.views.i32;
     const deadline = performance.now() + REGISTER_WAIT_MS;
+    let looks = 0;
     for (;;) {
       let full: CapacityError;
       try {
         return claimSlot(this.views, name, threadId, policy, this.now() / 1000);
       } catch (err) {
-        if (!(err instanceof CapacityError) || err.unreleased === 0) throw err;
+        if (!(err instanceof CapacityError)) throw err;
+        // "All live" is read slot by slot, not at one instant: another thread closing its writer
+        // and taking a slot just freed can look like two live writers. Look again before saying so.
+        if (err.unreleased === 0 && ++looks >= LIVE_LOOKS) throw err;
+        if (err.unreleased === 0) continue;
         full = err;
       }
       const left = deadline - performance.now();
