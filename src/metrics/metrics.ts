@@ -104,6 +104,8 @@ export interface MetricsSnapshot {
     droppedAfterClose: number;
   };
   drain: {
+    /** Drain passes so far. It moves at least once a `drainIdleMs` (1 s by default) while the drain
+     * runs, more often when there is work: one that stops moving for longer means a stuck drain. */
     heartbeat: number;
     paused: boolean;
     state: 'starting' | 'running' | 'stopped' | 'failed';
