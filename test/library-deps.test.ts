@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { tempTrace } from './helpers/scenario.js';
 
 const CLI_ONLY = ['commander', 'log-update'];
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -34,16 +35,19 @@ const attempt = async (what, load) => {
 };
 await attempt('ringtrace', () => import('ringtrace'));
 await attempt('ringtrace/prometheus', () => import('ringtrace/prometheus'));
+await attempt('ringtrace/auto', () => import('ringtrace/auto'));
 // Controls: the hook does refuse these, directly and from inside the CLI's modules.
 await attempt('commander', () => import('commander'));
 await attempt('demo', () => import(${JSON.stringify(demo)}));
 `;
 
 test('importing the library loads neither commander nor log-update', () => {
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', child], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  // ringtrace/auto opens a tracer in the main thread: its file goes to a temp dir.
+  const env = { ...process.env, RINGTRACE_PATH: tempTrace('library-deps') };
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', child], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
-  assert.deepEqual(lines.slice(0, 2), ['ringtrace: loaded', 'ringtrace/prometheus: loaded'], r.stdout + r.stderr);
-  assert.match(lines[2], /^commander: CLI-only dependency commander imported by /);
-  assert.match(lines[3], /^demo: CLI-only dependency log-update imported by .*\/cli\/demo\.js$/);
+  assert.deepEqual(lines.slice(0, 3), ['ringtrace: loaded', 'ringtrace/prometheus: loaded', 'ringtrace/auto: loaded'], r.stdout + r.stderr);
+  assert.match(lines[3], /^commander: CLI-only dependency commander imported by /);
+  assert.match(lines[4], /^demo: CLI-only dependency log-update imported by .*\/cli\/demo\.js$/);
 });
