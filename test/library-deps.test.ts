@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { tempTrace } from './helpers/scenario.js';
 
 const CLI_ONLY = ['commander', 'log-update', '@opentelemetry/otlp-transformer', '@opentelemetry/api', '@opentelemetry/sdk-trace-base'];
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -38,18 +39,25 @@ const attempt = async (what, load) => {
 await attempt('ringtrace', () => import('ringtrace'));
 await attempt('ringtrace/prometheus', () => import('ringtrace/prometheus'));
 await attempt('ringtrace/otel', () => import('ringtrace/otel'));
+await attempt('ringtrace/auto', () => import('ringtrace/auto'));
 // Controls: the hook does refuse these, directly and from inside the CLI's modules.
 await attempt('commander', () => import('commander'));
 await attempt('demo', () => import(${JSON.stringify(demo)}));
 await attempt('otlp', () => import(${JSON.stringify(otlp)}));
 `;
 
-test("importing the library (or ringtrace/otel) loads neither the CLI's dependencies nor OpenTelemetry", () => {
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', child], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+test("importing the library (ringtrace, /prometheus, /otel, /auto) loads neither the CLI's dependencies nor OpenTelemetry", () => {
+  // ringtrace/auto opens a tracer in the main thread: its file goes to a temp dir.
+  const env = { ...process.env, RINGTRACE_PATH: tempTrace('library-deps') };
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', child], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
-  assert.deepEqual(lines.slice(0, 3), ['ringtrace: loaded', 'ringtrace/prometheus: loaded', 'ringtrace/otel: loaded'], r.stdout + r.stderr);
-  assert.match(lines[3], /^commander: CLI-only dependency commander imported by /);
-  assert.match(lines[4], /^demo: CLI-only dependency log-update imported by .*\/cli\/demo\.js$/);
-  assert.match(lines[5], /^otlp: CLI-only dependency @opentelemetry\/otlp-transformer imported by .*\/cli\/otlp\.js$/);
+  assert.deepEqual(
+    lines.slice(0, 4),
+    ['ringtrace: loaded', 'ringtrace/prometheus: loaded', 'ringtrace/otel: loaded', 'ringtrace/auto: loaded'],
+    r.stdout + r.stderr,
+  );
+  assert.match(lines[4], /^commander: CLI-only dependency commander imported by /);
+  assert.match(lines[5], /^demo: CLI-only dependency log-update imported by .*\/cli\/demo\.js$/);
+  assert.match(lines[6], /^otlp: CLI-only dependency @opentelemetry\/otlp-transformer imported by .*\/cli\/otlp\.js$/);
 });

@@ -420,16 +420,24 @@ function addConfigCommand(program: Command): void {
 /** `ringtrace bench`: runs the built benchmarks. */
 function addBenchCommand(program: Command): void {
   // The benchmarks are another build output (bench/ compiles to dist/bench); this command only
-  // runs them when they were built, as `npm run bench` does (node dist/bench/run.js).
+  // runs them when they were built, as `npm run bench` does (node dist/bench/run.js). The
+  // installed package has neither them nor their dependencies (autocannon, pino, ...): there the
+  // command is not offered (hidden from the help), and says where to run it if called anyway.
   const benchUrl = new URL('../../bench/run.js', import.meta.url);
+  const inClone = existsSync(new URL('../../../bench/run.ts', import.meta.url));
   program
-    .command('bench')
+    .command('bench', { hidden: !inClone })
     .description(existsSync(benchUrl) ? 'run the benchmarks (dist/bench/run.js)' : 'run the benchmarks (not built: run npm run bench)')
     .option('--quick', 'shorter runs: a first look, not numbers to publish')
     .option('--json <file>', 'also write the results as JSON to <file>')
     .option('--write-docs', 'write the results to docs/benchmarks.json')
     .option('--only <sections>', `run only these comma-separated sections: ${BENCH_SECTIONS.join(', ')}`, benchSections)
     .action(async (opts: { quick?: boolean; json?: string; writeDocs?: boolean; only?: string[] }) => {
+      if (!inClone)
+        throw new CliError(
+          'the benchmarks are not part of the installed package; run them from a clone of the repository: npm ci && npm run bench',
+          EXIT.FAILURE,
+        );
       if (!existsSync(benchUrl)) throw new CliError('benchmarks are not built; run npm run bench', EXIT.FAILURE);
       const args = [
         ...(opts.quick ? ['--quick'] : []),

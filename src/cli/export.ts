@@ -271,6 +271,7 @@ async function writeChromeEvents(reader: TraceReader, tracks: ChromeTracks, time
     slices.seen(e.thread, ts);
     spans.seen(ts);
     if (e.span !== undefined) await writeSpanEvent(tracks, spans, e, ts);
+    else if (e.kind === 'bytes' && e.name === SPAN_ATTRS && annotateSpan(spans, e.payload)) continue;
     else if (e.kind === 'begin') for (const x of slices.begin(e.thread, e.id, e.name ?? `#${e.id}`, ts)) await writeSlice(tracks, x);
     else if (e.kind === 'end') {
       const closed = slices.end(e.thread, e.id, e.name ?? `#${e.id}`, ts);
@@ -331,6 +332,28 @@ function writeSlice(tracks: ChromeTracks, x: SliceOut, flag?: { fileTs: string }
   });
 }
 
+/** The event name of span attributes: a UTF-8 JSON object with the span's id (`"span": "0x…"`). */
+export const SPAN_ATTRS = 'span.attrs';
+
+/**
+ * A `span.attrs` record (as `ringtrace/auto` writes before a span's end): its members other than
+ * `span` go into the span's args. False (the record is then drawn as an instant, as any payload)
+ * if it is not such an object or its span is not open.
+ */
+function annotateSpan(spans: AsyncMatcher, payload: Uint8Array | undefined): boolean {
+  if (payload === undefined || payload[0] !== 0x7b) return false; // '{'
+  let attrs: unknown;
+  try {
+    attrs = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString('utf8'));
+  } catch {
+    return false;
+  }
+  if (typeof attrs !== 'object' || attrs === null || Array.isArray(attrs)) return false;
+  const { span, ...rest } = attrs as Record<string, unknown>;
+  const id = typeof span === 'string' && /^0x[0-9a-f]+$/.test(span) ? Number(span) : NaN;
+  return Number.isSafeInteger(id) && spans.annotate(id, rest);
+}
+
 /** Async begins wait in the matcher; ends complete them; links become flows from the span's begin. */
 async function writeSpanEvent(tracks: ChromeTracks, spans: AsyncMatcher, e: TraceEvent, ts: number): Promise<void> {
   const span = e.span as number;
@@ -365,7 +388,7 @@ async function writeAsync(tracks: ChromeTracks, a: AsyncOut): Promise<void> {
   const id = spanId(a.span);
   const common = { name: a.name, cat: CAT.async, id, pid: PID };
   const r = slice(a.begin.ts, a.end.ts);
-  const args: Record<string, unknown> = { span: id };
+  const args: Record<string, unknown> = { ...a.begin.attrs, span: id };
   if (a.begin.value !== undefined) args.value = Number.isFinite(a.begin.value) ? a.begin.value : String(a.begin.value);
   if (a.truncated !== undefined) Object.assign(args, { truncated: a.truncated, clipped: a.clipped });
   await tracks.emit({ ...common, ph: 'b', tid: tracks.tid(a.begin.thread), ts: r.ts, args });

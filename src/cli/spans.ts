@@ -255,12 +255,14 @@ export interface AsyncOpen {
   name: string;
   ts: number;
   value: number | undefined;
+  /** From `span.attrs` records seen while it was open. */
+  attrs?: Record<string, unknown>;
 }
 
 export interface AsyncOut {
   span: number;
   name: string;
-  begin: { thread: number; ts: number; value: number | undefined };
+  begin: { thread: number; ts: number; value: number | undefined; attrs?: Record<string, unknown> };
   end: { thread: number; ts: number };
   truncated?: Truncation;
   clipped?: 'begin' | 'end';
@@ -310,6 +312,14 @@ export class AsyncMatcher {
   /** The open span `span` (for a link's flow), if its begin was seen. */
   get(span: number): AsyncOpen | undefined {
     return this.open.get(span);
+  }
+
+  /** Adds attributes to an open span; false if the span is not open (never begun, or ended). */
+  annotate(span: number, attrs: Record<string, unknown>): boolean {
+    const b = this.open.get(span);
+    if (b === undefined) return false;
+    b.attrs = { ...b.attrs, ...attrs };
+    return true;
   }
 
   /** Spans never ended (clipped where a loss may have taken the end) and ends never begun. */
