@@ -76,10 +76,21 @@ describe('pool exhaustion with the drain paused', () => {
       assert.deepEqual(Object.keys(m.droppedByReason), ['pool_exhausted']);
 
       tracer.resumeDrain();
-      // The worker is alive but idle: the drain alone must move it back to NORMAL.
-      const after = await until(tracer, (x) => x.threads[0].state === 'normal', 'back to normal');
+      // The worker is alive but idle: the drain alone must move it back to NORMAL. The state word
+      // changes before the edge is counted, so wait for both (a snapshot can fall in between).
+      let after: MetricsSnapshot;
+      try {
+        after = await until(
+          tracer,
+          (x) => x.threads[0].state === 'normal' && x.threads[0].transitions['recovery->normal'] >= 1,
+          'back to normal',
+        );
+      } finally {
+        // Never leave the lingering worker blocked: a failed wait would hang the test process.
+        Atomics.store(new Int32Array(control), 0, 1);
+        Atomics.notify(new Int32Array(control), 0);
+      }
       assert.equal(after.threads[0].transitions['recovery->normal'], 1);
-      Atomics.store(new Int32Array(control), 0, 1);
       await run.exited;
       const summary = await tracer.close();
       assert.ok(summary?.balanced);
