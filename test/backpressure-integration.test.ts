@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Tracer, openTrace, type TraceReader } from '../src/index.js';
-import type { MetricsSnapshot } from '../src/metrics/metrics.js';
+import type { MetricsSnapshot, ThreadMetrics } from '../src/metrics/metrics.js';
 import { readBack, startScenario, tempTrace, type ScenarioDone } from './helpers/scenario.js';
 import { checkChunks } from './helpers/chunk-check.js';
 
@@ -205,7 +205,9 @@ describe('recovery of idle threads', () => {
       // backpressure-corners.test.ts (under load a thread can be moved out of DROPPING falsely).
       for (const t of exhausted.threads) assert.ok(t.exhaustions >= 1 && t.eventsDropped > 0, `${t.name} exhausted its pool`);
       tracer.resumeDrain();
-      const after = await until(tracer, (m) => m.threads.every((t) => t.state === 'normal'), 'every idle thread back to NORMAL');
+      // The state word changes before its edge is counted: wait for both.
+      const back = (t: ThreadMetrics) => t.state === 'normal' && t.transitions['recovery->normal'] >= 1;
+      const after = await until(tracer, (m) => m.threads.every(back), 'every idle thread back to NORMAL');
       for (const t of after.threads) {
         assert.equal(t.transitions['dropping->recovery'], 1, `${t.name}: out of DROPPING once`);
         assert.equal(t.transitions['recovery->normal'], 1, `${t.name}: back to NORMAL once`);
@@ -250,7 +252,8 @@ describe('behavioural load scenarios', () => {
       await until(tracer, (m) => m.threads.length === 4 && m.threads.every((t) => t.exhaustions >= 1), 'every thread exhausted its pool');
       tracer.resumeDrain();
       const done = await Promise.all(runs.map((r) => r.done));
-      const after = await until(tracer, (m) => m.threads.every((t) => t.state === 'normal'), 'every thread back to NORMAL');
+      const back = (t: ThreadMetrics) => t.state === 'normal' && t.transitions['recovery->normal'] >= 1;
+      const after = await until(tracer, (m) => m.threads.every(back), 'every thread back to NORMAL');
       // Out of DROPPING there is only RECOVERY, and out of that NORMAL or DROPPING: a thread that
       // dropped and is NORMAL went RECOVERY -> NORMAL at least once (it may since have gone
       // NORMAL -> PRESSURE -> NORMAL if the drain caught up with the rest of the burst).
