@@ -1,6 +1,6 @@
 // Writes a small trace with every record kind (names, two threads, instants, values, byte
-// payloads, slices, async spans and links (version 3 on), a drop-newest exhaustion with its drops
-// and state changes) using the build
+// payloads, slices, async spans and links (version 3 on), names with priorities (version 4 on), a
+// drop-newest exhaustion with its drops and state changes) using the build
 // in <dist>, for test/fixtures/golden-v<N>.rtrace. The reader's view of it is pinned in the
 // matching .json by test/golden.test.ts: a layout change that forgets to bump FORMAT_VERSION, or
 // a reader that stops reading an older version, fails there.
@@ -50,6 +50,8 @@ if (isMainThread) {
   // Exhaust main's pool: 4 rings of 4 KiB hold ~680 instants; the rest are dropped and counted.
   for (let i = 0; i < 3000; i++) main.record(tick);
   tracer.resumeDrain();
+  // Version 4: a critical name (defined after the flood, so that the reserve does not change it).
+  tracer.define('shutdown', { priority: 'critical' });
   const summary = await tracer.close();
   console.log(JSON.stringify({ events: summary.events, dropped: summary.dropped }));
 } else {
@@ -57,6 +59,11 @@ if (isMainThread) {
   const w = tracer.register('worker-1');
   const id = tracer.define('worker.step');
   for (let i = 0; i < 50; i++) w.record(id, i);
+  if (tracer.define.length === 2) {
+    // Version 4: debug events, kept (the worker is NORMAL).
+    const dbg = tracer.define('worker.debug', { priority: 'debug' });
+    for (let i = 0; i < 3; i++) w.record(dbg);
+  }
   if (workerData.shared !== undefined) {
     w.link(workerData.shared);
     const own = w.beginAsync(tracer.define('worker.task'));

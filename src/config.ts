@@ -31,6 +31,8 @@ export interface TracerConfig {
   pressureSpares: number;
   /** DROPPING->RECOVERY and PRESSURE->NORMAL when free spare rings >= this. */
   recoverySpares: number;
+  /** The last this many spare rings are kept for critical events (while any name is critical). */
+  criticalReserveRings: number;
   /** RECOVERY->NORMAL after this many ms without exhaustion. */
   stabilityMs: number;
   /** Periodic flush of a thread's partial ring, ms; 0 disables. */
@@ -312,6 +314,11 @@ const SETTINGS: { [K in Key]: Setting<TracerConfig[K]> } = {
     allowed: 'must be an integer greater than pressureSpares and at most ringsPerThread - 1',
     env: ['RINGTRACE_RECOVERY_SPARES'],
   },
+  criticalReserveRings: {
+    schema: integer(0, MAX_SPARES - 1),
+    allowed: 'must be an integer >= 0 and at most pressureSpares',
+    env: ['RINGTRACE_CRITICAL_RESERVE_RINGS'],
+  },
   stabilityMs: {
     schema: durationMs(0, MAX_DURATION_MS),
     allowed: `must be a duration between 0 and 1 h in ${DURATION_FORMS}`,
@@ -367,7 +374,7 @@ const SETTINGS: { [K in Key]: Setting<TracerConfig[K]> } = {
 
 const KEYS = Object.keys(SETTINGS) as Key[];
 
-export const DEFAULTS: Omit<TracerConfig, 'pressureSpares' | 'recoverySpares'> = Object.freeze({
+export const DEFAULTS: Omit<TracerConfig, 'pressureSpares' | 'recoverySpares' | 'criticalReserveRings'> = Object.freeze({
   path: undefined,
   ringSize: 256 * KiB,
   ringsPerThread: 8,
@@ -531,11 +538,14 @@ const DEFAULT_SOURCE: ConfigSource = { kind: 'default' };
  * (rounded down), leave at two thirds (rounded up), and always at least one ring above the entry
  * point so the two states cannot flap on one ring. Recovery derives from the effective pressure
  * threshold so that setting only pressureSpares keeps a valid pair whenever one exists.
+ * The critical reserve is one ring, within the pressure threshold (none when that is 0): the
+ * smallest reserve that keeps critical events while everything else is dropped.
  */
 function defaultThresholds(spares: number, pressureGiven: number | undefined) {
   const pressureSpares = Math.floor(spares / 3);
   const recoverySpares = Math.max((pressureGiven ?? pressureSpares) + 1, Math.ceil((2 * spares) / 3));
-  return { pressureSpares, recoverySpares };
+  const criticalReserveRings = Math.min(1, pressureGiven ?? pressureSpares);
+  return { pressureSpares, recoverySpares, criticalReserveRings };
 }
 
 /** Checks 0 <= pressureSpares < recoverySpares <= K, blaming a value that was set explicitly. */
@@ -565,6 +575,18 @@ function checkThresholds({ config, sources }: ResolvedConfig): void {
       explicit('pressureSpares') ? 'pressureSpares' : 'recoverySpares',
       `pressureSpares (${p}) must be less than recoverySpares (${r})`,
     );
+  }
+  // The reserve is what is left once PRESSURE has begun: non-critical events are dropped only
+  // after the thread is in PRESSURE, and leaving DROPPING (at recoverySpares) lifts the reserve.
+  const c = config.criticalReserveRings;
+  if (c > p) {
+    throw new ConfigError({
+      setting: 'criticalReserveRings',
+      value: c,
+      source: sources.criticalReserveRings,
+      problem: `criticalReserveRings (${c}) must be at most pressureSpares (${p})`,
+      allowed: `need 0 <= criticalReserveRings <= pressureSpares = ${p}`,
+    });
   }
 }
 

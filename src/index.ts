@@ -15,7 +15,7 @@ export type {
 export { ConfigError, resolveConfig, type TracerConfig, type DropPolicy, type ResolvedConfig, type ConfigSource } from './config.js';
 export { CapacityError } from './shm/registry.js';
 export { NameTableFullError } from './shm/names.js';
-export { REASONS, type DropReason } from './shm/layout.js';
+export { PRIORITIES, REASONS, type DropReason, type Priority, type PriorityCounts } from './shm/layout.js';
 export { STATE_NAMES, type StateName } from './shm/backpressure.js';
 export type { MetricsSnapshot, ThreadMetrics } from './metrics/metrics.js';
 export type { DrainSummary } from './drain/drain.js';

@@ -27,6 +27,7 @@ import {
   isUnclaimed,
   policyCode,
   type Geometry,
+  type Priority,
 } from './shm/layout.js';
 import { jsonStderrLogger, leveled, type Logger } from './logger.js';
 import { collectMetrics, summaryFromSlot, threadFromSlot, type MetricsSnapshot, type RegistrationSummary } from './metrics/metrics.js';
@@ -145,7 +146,12 @@ export class Tracer {
       buffer,
       geometry,
       policy: c.policy,
-      thresholds: { pressureSpares: c.pressureSpares, recoverySpares: c.recoverySpares, stabilityUs: c.stabilityMs * 1000 },
+      thresholds: {
+        pressureSpares: c.pressureSpares,
+        recoverySpares: c.recoverySpares,
+        stabilityUs: c.stabilityMs * 1000,
+        criticalReserveRings: c.criticalReserveRings,
+      },
       flushIntervalMs: c.flushIntervalMs,
       path,
       exitHooks: c.exitHooks,
@@ -251,9 +257,14 @@ export class Tracer {
     worker.unref();
   }
 
-  /** Interns an event name; the same name gets the same id in every thread. */
-  define(name: string): number {
-    return this.names.define(name);
+  /**
+   * Interns an event name; the same name gets the same id in every thread. `priority` (default
+   * normal) decides what a thread under pressure lets go first: debug events, then normal ones;
+   * critical events may use the critical reserve (docs/design/backpressure.md). A name keeps the
+   * priority it was first defined with: defining it again with another one throws.
+   */
+  define(name: string, options?: { priority?: Priority }): number {
+    return this.names.define(name, options?.priority);
   }
 
   /** Nanoseconds since the tracer opened, on the clock all threads share (for recordAt). */

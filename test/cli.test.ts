@@ -430,7 +430,14 @@ describe('ringtrace CLI', () => {
       const expected = reader.drops().map((d) => ({
         tid: tidOf.get(names[d.thread]),
         ts: d.lastTs / 1000,
-        args: { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: d.firstTs / 1000, lastTsUs: d.lastTs / 1000 },
+        args: {
+          reason: d.reason,
+          events: d.events,
+          bytes: d.bytes,
+          firstTsUs: d.firstTs / 1000,
+          lastTsUs: d.lastTs / 1000,
+          byPriority: d.byPriority,
+        },
       }));
       const key = (x: { tid?: number; ts?: number }) => `${x.tid}:${x.ts}`;
       const byKey = (a: { tid?: number; ts?: number }, b: { tid?: number; ts?: number }) =>

@@ -74,7 +74,7 @@ const fileKey = (file: string, key: string): ConfigSource => ({ kind: 'file', fi
 describe('defaults', () => {
   test('an empty configuration resolves to DEFAULTS with derived thresholds', () => {
     const { config, sources } = resolve();
-    assert.deepEqual(config, { ...DEFAULTS, pressureSpares: 2, recoverySpares: 5 });
+    assert.deepEqual(config, { ...DEFAULTS, pressureSpares: 2, recoverySpares: 5, criticalReserveRings: 1 });
     assert.equal(config.path, undefined);
     assert.equal(config.ringSize, 256 * 1024);
     assert.equal(config.ringsPerThread, 8);
@@ -244,6 +244,7 @@ describe('environment', () => {
         RINGTRACE_POLICY: 'drop-newest',
         RINGTRACE_PRESSURE_SPARES: '3',
         RINGTRACE_RECOVERY_SPARES: '6',
+        RINGTRACE_CRITICAL_RESERVE_RINGS: '2',
         RINGTRACE_STABILITY_MS: '500',
         RINGTRACE_FLUSH_INTERVAL: '0',
         RINGTRACE_DROP_LOG_INTERVAL: '5s',
@@ -265,6 +266,7 @@ describe('environment', () => {
       policy: 'drop-newest',
       pressureSpares: 3,
       recoverySpares: 6,
+      criticalReserveRings: 2,
       stabilityMs: 500,
       flushIntervalMs: 0,
       dropLogIntervalMs: 5000,
@@ -680,6 +682,15 @@ describe('rejected values', () => {
 
 describe('spare-ring thresholds', () => {
   test('pressureSpares must be less than recoverySpares', () => {
+    assertConfigError(() => resolve({ options: { pressureSpares: 1, criticalReserveRings: 2 } }), {
+      setting: 'criticalReserveRings',
+      value: 2,
+      source: { kind: 'option', key: 'criticalReserveRings' },
+      mentions: ['at most pressureSpares (1)'],
+    });
+    // The default reserve is one ring within the pressure threshold, none when that is 0.
+    assert.equal(resolve({ options: { pressureSpares: 0 } }).config.criticalReserveRings, 0);
+    assert.equal(resolve({ options: { ringsPerThread: 2 } }).config.criticalReserveRings, 0);
     assertConfigError(() => resolve({ env: { RINGTRACE_PRESSURE_SPARES: '2', RINGTRACE_RECOVERY_SPARES: '2' } }), {
       setting: 'pressureSpares',
       value: 2,
@@ -765,7 +776,7 @@ describe('display', () => {
       resolve({ env: { RINGTRACE_RING_SIZE: '4KiB', RINGTRACE_FLUSH_INTERVAL: '0' }, options: { ringSize: 1048576 } }),
     );
     const lines = table.split('\n');
-    assert.equal(lines.length, 1 + 16);
+    assert.equal(lines.length, 1 + 17);
     assert.match(lines[0], /^setting\s+value\s+source$/);
     assert.match(table, /^path\s+\(temp file\)\s+default$/m);
     assert.match(table, /^ringSize\s+1 MiB\s+option ringSize$/m);

@@ -31,7 +31,7 @@ import {
   type TraceSink,
 } from '../src/file/format.js';
 import { newLossBlock, type LossBlock } from '../src/shm/loss.js';
-import { LOSS_BLOCK_WORDS, Loss, Reason, REASON_COUNT } from '../src/shm/layout.js';
+import { LOSS_BLOCK_WORDS, Loss, PRIORITY_COUNT, Reason, REASON_COUNT, lossAt } from '../src/shm/layout.js';
 import { TraceFormatError, openTrace, type TraceEvent, type TraceReader } from '../src/file/reader.js';
 import { collectInspection, formatInspection } from '../src/cli/inspect.js';
 import { BpState } from '../src/shm/backpressure.js';
@@ -117,10 +117,18 @@ class TraceFile {
   }
 }
 
-const loss = (entries: Partial<Record<number, [events: number, bytes: number, firstTs: number, lastTs: number]>>): LossBlock => {
+type LossEntry = [
+  events: number,
+  bytes: number,
+  firstTs: number,
+  lastTs: number,
+  byPriority?: [normal: number, critical: number, debug: number],
+];
+const loss = (entries: Partial<Record<number, LossEntry>>): LossBlock => {
   const l = newLossBlock();
   for (const [r, v] of Object.entries(entries)) {
-    const base = Number(r) * 4;
+    const base = lossAt(0, Number(r));
+    v![4]?.forEach((n, p) => (l[base + Loss.BY_PRIORITY + p] = n));
     l[base + Loss.EVENTS] = v![0];
     l[base + Loss.BYTES] = v![1];
     l[base + Loss.FIRST_TS] = v![2];
@@ -137,6 +145,11 @@ const NAMES = new Map([
   [1, 'req'],
   [2, 'val'],
   [3, 'blob'],
+]);
+/** Priority codes of the names (format 4): 'val' critical, 'blob' debug, 'req' normal. */
+const NAME_PRIORITY = new Map([
+  [2, 1],
+  [3, 2],
 ]);
 
 const MAIN_A: Rec[] = [
@@ -158,7 +171,7 @@ const MAIN_B: Rec[] = [{ kind: 'bytes', id: 3, ts: 300, payload: new Uint8Array(
 function goodTrace(): TraceFile {
   const t = new TraceFile();
   t.add('header', headerRecord(SESSION_START, CONFIG));
-  for (const [id, name] of NAMES) t.add(`name${id}`, nameRecord(id, name));
+  for (const [id, name] of NAMES) t.add(`name${id}`, nameRecord(id, name, NAME_PRIORITY.get(id)));
   t.add('start5', threadStartRecord({ thread: 5, slot: 0, nodeThreadId: 0, name: 'main', ts: 10, policy: 0 }));
   t.add('start6', threadStartRecord({ thread: 6, slot: 1, nodeThreadId: 3, name: 'worker', ts: 20, policy: 1 }));
   const a = encodeRecords(MAIN_A);
@@ -168,7 +181,7 @@ function goodTrace(): TraceFile {
     chunkRecord(
       { thread: 5, seq: 0, events: 5, firstTs: 100, lastTs: 140, attempted: 7, dropped: 2 },
       ID,
-      loss({ [Reason.POOL_EXHAUSTED]: [2, 48, 90, 95] }),
+      loss({ [Reason.POOL_EXHAUSTED]: [2, 48, 90, 95, [1, 0, 1]] }),
       [a.subarray(0, 40), a.subarray(40)],
     ),
     expect(0, NAMES, MAIN_A),
@@ -186,7 +199,7 @@ function goodTrace(): TraceFile {
     chunkRecord(
       { thread: 5, seq: 1, events: 1, firstTs: 300, lastTs: 300, attempted: 9, dropped: 3 },
       ID,
-      loss({ [Reason.RECORD_TOO_LARGE]: [1, 5000, 250, 250] }),
+      loss({ [Reason.RECORD_TOO_LARGE]: [1, 5000, 250, 250, [0, 1, 0]] }),
       [encodeRecords(MAIN_B)],
     ),
     expect(0, NAMES, MAIN_B),
@@ -250,7 +263,7 @@ describe('format: record encoding', () => {
     const rec = concat([nameRecord(7, 'abc')]);
     assert.equal(rec.readUInt32LE(0), RecordType.NAME);
     const len = rec.readUInt32LE(4);
-    assert.equal(len, 16);
+    assert.equal(len, 24); // id, length, priority, 0, "abc" padded to 8
     assert.equal(rec.length, FRAME_BYTES + len);
     assert.equal(rec.readUInt32LE(12), 0);
     assert.deepEqual(rec, rawRecord(RecordType.NAME, rec.subarray(FRAME_BYTES)), 'same CRC as an independent framing');
@@ -267,9 +280,11 @@ describe('format: record encoding', () => {
     const l = newLossBlock();
     assert.equal(l.length, LOSS_BLOCK_WORDS);
     for (let r = 0; r < REASON_COUNT; r++) {
-      assert.equal(l[r * 4 + Loss.EVENTS], 0);
-      assert.equal(l[r * 4 + Loss.BYTES], 0);
-      assert.ok(Number.isNaN(l[r * 4 + Loss.FIRST_TS]) && Number.isNaN(l[r * 4 + Loss.LAST_TS]));
+      const at = lossAt(0, r);
+      assert.equal(l[at + Loss.EVENTS], 0);
+      assert.equal(l[at + Loss.BYTES], 0);
+      assert.ok(Number.isNaN(l[at + Loss.FIRST_TS]) && Number.isNaN(l[at + Loss.LAST_TS]));
+      for (let p = 0; p < PRIORITY_COUNT; p++) assert.equal(l[at + Loss.BY_PRIORITY + p], 0);
     }
     assert.equal(CHUNK_FIXED_BYTES, 64 + LOSS_BLOCK_BYTES);
   });
@@ -417,7 +432,17 @@ describe('reader: a complete trace reads back exactly', () => {
 
   it('drops: one entry per reason with losses, in file order, naming the reporting record', () => {
     assert.deepEqual(r.drops(), [
-      { thread: 0, reason: 'pool_exhausted', events: 2, bytes: 48, firstTs: 90, lastTs: 95, offset: t.at('chunk5.0').offset, chunkSeq: 0 },
+      {
+        thread: 0,
+        reason: 'pool_exhausted',
+        events: 2,
+        bytes: 48,
+        firstTs: 90,
+        lastTs: 95,
+        offset: t.at('chunk5.0').offset,
+        chunkSeq: 0,
+        byPriority: { normal: 1, critical: 0, debug: 1 },
+      },
       {
         thread: 0,
         reason: 'record_too_large',
@@ -427,9 +452,25 @@ describe('reader: a complete trace reads back exactly', () => {
         lastTs: 250,
         offset: t.at('chunk5.1').offset,
         chunkSeq: 1,
+        byPriority: { normal: 0, critical: 1, debug: 0 },
       },
-      { thread: 1, reason: 'thread_exit', events: 3, bytes: 72, firstTs: 220, lastTs: 230, offset: t.at('chunk6.1').offset, chunkSeq: 1 },
-      { thread: 1, reason: 'unflushed', events: 1, bytes: 16, firstTs: 240, lastTs: 240, offset: t.at('end6').offset, chunkSeq: -1 },
+      // The drain's reasons: nobody looked at those events, their priorities are not known.
+      ...(
+        [
+          ['thread_exit', 3, 72, 220, 230, 'chunk6.1', 1],
+          ['unflushed', 1, 16, 240, 240, 'end6', -1],
+        ] as const
+      ).map(([reason, events, bytes, firstTs, lastTs, rec, chunkSeq]) => ({
+        thread: 1,
+        reason,
+        events,
+        bytes,
+        firstTs,
+        lastTs,
+        offset: t.at(rec).offset,
+        chunkSeq,
+        byPriority: { normal: 0, critical: 0, debug: 0 },
+      })),
     ]);
     r.drops().pop();
     assert.equal(r.drops().length, 4, 'drops() returns a copy');
@@ -467,6 +508,10 @@ describe('reader: a complete trace reads back exactly', () => {
       stateChanges: 2,
       endReason: 'closed',
       balanced: true,
+      // req x3 (instant, begin, end), val, blob x2: with the drops, 4 + 2 + 3 = 9 attempted
+      eventsByPriority: { normal: 3, critical: 1, debug: 2 },
+      droppedByPriority: { normal: 1, critical: 1, debug: 1 },
+      unattributedDrops: 0,
       lastChunk: { attempted: 9, balanced: true }, // running totals carried by the chunks
       unreadable: undefined,
     });
@@ -486,6 +531,9 @@ describe('reader: a complete trace reads back exactly', () => {
       stateChanges: 1,
       endReason: 'exited',
       balanced: false,
+      eventsByPriority: { normal: 1, critical: 1, debug: 1 }, // id 9 has no name: normal
+      droppedByPriority: { normal: 0, critical: 0, debug: 0 },
+      unattributedDrops: 4,
       lastChunk: undefined, // its chunks carry no running totals
       unreadable: undefined,
     });
@@ -496,6 +544,7 @@ describe('reader: a complete trace reads back exactly', () => {
       dropped: 7,
       bytesDropped: 5136,
       droppedByReason: { pool_exhausted: 2, record_too_large: 1, thread_exit: 3, unflushed: 1 },
+      droppedByPriority: { normal: 1, critical: 1, debug: 1 },
       droppedAfterClose: 4,
       balanced: false,
     });

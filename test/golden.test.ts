@@ -43,8 +43,8 @@ describe('golden traces: every format version reads back as pinned', () => {
       if (process.env.RINGTRACE_WRITE_GOLDEN === '1' && !existsSync(pin)) writeFileSync(pin, JSON.stringify(got, null, 1) + '\n');
       assert.deepEqual(got, JSON.parse(readFileSync(pin, 'utf8')));
       // Facts of the generator, independent of the pin: two threads, 1174 events written (5 more
-      // from version 3: the span records), 1976 dropped by main's exhausted drop-newest pool,
-      // every count balanced.
+      // from version 3: the span records; 3 more from version 4: debug events), 1976 dropped by
+      // main's exhausted drop-newest pool, every count balanced.
       const r = openTrace(trace);
       assert.equal(r.version, version);
       assert.deepEqual(
@@ -55,7 +55,7 @@ describe('golden traces: every format version reads back as pinned', () => {
         ],
       );
       const s = r.summary();
-      assert.equal(s.totals.events, version >= 3 ? 1179 : 1174);
+      assert.equal(s.totals.events, version >= 4 ? 1182 : version >= 3 ? 1179 : 1174);
       assert.equal(s.totals.dropped, 1976);
       assert.ok(s.totals.balanced);
       assert.equal(r.damage, undefined);
@@ -76,6 +76,13 @@ describe('golden traces: every format version reads back as pinned', () => {
         assert.equal(spans[0].span, spans[4].span);
         assert.equal(spans[2].span, spans[3].span);
         assert.notEqual(spans[0].span, spans[2].span);
+      }
+      if (version >= 4) {
+        assert.equal(r.priorityOf([...r.names].find(([, n]) => n === 'shutdown')![0]), 'critical');
+        const [main, worker] = s.threads;
+        assert.deepEqual(main.droppedByPriority, { normal: 1976, critical: 0, debug: 0 });
+        assert.deepEqual(worker.eventsByPriority, { normal: 54, critical: 0, debug: 3 });
+        assert.equal(main.unattributedDrops, 0);
       }
     });
   }

@@ -20,6 +20,7 @@ import {
   Loss,
   LOSS_BLOCK_WORDS,
   REASON_COUNT,
+  PRIORITY_COUNT,
   policyCode,
   policyOf,
   wordRegions,
@@ -34,6 +35,7 @@ describe('layout: the shared-memory map checks itself', () => {
 
   it('the ledger derives each region from the one before it', () => {
     assert.equal(Ledger.REASON_BYTES, Ledger.REASON_EVENTS + REASON_COUNT);
+    assert.equal(Ledger.PRIORITY_EVENTS + PRIORITY_COUNT, LEDGER_WORDS);
     assert.equal(Ledger.SHADOW, LEDGER_WORDS);
   });
 
@@ -56,7 +58,8 @@ describe('layout: the shared-memory map checks itself', () => {
 
   it('lossAt addresses each reason of a block without overlap', () => {
     const seen = new Set<number>();
-    for (let r = 0; r < REASON_COUNT; r++) for (const f of Object.values(Loss)) seen.add(lossAt(100, r) + f);
+    const fields = [...Object.values(Loss), ...Array.from({ length: PRIORITY_COUNT }, (_, p) => Loss.BY_PRIORITY + p)];
+    for (let r = 0; r < REASON_COUNT; r++) for (const f of fields) seen.add(lossAt(100, r) + f);
     assert.equal(seen.size, LOSS_BLOCK_WORDS);
     assert.deepEqual([Math.min(...seen), Math.max(...seen)], [100, 100 + LOSS_BLOCK_WORDS - 1]);
   });

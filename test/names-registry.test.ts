@@ -16,6 +16,7 @@ import {
   NameEntry,
   NameState,
   REASON_COUNT,
+  lossAt,
   SharedViews,
   Slot,
   SlotF64,
@@ -104,8 +105,8 @@ describe('NameTable.define', () => {
     assert.deepEqual(
       NameTable.readyEntries(v, () => false).sort((x, y) => x.id - y.id),
       [
-        { id: 1, name: pair[0] },
-        { id: 2, name: pair[1] },
+        { id: 1, name: pair[0], priority: 0 },
+        { id: 2, name: pair[1], priority: 0 },
       ],
     );
   });
@@ -197,17 +198,25 @@ describe('NameTable.readyEntries', () => {
     const v = views();
     const t = new NameTable(v);
     const names = ['alpha', 'beta', 'γάμμα', 'delta'];
-    for (const n of names) t.define(n);
+    const priorities = [undefined, 'critical', 'debug', 'normal'] as const;
+    names.forEach((n, i) => t.define(n, priorities[i]));
     const all = NameTable.readyEntries(v, () => false).sort((a, b) => a.id - b.id);
     assert.deepEqual(
       all,
-      names.map((name, i) => ({ id: i + 1, name })),
+      names.map((name, i) => ({ id: i + 1, name, priority: [0, 1, 2, 0][i] })),
     );
     const rest = NameTable.readyEntries(v, (id) => id <= 2).sort((a, b) => a.id - b.id);
     assert.deepEqual(rest, [
-      { id: 3, name: 'γάμμα' },
-      { id: 4, name: 'delta' },
+      { id: 3, name: 'γάμμα', priority: 2 },
+      { id: 4, name: 'delta', priority: 0 },
     ]);
+    // Counted for the writers' mode decisions; a conflicting priority is refused, none keeps it.
+    assert.deepEqual([v.i32[Ctl.CRITICAL_NAMES], v.i32[Ctl.DEBUG_NAMES]], [1, 1]);
+    assert.throws(() => t.define('beta', 'debug'), TypeError);
+    assert.throws(() => new NameTable(v).define('alpha', 'critical'), /first defined with/);
+    assert.equal(t.define('beta'), 2);
+    assert.throws(() => t.define('x', 'urgent' as never), /priority must be one of normal, critical, debug/);
+    assert.equal(NameTable.priorityOf(v, 0xffffffff), 0, 'an id beyond the table is normal');
   });
 
   it('leaves out entries that are still being written', () => {
@@ -216,7 +225,7 @@ describe('NameTable.readyEntries', () => {
     v.i32[(v.layout.nameEntryOffset(5) >> 2) + NameEntry.STATE] = NameState.WRITING;
     assert.deepEqual(
       NameTable.readyEntries(v, () => false),
-      [{ id: 1, name: 'done' }],
+      [{ id: 1, name: 'done', priority: 0 }],
     );
   });
 });
@@ -286,8 +295,8 @@ describe('claimSlot', () => {
     // Writer loss block: no losses, NaN time range.
     const loss = v.layout.slotF64(1, SlotF64.WRITER_LOSS);
     for (let r = 0; r < REASON_COUNT; r++) {
-      assert.equal(v.f64[loss + r * 4 + Loss.EVENTS], 0);
-      assert.ok(Number.isNaN(v.f64[loss + r * 4 + Loss.FIRST_TS]));
+      assert.equal(v.f64[lossAt(loss, r) + Loss.EVENTS], 0);
+      assert.ok(Number.isNaN(v.f64[lossAt(loss, r) + Loss.FIRST_TS]));
     }
     // Untouched slots stay FREE.
     assert.equal(slotWord(v, 2, Slot.STATE), SlotState.FREE);
@@ -343,8 +352,8 @@ function assertClean(v: SharedViews, slot: number): void {
   const nanWords = new Set<number>();
   const loss = L.slotF64(slot, SlotF64.WRITER_LOSS);
   for (let r = 0; r < REASON_COUNT; r++) {
-    nanWords.add(loss + r * 4 + Loss.FIRST_TS);
-    nanWords.add(loss + r * 4 + Loss.LAST_TS);
+    nanWords.add(lossAt(loss, r) + Loss.FIRST_TS);
+    nanWords.add(lossAt(loss, r) + Loss.LAST_TS);
   }
   nanWords.add(L.slotF64(slot, SlotF64.RETIRED_ATTEMPTED)); // "not retired by a closing tracer"
   const first = L.slotOffset(slot) >> 3;

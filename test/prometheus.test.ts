@@ -25,6 +25,8 @@ it('exposes per-thread counters, drops by reason and state in Prometheus text fo
   assert.match(text, /# TYPE ringtrace_events_dropped_total counter/);
   assert.match(text, new RegExp(`ringtrace_events_dropped_total\\{thread="main",slot="0",reason="pool_exhausted"\\} ${refused}\\n`));
   assert.match(text, /ringtrace_events_attempted_total\{thread="main",slot="0"\} 2000\n/);
+  assert.match(text, new RegExp(`ringtrace_events_dropped_by_priority_total\\{thread="main",slot="0",priority="normal"\\} ${refused}\\n`));
+  assert.match(text, /ringtrace_events_dropped_by_priority_total\{thread="main",slot="0",priority="critical"\} 0\n/);
   assert.match(text, /ringtrace_backpressure_state\{thread="main",slot="0",state="dropping"\} 1\n/);
   assert.match(text, /ringtrace_backpressure_transitions_total\{thread="main",slot="0",edge="pressure->dropping"\} 1\n/);
   assert.match(text, /ringtrace_free_spare_rings\{thread="main",slot="0"\} 0\n/);

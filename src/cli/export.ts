@@ -419,7 +419,14 @@ async function writeDropInstants(tracks: ChromeTracks, t: TraceThread, drops: Tr
   let total = 0;
   for (const { d, ts } of mine) {
     total += d.events;
-    const args = { reason: d.reason, events: d.events, bytes: d.bytes, firstTsUs: usOrNull(d.firstTs), lastTsUs: usOrNull(d.lastTs) };
+    const args = {
+      reason: d.reason,
+      events: d.events,
+      bytes: d.bytes,
+      firstTsUs: usOrNull(d.firstTs),
+      lastTsUs: usOrNull(d.lastTs),
+      ...(d.byPriority && { byPriority: d.byPriority }),
+    };
     await tracks.emit({ name: 'ringtrace.drop', cat: CAT.loss, ph: 'i', s: 't', pid: PID, tid, ts: us(ts), args });
     await counter(ts, total);
   }

@@ -3,6 +3,7 @@
  * Only formatting lives here; the numbers all come from the reader (summary, drops, states).
  */
 import type { ThreadSummary, TraceDrop, TraceReader, TraceStateChange, TraceSummary } from '../file/reader.js';
+import { PRIORITIES, type PriorityCounts } from '../shm/layout.js';
 
 /** What `ringtrace inspect` prints: the reader's summary, its loss records and state changes. */
 export interface Inspection {
@@ -31,6 +32,8 @@ const byReason = (r: Partial<Record<string, number>>): string =>
     .filter(([, n]) => (n ?? 0) > 0)
     .map(([reason, n]) => `${reason}=${n}`)
     .join(' ') || '-';
+/** A loss's events per priority; '?' when no priority is known (format 1-3, the drain's reasons). */
+const byPriorityText = (p: PriorityCounts | undefined): string => (p === undefined ? '?' : byReason(p).replace(/^-$/, '?'));
 
 /** Left-aligned text columns, right-aligned numeric ones. */
 function table(rows: string[][], numeric: boolean[]): string {
@@ -66,6 +69,7 @@ export function formatInspection(report: Inspection, options: FormatOptions = {}
     RECORD_BYTES_LEGEND,
     '',
     balanceLine(report.summary),
+    ...priorityLines(report.summary),
     '',
     ...lossLines(report, options),
   ].join('\n');
@@ -179,6 +183,30 @@ function balanceLine(s: TraceSummary): string {
   );
 }
 
+/**
+ * Conservation per priority (format 4), for the threads with events or drops of a priority other
+ * than normal: per priority, the events in the file and those dropped (their sum is what that
+ * priority attempted), and the drops no priority is known for. Nothing when every event is normal.
+ */
+function priorityLines(s: TraceSummary): string[] {
+  const uses = (t: ThreadSummary) =>
+    t.eventsByPriority.critical + t.eventsByPriority.debug + t.droppedByPriority.critical + t.droppedByPriority.debug > 0;
+  const threads = s.threads.filter(uses);
+  if (threads.length === 0) return [];
+  const rows = threads.map((t) => [
+    `${t.thread} ${t.name}`,
+    ...PRIORITIES.flatMap((p) => [String(t.eventsByPriority[p]), String(t.droppedByPriority[p])]),
+    String(t.unattributedDrops),
+    t.attempted === undefined ? '?' : String(t.attempted),
+  ]);
+  const head = ['thread', ...PRIORITIES.flatMap((p) => [`${p} kept`, `${p} dropped`]), 'unattributed', 'attempted'];
+  return [
+    '',
+    'by priority (kept + dropped = attempted of that priority; attempted = their sum + unattributed):',
+    table([head, ...rows], [false, ...head.slice(1).map(() => true)]).replace(/^/gm, '  '),
+  ];
+}
+
 /** The loss records, one a line (at most options.maxDrops of them). */
 function lossLines(report: Inspection, options: FormatOptions): string[] {
   const { summary: s, drops } = report;
@@ -192,10 +220,11 @@ function lossLines(report: Inspection, options: FormatOptions): string[] {
     String(d.bytes),
     range(d.firstTs, d.lastTs),
     d.chunkSeq < 0 ? 'end record' : `chunk ${d.chunkSeq}`,
+    byPriorityText(d.byPriority),
   ]);
   const lossTable = table(
-    [['thread', 'reason', 'events', 'record B', 'time range (ms)', 'reported by'], ...lossRows],
-    [false, false, true, true, false, false],
+    [['thread', 'reason', 'events', 'record B', 'time range (ms)', 'reported by', 'by priority'], ...lossRows],
+    [false, false, true, true, false, false, false],
   );
   const out = [`losses (${drops.length}):`, lossTable.replace(/^/gm, '  ')];
   if (shown.length < drops.length) out.push(`  ... ${drops.length - shown.length} more (ringtrace inspect --json lists them all)`);

@@ -6,7 +6,7 @@
  * the same anywhere, including a headless browser.
  */
 import { writeFileSync } from 'node:fs';
-import { REASONS, type DropReason } from '../shm/layout.js';
+import { REASONS, type DropReason, type PriorityCounts } from '../shm/layout.js';
 import { STATE_NAMES, type StateName } from '../shm/backpressure.js';
 import { openTrace, type TraceReader, type TraceSummary } from '../file/reader.js';
 import { FiniteTimes } from './finite-times.js';
@@ -319,6 +319,13 @@ function statesChart(d: HtmlReportData): string {
   );
 }
 
+/** Drops per priority, the non-zero ones (format 4; the drain's reasons have none). */
+const priorities = (p: PriorityCounts): string =>
+  Object.entries(p)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${fmt(n)}`)
+    .join(', ') || '–';
+
 function totalsTable(d: HtmlReportData): string {
   const s = d.summary;
   const rows = s.threads
@@ -328,16 +335,16 @@ function totalsTable(d: HtmlReportData): string {
           .map(([r, n]) => `${r} ${fmt(n)}`)
           .join(', ') || '–';
       const ok = t.balanced === undefined ? '?' : t.balanced ? '✓' : '✗';
-      return `<tr><td>${esc(t.name)}</td><td>${t.slot}</td><td>${fmt(t.attempted ?? NaN)}</td><td>${fmt(t.events)}</td><td>${fmt(t.dropped)}</td><td>${esc(reasons)}</td><td>${fmt(t.bytesDropped)}</td><td>${t.stateChanges}</td><td>${esc(t.endReason ?? '–')}</td><td class="${t.balanced ? 'ok' : 'bad'}">${ok}</td></tr>`;
+      return `<tr><td>${esc(t.name)}</td><td>${t.slot}</td><td>${fmt(t.attempted ?? NaN)}</td><td>${fmt(t.events)}</td><td>${fmt(t.dropped)}</td><td>${esc(reasons)}</td><td>${esc(priorities(t.droppedByPriority))}</td><td>${fmt(t.bytesDropped)}</td><td>${t.stateChanges}</td><td>${esc(t.endReason ?? '–')}</td><td class="${t.balanced ? 'ok' : 'bad'}">${ok}</td></tr>`;
     })
     .join('');
   const T = s.totals;
-  return `<table id="totals"><thead><tr><th>thread</th><th>slot</th><th>attempted</th><th>in file</th><th>dropped</th><th>by reason</th><th>bytes dropped</th><th>state changes</th><th>end</th><th>attempted = in file + dropped</th></tr></thead><tbody>${rows}</tbody>
+  return `<table id="totals"><thead><tr><th>thread</th><th>slot</th><th>attempted</th><th>in file</th><th>dropped</th><th>by reason</th><th>by priority</th><th>bytes dropped</th><th>state changes</th><th>end</th><th>attempted = in file + dropped</th></tr></thead><tbody>${rows}</tbody>
 <tfoot><tr><td>total</td><td></td><td>${fmt(T.attempted)}</td><td>${fmt(T.events)}</td><td>${fmt(T.dropped)}</td><td>${esc(
     Object.entries(T.droppedByReason)
       .map(([r, n]) => `${r} ${fmt(n)}`)
       .join(', ') || '–',
-  )}</td><td>${fmt(T.bytesDropped)}</td><td></td><td></td><td class="${T.balanced ? 'ok' : 'bad'}">${T.balanced ? '✓' : '✗'}</td></tr></tfoot></table>`;
+  )}</td><td>${esc(priorities(T.droppedByPriority))}</td><td>${fmt(T.bytesDropped)}</td><td></td><td></td><td class="${T.balanced ? 'ok' : 'bad'}">${T.balanced ? '✓' : '✗'}</td></tr></tfoot></table>`;
 }
 
 /** Says how many times in the file were not finite numbers, if any (see htmlReportData). */

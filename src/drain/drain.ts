@@ -17,6 +17,9 @@ import {
   TransitionCode,
   isUnclaimed,
   lossAt,
+  PRIORITIES,
+  PRIORITY_COUNT,
+  noPriorities,
   REASONS,
   REASON_COUNT,
   Reason,
@@ -50,6 +53,9 @@ import { retireIntoLedger } from '../shm/ledger.js';
 import { extentRuns, scanRecords, type RingExtent, type ScanResult } from '../shm/ring.js';
 
 import type { LogLevel } from '../logger.js';
+
+/** What the drain keeps per reason of a registration's losses: events, bytes, events per priority. */
+const CUM_WORDS = 2 + PRIORITY_COUNT;
 export type DrainLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 
 export interface DrainOptions {
@@ -90,9 +96,10 @@ interface Registration {
   queues: PoolQueues;
   bp: BackpressureState;
   seq: number;
-  /** Writer loss counts (events, bytes per reason) already accounted, from the last ring. */
+  /** Writer loss counts already accounted, from the last ring: per reason CUM_WORDS numbers
+   * (events, bytes, events per priority). */
   writerCum: Float64Array;
-  /** Drain-side loss counts (events, bytes per reason), cumulative. */
+  /** Drain-side loss counts (events, bytes per reason at the same stride), cumulative. */
   drainCum: Float64Array;
   /** Losses not yet reported in a chunk. */
   pending: LossBlock;
@@ -138,6 +145,8 @@ export class Drain {
   bytesOut = 0;
   private lastSinkError = '';
   private droppedTotal = 0;
+  /** Scratch: one reason's events per priority, from the writer's block to the pending one. */
+  private readonly priorityDelta = new Float64Array(PRIORITY_COUNT);
   private droppedAtLastLog = 0;
   private lastDropLogNs = -Infinity;
   /** The earliest time (ns) something is due without a doorbell, found by the last pass. */
@@ -220,8 +229,8 @@ export class Drain {
         this.stateChanged(reg, from, to, atUs * 1000);
       }),
       seq: 0,
-      writerCum: new Float64Array(REASON_COUNT * 2),
-      drainCum: new Float64Array(REASON_COUNT * 2),
+      writerCum: new Float64Array(REASON_COUNT * CUM_WORDS),
+      drainCum: new Float64Array(REASON_COUNT * CUM_WORDS),
       pending: newLossBlock(),
       eventsWritten: 0,
       bytesWritten: 0,
@@ -309,14 +318,21 @@ export class Drain {
   /** Adds the writer's losses since the last ring (descriptor or live block at `lossIdx`). */
   private accountWriterLoss(reg: Registration, lossIdx: number): void {
     const f64 = this.v.f64;
+    const cum = reg.writerCum;
+    const byPriority = this.priorityDelta;
     for (let r = 0; r < REASON_COUNT; r++) {
       const at = lossAt(lossIdx, r);
-      const events = f64[at + Loss.EVENTS] - reg.writerCum[r * 2];
-      const bytes = f64[at + Loss.BYTES] - reg.writerCum[r * 2 + 1];
+      const c = r * CUM_WORDS;
+      const events = f64[at + Loss.EVENTS] - cum[c];
+      const bytes = f64[at + Loss.BYTES] - cum[c + 1];
       if (events === 0 && bytes === 0) continue;
-      reg.writerCum[r * 2] = f64[at + Loss.EVENTS];
-      reg.writerCum[r * 2 + 1] = f64[at + Loss.BYTES];
-      addLoss(reg.pending, r, events, bytes, f64[at + Loss.FIRST_TS], f64[at + Loss.LAST_TS]);
+      cum[c] = f64[at + Loss.EVENTS];
+      cum[c + 1] = f64[at + Loss.BYTES];
+      for (let p = 0; p < PRIORITY_COUNT; p++) {
+        byPriority[p] = f64[at + Loss.BY_PRIORITY + p] - cum[c + 2 + p];
+        cum[c + 2 + p] = f64[at + Loss.BY_PRIORITY + p];
+      }
+      addLoss(reg.pending, r, events, bytes, f64[at + Loss.FIRST_TS], f64[at + Loss.LAST_TS], byPriority);
       this.droppedTotal += events;
     }
   }
@@ -324,12 +340,12 @@ export class Drain {
   private addDrainLoss(reg: Registration, reason: number, events: number, bytes: number, firstTs: number, lastTs: number): void {
     if (events === 0 && bytes === 0) return;
     addLoss(reg.pending, reason, events, bytes, firstTs, lastTs);
-    reg.drainCum[reason * 2] += events;
-    reg.drainCum[reason * 2 + 1] += bytes;
+    reg.drainCum[reason * CUM_WORDS] += events;
+    reg.drainCum[reason * CUM_WORDS + 1] += bytes;
     const f64 = this.v.f64;
     const at = lossAt(this.v.layout.slotF64(reg.slot, SlotF64.DRAIN_LOSS), reason);
-    f64[at + Loss.EVENTS] = reg.drainCum[reason * 2];
-    f64[at + Loss.BYTES] = reg.drainCum[reason * 2 + 1];
+    f64[at + Loss.EVENTS] = reg.drainCum[reason * CUM_WORDS];
+    f64[at + Loss.BYTES] = reg.drainCum[reason * CUM_WORDS + 1];
     this.droppedTotal += events;
   }
 
@@ -561,9 +577,9 @@ export class Drain {
   /** Name records for names defined since the last look (before the chunks that use them). */
   syncNames(): void {
     if (NameTable.definedCount(this.v) === this.namesWritten.size) return;
-    for (const { id, name } of NameTable.readyEntries(this.v, (id) => this.namesWritten.has(id))) {
+    for (const { id, name, priority } of NameTable.readyEntries(this.v, (id) => this.namesWritten.has(id))) {
       this.namesWritten.add(id);
-      this.emit(nameRecord(id, name));
+      this.emit(nameRecord(id, name, priority));
     }
   }
 
@@ -665,7 +681,7 @@ export class Drain {
 
   private droppedOf(reg: Registration): number {
     let n = 0;
-    for (let r = 0; r < REASON_COUNT; r++) n += reg.writerCum[r * 2] + reg.drainCum[r * 2];
+    for (let r = 0; r < REASON_COUNT; r++) n += reg.writerCum[r * CUM_WORDS] + reg.drainCum[r * CUM_WORDS];
     return n;
   }
 
@@ -673,9 +689,12 @@ export class Drain {
     const byReason: Partial<Record<DropReason, number>> = {};
     const bytesByReason: Partial<Record<DropReason, number>> = {};
     let bytesDropped = 0;
+    const byPriority = noPriorities();
     for (let r = 0; r < REASON_COUNT; r++) {
-      const n = reg.writerCum[r * 2] + reg.drainCum[r * 2];
-      const bytes = reg.writerCum[r * 2 + 1] + reg.drainCum[r * 2 + 1];
+      const c = r * CUM_WORDS;
+      const n = reg.writerCum[c] + reg.drainCum[c];
+      const bytes = reg.writerCum[c + 1] + reg.drainCum[c + 1];
+      PRIORITIES.forEach((p, i) => (byPriority[p] += reg.writerCum[c + 2 + i]));
       if (n > 0) byReason[REASONS[r]] = n;
       if (bytes > 0) bytesByReason[REASONS[r]] = bytes;
       bytesDropped += bytes;
@@ -693,6 +712,7 @@ export class Drain {
       bytesDropped,
       droppedByReason: byReason,
       bytesDroppedByReason: bytesByReason,
+      droppedByPriority: byPriority,
       endReason: endReason === EndReason.CLOSED ? 'closed' : endReason === EndReason.EXITED ? 'exited' : 'tracer_closed',
       balanced: attempted === reg.eventsWritten + dropped,
       policy: slotView.policy,

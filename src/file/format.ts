@@ -1,5 +1,5 @@
 /**
- * The trace file format, version 3 (docs/design/file-format.md). Little-endian throughout.
+ * The trace file format, version 4 (docs/design/file-format.md). Little-endian throughout.
  *
  * ```
  *  file    := preamble record*
@@ -10,7 +10,8 @@
  * Record bodies (offsets in bytes):
  * ```
  *  HEADER        0 u32 clockUnitNs(1) | 4 u32 configJsonBytes | 8 f64 sessionStartEpochMs | 16 json
- *  NAME          0 u32 id | 4 u32 byteLength | 8 utf8
+ *  NAME          0 u32 id | 4 u32 byteLength | 8 u32 priority | 12 u32 0 | 16 utf8
+ *                (versions 1-3: 0 u32 id | 4 u32 byteLength | 8 utf8; every name normal)
  *  THREAD_START  0 u32 thread | 4 u32 slot | 8 i32 nodeThreadId | 12 u32 nameBytes | 16 f64 ts
  *                24 u32 policy | 28 u32 0 | 32 utf8 name
  *  CHUNK         0 u32 thread | 4 u32 seq | 8 u32 events | 12 u32 payloadBytes | 16 f64 firstTs
@@ -27,21 +28,24 @@
  *                32 loss block
  *  FOOTER        0 f64 threads | 8 f64 events | 16 f64 dropped | 24 f64 droppedAfterClose | 32 f64 ts
  *  loss block    per reason (REASONS order): f64 events | f64 bytes | f64 firstTs | f64 lastTs
+ *                | f64 events per priority (PRIORITIES order: normal, critical, debug)
  *                the losses since the thread's previous CHUNK (NaN times when none)
+ *                (versions 1-3: the first 6 reasons, without the per-priority words)
  * ```
  * A `thread` is the registration number: each registration of a slot is its own thread.
  */
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, writevSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
-import { LOSS_BLOCK_WORDS, LOSS_WORDS_PER_REASON, Loss } from '../shm/layout.js';
+import { LOSS_BLOCK_WORDS, LOSS_WORDS_PER_REASON, Loss, REASON_COUNT } from '../shm/layout.js';
 import type { LossBlock } from '../shm/loss.js';
 
 export const FILE_MAGIC = 'RNGTRACE';
 /** 2: chunks carry their thread's identity (slot, threadId, name, policy). 3: chunk payloads may
  * hold the span record kinds (ASYNC_BEGIN, ASYNC_END, LINK; see ring.ts), which a version-2
- * reader would take for damage. Bump on any change of a record's layout;
+ * reader would take for damage. 4: names carry a priority, loss blocks the reason `shed` and
+ * per-priority counts. Bump on any change of a record's layout;
  * test/fixtures/golden-v*.rtrace pins what each version reads as. */
-export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION = 4;
 export const PREAMBLE_BYTES = 16;
 export const FRAME_BYTES = 16;
 /** Largest body the reader accepts: a chunk is at most a ring (16 MiB) plus its header. */
@@ -67,7 +71,9 @@ export const FrameField = { TYPE: 0, BODY_LENGTH: 4, CRC: 8, RESERVED: 12 } as c
  * where a variable part starts.
  */
 export const HeaderField = { CLOCK_UNIT_NS: 0, CONFIG_JSON_BYTES: 4, SESSION_START_EPOCH_MS: 8, CONFIG_JSON_AT: 16 } as const;
-export const NameField = { ID: 0, BYTE_LENGTH: 4, UTF8_AT: 8 } as const;
+export const NameField = { ID: 0, BYTE_LENGTH: 4, PRIORITY: 8, UTF8_AT: 16 } as const;
+/** Format versions 1-3: no priority, the name at 8. */
+export const V3_NAME_UTF8_AT = 8;
 export const ThreadStartField = { THREAD: 0, SLOT: 4, NODE_THREAD_ID: 8, NAME_BYTES: 12, TS: 16, POLICY: 24, NAME_AT: 32 } as const;
 export const ChunkField = {
   THREAD: 0,
@@ -100,8 +106,22 @@ export const LossField = {
   LAST_TS: Loss.LAST_TS * 8,
 } as const;
 export const LOSS_ENTRY_BYTES = LOSS_WORDS_PER_REASON * 8;
+/** Where a loss entry's events per priority start (PRIORITY_COUNT f64, PRIORITIES order). */
+export const LOSS_BY_PRIORITY_AT = Loss.BY_PRIORITY * 8;
 
 export const LOSS_BLOCK_BYTES = LOSS_BLOCK_WORDS * 8;
+
+/** The shape of a loss block in a file of `version`: versions 1-3 had 6 reasons of 4 words. */
+export interface LossShape {
+  readonly reasons: number;
+  readonly entryBytes: number;
+  readonly blockBytes: number;
+  /** Whether entries carry events per priority. */
+  readonly byPriority: boolean;
+}
+const V3_LOSS: LossShape = { reasons: 6, entryBytes: 32, blockBytes: 6 * 32, byPriority: false };
+const V4_LOSS: LossShape = { reasons: REASON_COUNT, entryBytes: LOSS_ENTRY_BYTES, blockBytes: LOSS_BLOCK_BYTES, byPriority: true };
+export const lossShape = (version: number): LossShape => (version < 4 ? V3_LOSS : V4_LOSS);
 /** A chunk body's fixed part; the thread name (padded to 8) and then the payload follow it. */
 export const CHUNK_FIXED_BYTES = ChunkField.LOSS_AT + LOSS_BLOCK_BYTES;
 export const THREAD_END_BYTES = ThreadEndField.LOSS_AT + LOSS_BLOCK_BYTES;
@@ -151,11 +171,13 @@ export function headerRecord(sessionStartEpochMs: number, config: unknown): Uint
   return frame(RecordType.HEADER, b);
 }
 
-export function nameRecord(id: number, name: string): Uint8Array[] {
+/** `priority`: the name's Priority code (0, normal, when not given). */
+export function nameRecord(id: number, name: string, priority = 0): Uint8Array[] {
   const bytes = encoder.encode(name);
   const b = Buffer.alloc(NameField.UTF8_AT + pad8(bytes.length));
   b.writeUInt32LE(id, NameField.ID);
   b.writeUInt32LE(bytes.length, NameField.BYTE_LENGTH);
+  b.writeUInt32LE(priority, NameField.PRIORITY);
   b.set(bytes, NameField.UTF8_AT);
   return frame(RecordType.NAME, b);
 }
@@ -222,7 +244,8 @@ export function chunkIdentity(slot: number, nodeThreadId: number, policy: number
 }
 
 /** Where a chunk body's payload starts, given its name length (ChunkField.NAME_BYTES). */
-export const chunkPayloadAt = (nameBytes: number): number => CHUNK_FIXED_BYTES + pad8(nameBytes);
+export const chunkPayloadAt = (nameBytes: number, lossBlockBytes = LOSS_BLOCK_BYTES): number =>
+  ChunkField.LOSS_AT + lossBlockBytes + pad8(nameBytes);
 
 /** A chunk record whose payload is the given runs of ring bytes (views into shared memory). */
 export function chunkRecord(h: ChunkHead, id: ChunkIdentity, loss: LossBlock, payload: readonly Uint8Array[]): Uint8Array[] {

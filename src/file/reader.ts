@@ -10,9 +10,19 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { BpState, STATE_NAMES, type StateName } from '../shm/backpressure.js';
-import { REASONS, REASON_COUNT, policyOf, type DropPolicy, type DropReason } from '../shm/layout.js';
 import {
-  CHUNK_FIXED_BYTES,
+  PRIORITIES,
+  PRIORITY_COUNT,
+  Prio,
+  REASONS,
+  noPriorities,
+  policyOf,
+  type DropPolicy,
+  type DropReason,
+  type Priority,
+  type PriorityCounts,
+} from '../shm/layout.js';
+import {
   ChunkField,
   END_REASON_NAMES,
   FILE_MAGIC,
@@ -22,8 +32,7 @@ import {
   FooterField,
   FrameField,
   HeaderField,
-  LOSS_BLOCK_BYTES,
-  LOSS_ENTRY_BYTES,
+  LOSS_BY_PRIORITY_AT,
   LossField,
   MAX_BODY_BYTES,
   NameField,
@@ -32,12 +41,14 @@ import {
   RecordType,
   STATE_BYTES,
   StateField,
-  THREAD_END_BYTES,
   ThreadEndField,
   ThreadStartField,
   V1_CHUNK_LOSS_AT,
+  V3_NAME_UTF8_AT,
   chunkPayloadAt,
   crcUpdate,
+  lossShape,
+  type LossShape,
 } from './format.js';
 import { RECORD_HEADER_BYTES, RecordKind, SPAN_BYTES, recordBytes } from '../shm/ring.js';
 
@@ -96,7 +107,13 @@ export interface TraceDrop {
   offset: number;
   /** The sequence number of the chunk that reports it; -1 for the end record. */
   chunkSeq: number;
+  /** How many of the events were of each priority (format 4; undefined before). Their sum is
+   * `events` for the losses the writer counts; the drain's (sink_error, thread_exit, unflushed)
+   * are not attributed. */
+  byPriority: Record<Priority, number> | undefined;
 }
+
+export type { PriorityCounts };
 
 export interface TraceStateChange {
   thread: number;
@@ -124,6 +141,14 @@ export interface ThreadSummary {
   endReason: string | undefined;
   /** attempted === events + dropped; undefined when the file has no end record for the thread. */
   balanced: boolean | undefined;
+  /**
+   * Per priority (format 4): the thread's events in the file and its drops. Each priority's
+   * events + drops is what it attempted; they add up to `attempted` with `unattributedDrops`, the
+   * drops whose events nobody looked at (the drain's reasons; all drops of a format 1-3 file).
+   */
+  eventsByPriority: PriorityCounts;
+  droppedByPriority: PriorityCounts;
+  unattributedDrops: number;
   /** From the thread's last chunk: its attempted count then, and whether events + drops up to
    * that chunk add up to it. What a cut or unfinished file can still prove. */
   lastChunk: { attempted: number; balanced: boolean } | undefined;
@@ -149,6 +174,7 @@ export interface TraceSummary {
     dropped: number;
     bytesDropped: number;
     droppedByReason: Partial<Record<DropReason, number>>;
+    droppedByPriority: PriorityCounts;
     droppedAfterClose: number;
     balanced: boolean;
   };
@@ -242,6 +268,10 @@ export class TraceReader {
   readonly config: Record<string, unknown>;
   readonly threads: TraceThread[] = [];
   readonly names = new Map<number, string>();
+  /** Each name's priority code (PRIORITIES index), from format-4 NAME records; absent = normal. */
+  private readonly priorityCodes = new Map<number, number>();
+  /** The loss block of this file's version. */
+  private readonly loss: LossShape;
   /** The first damaged region, if any: everything before its offset was read. */
   readonly damage: TraceDamage | undefined;
   /** Every damaged region, in file order (reading resumes after each where it can). */
@@ -258,6 +288,8 @@ export class TraceReader {
   /** A remark on the record just taken (not damage to it), listed with the damaged regions. */
   private readNote: string | undefined;
   private readonly eventsByThread: number[] = [];
+  /** PRIORITY_COUNT per thread: its events in the file by priority. */
+  private readonly priorityEvents: number[][] = [];
   private readonly payloadByThread: number[] = [];
   private readonly chunksByThread: number[] = [];
   /** Drops reported in a thread's chunks so far (the index pass runs in file order). */
@@ -287,6 +319,7 @@ export class TraceReader {
         );
       }
       if (this.version < 1) throw new TraceFormatError(PreambleField.VERSION, `invalid format version ${this.version}`, path);
+      this.loss = lossShape(this.version);
       const idx = this.index(fd, size);
       this.sessionStartEpochMs = idx.sessionStartEpochMs;
       this.config = idx.config;
@@ -477,6 +510,7 @@ export class TraceReader {
     this.threads.push(t);
     this.byRegistration.set(registration, t);
     this.eventsByThread.push(0);
+    this.priorityEvents.push(new Array<number>(PRIORITY_COUNT).fill(0));
     this.payloadByThread.push(0);
     this.chunksByThread.push(0);
     this.runningDrops.push(0);
@@ -512,9 +546,19 @@ export class TraceReader {
 
   private takeName(b: Buffer): string | undefined {
     const F = NameField;
-    if (b.length < F.UTF8_AT || F.UTF8_AT + b.readUInt32LE(F.BYTE_LENGTH) > b.length) return 'name record too short';
-    this.names.set(b.readUInt32LE(F.ID), decoder.decode(b.subarray(F.UTF8_AT, F.UTF8_AT + b.readUInt32LE(F.BYTE_LENGTH))));
+    const at = this.version < 4 ? V3_NAME_UTF8_AT : F.UTF8_AT;
+    if (b.length < at || at + b.readUInt32LE(F.BYTE_LENGTH) > b.length) return 'name record too short';
+    const priority = this.version < 4 ? Prio.NORMAL : b.readUInt32LE(F.PRIORITY);
+    if (priority >= PRIORITY_COUNT) return `name record: unknown priority code ${priority}`;
+    const id = b.readUInt32LE(F.ID);
+    this.names.set(id, decoder.decode(b.subarray(at, at + b.readUInt32LE(F.BYTE_LENGTH))));
+    if (priority !== Prio.NORMAL) this.priorityCodes.set(id, priority);
     return undefined;
+  }
+
+  /** A name's priority ('normal' for ids without a NAME record or before format 4). */
+  priorityOf(id: number): Priority {
+    return PRIORITIES[this.priorityCodes.get(id) ?? Prio.NORMAL];
   }
 
   private takeThreadStart(b: Buffer): string | undefined {
@@ -540,17 +584,20 @@ export class TraceReader {
     // Version 1 chunks have no identity: the loss block follows the running totals.
     const v1 = this.version === 1;
     const lossAt = v1 ? V1_CHUNK_LOSS_AT : F.LOSS_AT;
-    if (b.length < lossAt + LOSS_BLOCK_BYTES) return 'chunk record too short';
+    const lossBytes = this.loss.blockBytes;
+    if (b.length < lossAt + lossBytes) return 'chunk record too short';
     const nameBytes = v1 ? 0 : b.readUInt32LE(F.NAME_BYTES);
-    if (nameBytes > b.length - CHUNK_FIXED_BYTES) return 'chunk thread name longer than the record';
-    const payloadAt = v1 ? V1_CHUNK_LOSS_AT + LOSS_BLOCK_BYTES : chunkPayloadAt(nameBytes);
+    if (nameBytes > b.length - (F.LOSS_AT + lossBytes)) return 'chunk thread name longer than the record';
+    const payloadAt = v1 ? V1_CHUNK_LOSS_AT + lossBytes : chunkPayloadAt(nameBytes, lossBytes);
     const payloadBytes = b.readUInt32LE(F.PAYLOAD_BYTES);
     if (payloadAt + payloadBytes !== b.length) return 'chunk payload length does not match the record';
     const events = b.readUInt32LE(F.EVENTS);
-    const bad = checkPayload(b, payloadAt, b.length, events, maxKind(this.version));
+    const byPriority = new Array<number>(PRIORITY_COUNT).fill(0);
+    const bad = checkPayload(b, payloadAt, b.length, events, maxKind(this.version), this.priorityCodes, byPriority);
     if (bad !== undefined) return bad;
     const t = this.chunkThread(b, nameBytes);
     if (typeof t === 'string') return t;
+    for (let p = 0; p < PRIORITY_COUNT; p++) this.priorityEvents[t.index][p] += byPriority[p];
     const seq = b.readUInt32LE(F.SEQ);
     if (seq < this.nextSeq[t.index])
       return `chunk ${seq} of thread ${t.registration} out of order (the next expected is ${this.nextSeq[t.index]})`;
@@ -585,7 +632,8 @@ export class TraceReader {
     if (this.version === 1) return `chunk of unknown thread ${registration}`;
     const policy = policyOf(b.readUInt32LE(F.POLICY));
     if (policy === undefined) return `chunk of thread ${registration}: unknown drop policy code ${b.readUInt32LE(F.POLICY)}`;
-    const name = decoder.decode(b.subarray(CHUNK_FIXED_BYTES, CHUNK_FIXED_BYTES + nameBytes));
+    const nameAt = F.LOSS_AT + this.loss.blockBytes;
+    const name = decoder.decode(b.subarray(nameAt, nameAt + nameBytes));
     const firstTs = b.readDoubleLE(F.FIRST_TS);
     const t = this.addThread(
       registration,
@@ -613,7 +661,7 @@ export class TraceReader {
 
   private takeThreadEnd(b: Buffer, offset: number): string | undefined {
     const F = ThreadEndField;
-    if (b.length < THREAD_END_BYTES) return 'thread end record too short';
+    if (b.length < F.LOSS_AT + this.loss.blockBytes) return 'thread end record too short';
     const t = this.byRegistration.get(b.readUInt32LE(F.THREAD));
     if (!t) return `end of unknown thread ${b.readUInt32LE(F.THREAD)}`;
     const reason = b.readUInt32LE(F.END_REASON);
@@ -626,12 +674,18 @@ export class TraceReader {
   /** Records the losses a chunk or end record reports; returns how many events they are. */
   private takeLoss(b: Buffer, at: number, thread: number, offset: number, chunkSeq: number): number {
     let total = 0;
-    for (let r = 0; r < REASON_COUNT; r++) {
-      const entry = at + r * LOSS_ENTRY_BYTES;
+    const shape = this.loss;
+    for (let r = 0; r < shape.reasons; r++) {
+      const entry = at + r * shape.entryBytes;
       const events = b.readDoubleLE(entry + LossField.EVENTS);
       const bytes = b.readDoubleLE(entry + LossField.BYTES);
       if (events === 0 && bytes === 0) continue;
       total += events;
+      let byPriority: PriorityCounts | undefined;
+      if (shape.byPriority) {
+        byPriority = noPriorities();
+        PRIORITIES.forEach((p, i) => (byPriority![p] = b.readDoubleLE(entry + LOSS_BY_PRIORITY_AT + i * 8)));
+      }
       this.dropList.push({
         thread,
         reason: REASONS[r],
@@ -641,6 +695,7 @@ export class TraceReader {
         lastTs: b.readDoubleLE(entry + LossField.LAST_TS),
         offset,
         chunkSeq,
+        byPriority,
       });
     }
     return total;
@@ -722,10 +777,12 @@ export class TraceReader {
     return this.stateList.slice().sort((a, b) => a.thread - b.thread || a.ts - b.ts);
   }
 
-  summary(): TraceSummary {
-    // One pass over the drops and the state changes (a long trace has many of both).
+  /** Per thread: its drops by reason and priority, and its state changes, in one pass over the
+   * drops and the state changes (a long trace has many of both). */
+  private tallies() {
     const perThread = this.threads.map(() => ({
       byReason: {} as Partial<Record<DropReason, number>>,
+      byPriority: noPriorities(),
       dropped: 0,
       bytesDropped: 0,
       states: 0,
@@ -735,10 +792,18 @@ export class TraceReader {
       p.byReason[d.reason] = (p.byReason[d.reason] ?? 0) + d.events;
       p.dropped += d.events;
       p.bytesDropped += d.bytes;
+      if (d.byPriority) for (const k of PRIORITIES) p.byPriority[k] += d.byPriority[k];
     }
     for (const c of this.stateList) perThread[c.thread].states++;
+    return perThread;
+  }
+
+  summary(): TraceSummary {
+    const perThread = this.tallies();
     const threads: ThreadSummary[] = this.threads.map((t) => {
-      const { byReason, dropped, bytesDropped, states } = perThread[t.index];
+      const { byReason, byPriority, dropped, bytesDropped, states } = perThread[t.index];
+      const eventsByPriority = noPriorities();
+      PRIORITIES.forEach((p, i) => (eventsByPriority[p] = this.priorityEvents[t.index][i]));
       const events = this.eventsByThread[t.index];
       const gaps = this.gapList.filter((g) => g.thread === t.index);
       const missing = gaps.reduce((n, g) => n + g.toSeq - g.fromSeq + 1, 0);
@@ -759,6 +824,9 @@ export class TraceReader {
         stateChanges: states,
         endReason: t.endReason,
         balanced: t.attempted === undefined ? undefined : t.attempted === events + dropped,
+        eventsByPriority,
+        droppedByPriority: byPriority,
+        unattributedDrops: dropped - PRIORITIES.reduce((n, p) => n + byPriority[p], 0),
         lastChunk: this.lastChunk[t.index],
         unreadable:
           missing > 0 || (this.damaged.length > 0 && short !== undefined && short > 0) ? { chunks: missing, events: short } : undefined,
@@ -771,6 +839,7 @@ export class TraceReader {
       dropped: 0,
       bytesDropped: 0,
       droppedByReason: {} as Partial<Record<DropReason, number>>,
+      droppedByPriority: noPriorities(),
       droppedAfterClose: this.droppedAfterClose,
       balanced: true,
     };
@@ -782,6 +851,7 @@ export class TraceReader {
       for (const [r, n] of Object.entries(t.droppedByReason)) {
         totals.droppedByReason[r as DropReason] = (totals.droppedByReason[r as DropReason] ?? 0) + n;
       }
+      for (const p of PRIORITIES) totals.droppedByPriority[p] += t.droppedByPriority[p];
       if (t.balanced !== true) totals.balanced = false;
     }
     return {
@@ -797,8 +867,17 @@ export class TraceReader {
   }
 }
 
-/** Checks that a chunk payload is a whole number of valid records, `events` of them. */
-function checkPayload(b: Buffer, start: number, end: number, events: number, lastKind: number): string | undefined {
+/** Checks that a chunk payload is a whole number of valid records, `events` of them, and counts
+ * them by priority into `byPriority` (the codes of the names that are not normal in `codes`). */
+function checkPayload(
+  b: Buffer,
+  start: number,
+  end: number,
+  events: number,
+  lastKind: number,
+  codes: ReadonlyMap<number, number>,
+  byPriority: number[],
+): string | undefined {
   let p = start;
   let n = 0;
   while (p < end) {
@@ -806,6 +885,7 @@ function checkPayload(b: Buffer, start: number, end: number, events: number, las
     const word0 = b.readUInt32LE(p);
     const size = word0 >>> 24 > lastKind ? -1 : recordBytes(word0);
     if (size < 0 || p + size > end) return `invalid event record at chunk payload byte ${p - start}`;
+    byPriority[codes.size === 0 ? Prio.NORMAL : (codes.get(b.readUInt32LE(p + 4)) ?? Prio.NORMAL)]++;
     p += size;
     n++;
   }

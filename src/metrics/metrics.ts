@@ -14,6 +14,10 @@ import {
   Ctl,
   ControlFlag,
   Loss,
+  PRIORITIES,
+  PRIORITY_COUNT,
+  noPriorities,
+  type PriorityCounts,
   isFinal,
   isInLedger,
   isUnclaimed,
@@ -47,6 +51,9 @@ export interface ThreadMetrics {
   bytesDropped: number;
   droppedByReason: Partial<Record<DropReason, number>>;
   bytesDroppedByReason: Partial<Record<DropReason, number>>;
+  /** Events dropped per priority, over the reasons that know it (every writer-side one; the
+   * drain's sink_error, thread_exit and unflushed are counted in eventsDropped only). */
+  droppedByPriority: PriorityCounts;
   /** Transitions taken per edge, e.g. { 'normal->pressure': 2 }. */
   transitions: Record<string, number>;
   illegalTransitions: number;
@@ -71,7 +78,15 @@ export type RetiredTotals = LedgerTotals;
 /** A registration's final numbers, from the drain when it retires it (or close()'s fallback). */
 export interface RegistrationSummary extends Pick<
   ThreadMetrics,
-  'policy' | 'transitions' | 'timeInStateMs' | 'exhaustions' | 'swaps' | 'freeSparesMin' | 'chunksWritten' | 'drainLagMs'
+  | 'policy'
+  | 'transitions'
+  | 'timeInStateMs'
+  | 'exhaustions'
+  | 'swaps'
+  | 'freeSparesMin'
+  | 'chunksWritten'
+  | 'drainLagMs'
+  | 'droppedByPriority'
 > {
   thread: number;
   name: string;
@@ -124,11 +139,15 @@ export function threadFromSlot(v: SharedViews, slot: number, nowUs: number): Thr
   const bp = new BackpressureState(i32, v.i64, layout, slot);
   const byReason: Partial<Record<DropReason, number>> = {};
   const bytesByReason: Partial<Record<DropReason, number>> = {};
+  const byPriority = noPriorities();
   let dropped = 0;
   let bytesDropped = 0;
   const wl = layout.slotF64(slot, SlotF64.WRITER_LOSS);
   const dl = layout.slotF64(slot, SlotF64.DRAIN_LOSS);
   for (let r = 0; r < REASON_COUNT; r++) {
+    for (let p = 0; p < PRIORITY_COUNT; p++) {
+      byPriority[PRIORITIES[p]] += f64[lossAt(wl, r) + Loss.BY_PRIORITY + p] + f64[lossAt(dl, r) + Loss.BY_PRIORITY + p];
+    }
     const n = f64[lossAt(wl, r) + Loss.EVENTS] + f64[lossAt(dl, r) + Loss.EVENTS];
     const bytes = f64[lossAt(wl, r) + Loss.BYTES] + f64[lossAt(dl, r) + Loss.BYTES];
     if (n > 0) byReason[REASONS[r]] = n;
@@ -154,6 +173,7 @@ export function threadFromSlot(v: SharedViews, slot: number, nowUs: number): Thr
     bytesDropped,
     droppedByReason: byReason,
     bytesDroppedByReason: bytesByReason,
+    droppedByPriority: byPriority,
     transitions,
     illegalTransitions: bp.illegalTransitions(),
     stateLogOverflows: Atomics.load(i32, layout.slotI32(slot, Slot.TLOG_OVERFLOW)),
@@ -184,6 +204,7 @@ export function summaryFromSlot(t: ThreadMetrics): RegistrationSummary {
     bytesDropped: t.bytesDropped,
     droppedByReason,
     bytesDroppedByReason: t.bytesDroppedByReason,
+    droppedByPriority: t.droppedByPriority,
     endReason: 'tracer_closed',
     balanced: t.eventsAttempted === t.eventsWritten + dropped,
     policy: t.policy,
@@ -236,6 +257,7 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
     bytesDropped: ledger.bytesDropped,
     droppedByReason: { ...ledger.droppedByReason },
     bytesDroppedByReason: { ...ledger.bytesDroppedByReason },
+    droppedByPriority: { ...ledger.droppedByPriority },
     droppedAfterClose: Atomics.load(i32, Ctl.CLOSED_DROPS),
     transitions: { ...ledger.transitions },
     timeInStateMs: { ...ledger.timeInStateMs },
@@ -252,6 +274,7 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
       totals.droppedByReason[r as DropReason] = (totals.droppedByReason[r as DropReason] ?? 0) + n;
     for (const [r, n] of Object.entries(t.bytesDroppedByReason))
       totals.bytesDroppedByReason[r as DropReason] = (totals.bytesDroppedByReason[r as DropReason] ?? 0) + n;
+    for (const p of PRIORITIES) totals.droppedByPriority[p] += t.droppedByPriority[p];
     for (const [e, n] of Object.entries(t.transitions)) totals.transitions[e] = (totals.transitions[e] ?? 0) + n;
     for (const st of STATE_NAMES) totals.timeInStateMs[st] += t.timeInStateMs[st];
     totals.exhaustions += t.exhaustions;

@@ -4,7 +4,7 @@
  * `tracer.metrics()` at scrape time; nothing is added to the recording path.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { REASONS } from '../shm/layout.js';
+import { PRIORITIES, REASONS, type PriorityCounts } from '../shm/layout.js';
 import { STATE_NAMES } from '../shm/backpressure.js';
 import type { MetricsSnapshot } from './metrics.js';
 
@@ -32,6 +32,7 @@ const threadLabels = (t: Thread) => ({ thread: t.name, slot: String(t.slot) });
 const RETIRED = { thread: '(retired)', slot: '' };
 const plain = (n: number): Sample[] => [[{}, n]];
 const byReason = (rec: Partial<Record<string, number>>): Sample[] => REASONS.map((reason) => [{ reason }, rec[reason] ?? 0]);
+const byPriority = (rec: PriorityCounts): Sample[] => PRIORITIES.map((priority) => [{ priority }, rec[priority]]);
 const byEdge = (rec: Record<string, number>): Sample[] => Object.entries(rec).map(([edge, n]) => [{ edge }, n]);
 const byState = (rec: Record<string, number>): Sample[] => STATE_NAMES.map((state) => [{ state }, rec[state] / 1000]);
 
@@ -109,6 +110,13 @@ function registerEventCounters(f: MetricFamilies): void {
     if (m.totals.droppedAfterClose > 0) out.push([{ thread: '(after close)', slot: '', reason: 'closed' }, m.totals.droppedAfterClose]);
     return out;
   });
+  f.counter(
+    'events_dropped_by_priority_total',
+    'Events dropped, by the priority of their name (the drain-side reasons sink_error, thread_exit and unflushed are not attributed).',
+    'priority',
+    (t) => byPriority(t.droppedByPriority),
+    (r) => byPriority(r.droppedByPriority),
+  );
   f.counter(
     'bytes_dropped_total',
     'Record bytes dropped.',

@@ -7,16 +7,27 @@
  * goes to `slowPath()`, which V8 keeps out of line. While the pool is exhausted `limit` is pulled
  * down to `pos`, so every event takes the slow path, where a plain load tells whether a spare ring
  * came back before anything costlier is tried.
+ *
+ * Priorities cost nothing in NORMAL either: an event's priority is a property of its id (the
+ * priority table, see names.ts), looked up on the slow path only. When a swap finds the thread
+ * under pressure with priorities in use, the writer becomes *gated*: `limit` is pinned to the
+ * ring's start, so every event takes the slow path, where `admit()` sheds debug events and, once
+ * the pool is down to the critical reserve, refuses everything but critical events. The next swap
+ * that finds the thread NORMAL again (the periodic flush swaps a producing thread's ring at least
+ * once a flush interval) un-gates it.
  */
 import { performance } from 'node:perf_hooks';
 import { BackpressureState, BpState, type BpStateValue, type Thresholds } from '../shm/backpressure.js';
 import type { DropPolicy } from '../config.js';
+import { NameTable } from '../shm/names.js';
 import {
   Ctl,
   ControlFlag,
   Desc,
   LOSS_BLOCK_WORDS,
   Loss,
+  MAX_NAMES,
+  Prio,
   TransitionCode,
   lossAt,
   Reason,
@@ -104,7 +115,17 @@ export class Writer {
   private readonly freeQ: SpscQueue;
   private readonly bp: BackpressureState;
   private readonly circ: CircularCursor;
-  private readonly evict: (bytes: number, ts: number) => void;
+  private readonly evict: (bytes: number, ts: number, id: number) => void;
+  /** Every event takes the slow path, where its priority decides (see admit()). */
+  private gated = false;
+  /** Debug events are shed (the thread is not NORMAL and some name is debug). */
+  private shedDebug = false;
+  /** Only critical events are kept: the spares left are the critical reserve. */
+  private reserved = false;
+  /** The refusals of this reserved period were reported to the state machine (-> DROPPING). */
+  private reserveDropping = false;
+  /** The critical reserve in effect (0 until some name is critical), set at each swap. */
+  private reserveRings = 0;
   private readonly dropNewest: boolean;
   private readonly lossBase: number;
   /** The periodic flush: armed only while the thread produces (see armFlush). */
@@ -155,13 +176,17 @@ export class Writer {
     // Drop-oldest's per-eviction accounting, specialised (it runs once per dropped event): the
     // loss words of `pool_exhausted` in the shared buffer (a closed writer never evicts).
     const lf = v.f64;
+    const u8 = v.u8;
+    const prioAt = L.priorityTableOffset;
     const at = lossAt(this.lossBase, Reason.POOL_EXHAUSTED);
-    this.evict = (bytes, ts) => {
+    this.evict = (bytes, ts, id) => {
       lf[at + Loss.EVENTS]++;
       lf[at + Loss.BYTES] += bytes;
+      lf[at + Loss.BY_PRIORITY + (id > 0 && id <= MAX_NAMES ? u8[prioAt + id] : Prio.NORMAL)]++;
       if (!(lf[at + Loss.FIRST_TS] <= ts)) lf[at + Loss.FIRST_TS] = ts; // NaN: first since the hand-off
       lf[at + Loss.LAST_TS] = ts; // evicted oldest first: each is the latest so far
     };
+    this.setPriorityMode(this.freeQ.size());
     this.armFlush();
   }
 
@@ -358,7 +383,7 @@ export class Writer {
   private put(ts: number, id: number, payload: Uint8Array): boolean {
     const len = payload.length;
     if (this.closed) return this.dropClosed();
-    if (len > MAX_PAYLOAD_BYTES) return this.dropTooLarge(bytesRecordSize(len), ts);
+    if (len > MAX_PAYLOAD_BYTES) return this.dropTooLarge(bytesRecordSize(len), ts, NameTable.priorityOf(this.ctx.views, id));
     const size = bytesRecordSize(len);
     const word0 = (RecordKind.BYTES << 24) | len;
     const p = this.pos;
@@ -398,12 +423,24 @@ export class Writer {
     value: number | undefined,
   ): boolean {
     if (this.closed) return this.dropClosed();
-    if (size > this.ringSize) return this.dropTooLarge(size, ts);
+    const prio = NameTable.priorityOf(this.ctx.views, id); // a plain load (see names.ts)
+    if (size > this.ringSize) return this.dropTooLarge(size, ts, prio);
+    if (this.gated) {
+      if (!this.admit(prio, size, ts)) return false;
+      // Gated, the fast path never writes: the record may well fit in the active ring.
+      if (!this.exhausted && this.ringBase >= 0 && this.pos + size <= this.ringBase + this.ringSize) {
+        this.writeRecord(this.pos, word0, id, ts, value, payload);
+        return true;
+      }
+    }
     // The per-event cost while exhausted is this branch and one plain load: the atomic checks
     // happen only when the writer is about to touch a queue.
     if (!this.exhausted) {
       if (this.tracerClosed()) return false;
-      if (!this.swap(ts, 1)) this.enterExhausted(ts);
+      if (!this.swap(ts, 1, prio)) {
+        if (prio !== Prio.CRITICAL && this.reserveRings > 0 && this.freeQ.size() > 0) return this.enterReserve(prio, size, ts);
+        this.enterExhausted(ts);
+      }
       this.armFlush();
     } else if (this.freeQ.hintNonEmpty()) {
       if (this.tracerClosed()) return false;
@@ -416,16 +453,19 @@ export class Writer {
       if (this.tracerClosed()) return false;
     }
     if (!this.exhausted) {
-      if (this.pos + size > this.limit) throw new Error('ringtrace: internal error: fresh ring has no room'); // size <= ringSize
+      if (this.gated && !this.admit(prio, size, ts)) return false; // the swap found the thread in pressure
+      if (this.pos + size > this.ringBase + this.ringSize) throw new Error('ringtrace: internal error: fresh ring has no room'); // size <= ringSize
       this.writeRecord(this.pos, word0, id, ts, value, payload);
       return true;
     }
     if (this.dropNewest) {
-      this.countDrop(Reason.POOL_EXHAUSTED, size, ts);
+      this.countDrop(Reason.POOL_EXHAUSTED, size, ts, prio);
       this.lastTs = ts; // no ring: later events are still held at it
       return false;
     }
-    // drop-oldest: make room in the active ring by evicting its oldest whole records.
+    // drop-oldest: make room in the active ring by evicting its oldest whole records. With a
+    // critical reserve in use the ring holds critical events only: nothing else may evict them.
+    if (this.reserved && prio !== Prio.CRITICAL) return this.refuse(Reason.POOL_EXHAUSTED, prio, size, ts);
     const c = this.circ;
     let at = evictOneForOne(c, size, this.u32, this.f64, this.i32, this.tailIdx, this.evict);
     if (at < 0) at = makeRoomEvictingOldest(c, size, this.u32, this.f64, this.i32, this.tailIdx, this.evict);
@@ -433,6 +473,71 @@ export class Writer {
     c.tail = this.pos;
     this.limit = this.pos;
     return true;
+  }
+
+  // ---------------------------------------------------------------- priorities (slow path only)
+
+  /**
+   * Gated: may an event of priority `prio` be kept at all? A refused one is counted here. While
+   * reserved, each refusal first looks (plain loads) whether spares came back above the reserve;
+   * if so the reserve is lifted and the event goes on like any other.
+   */
+  private admit(prio: number, size: number, ts: number): boolean {
+    if (this.reserved && prio !== Prio.CRITICAL) {
+      if (this.freeQ.hintSize() <= this.reserveRings) {
+        if (!this.reserveDropping) {
+          // The first refusal of this reserved period: the pool is exhausted for this event.
+          this.reserveDropping = true;
+          this.i32[this.ctx.views.layout.slotI32(this.slot, Slot.EXHAUSTIONS)]++;
+          this.bp.onExhausted(this.clockUs());
+        }
+        return this.refuse(Reason.POOL_EXHAUSTED, prio, size, ts);
+      }
+      this.reserved = this.reserveDropping = false;
+      this.regate();
+    }
+    // Shed while the writer holds a ring; holding none (drop-newest, exhausted) everything is
+    // refused for want of room anyway, and counted so.
+    if (this.shedDebug && prio === Prio.DEBUG && this.ringBase >= 0) return this.refuse(Reason.SHED, prio, size, ts);
+    return true;
+  }
+
+  /** A non-critical event found the active ring full and only the critical reserve left: it is
+   * refused, and so is every non-critical event until spares come back above the reserve. The
+   * full ring stays active (a critical event hands it over when it needs room). */
+  private enterReserve(prio: number, size: number, ts: number): boolean {
+    this.reserved = true;
+    this.reserveDropping = false;
+    this.regate();
+    return this.admit(prio, size, ts);
+  }
+
+  /** Counts a refused event. The active ring (if any) does not hold it: it is skipped in the
+   * ring's event count, and lastTs stays the ring's last record's. */
+  private refuse(reason: number, prio: number, size: number, ts: number): boolean {
+    this.countDrop(reason, size, ts, prio);
+    this.ringSkipped++;
+    return false;
+  }
+
+  /** Pins `limit` (every event to the slow path) while gated, else opens the active ring again.
+   * An exhausted writer keeps its own limit (see enterExhausted). */
+  private regate(): void {
+    this.gated = this.shedDebug || this.reserved;
+    if (this.exhausted || this.ringBase < 0) return;
+    this.limit = this.gated ? this.ringBase : this.ringBase + this.ringSize;
+  }
+
+  /** At each ring change: which priority rules apply until the next one. The drain may move the
+   * state back to NORMAL in between; the writer notices at its next swap. */
+  private setPriorityMode(free: number): void {
+    const i32 = this.i32;
+    this.reserveRings = Atomics.load(i32, Ctl.CRITICAL_NAMES) > 0 ? (this.ctx.thresholds.criticalReserveRings ?? 0) : 0;
+    this.shedDebug = Atomics.load(i32, Ctl.DEBUG_NAMES) > 0 && this.bp.state() !== BpState.NORMAL;
+    const reserved = free < this.reserveRings; // a critical event took a reserved ring
+    if (!reserved) this.reserveDropping = false;
+    this.reserved = reserved;
+    this.regate();
   }
 
   /** Slow path: if the tracer has closed, close this writer; the event being recorded is
@@ -444,8 +549,11 @@ export class Writer {
     return true;
   }
 
-  /** Hands the active ring to the drain and takes a spare. False (nothing changed) if none. */
-  private swap(ts: number, inFlight: 0 | 1): boolean {
+  /** Hands the active ring to the drain and takes a spare. False (nothing changed) if none, or if
+   * only the critical reserve is left and the event being recorded (of priority `prio`; flushes
+   * pass critical) is not critical. */
+  private swap(ts: number, inFlight: 0 | 1, prio: number): boolean {
+    if (prio !== Prio.CRITICAL && this.reserveRings > 0 && this.freeQ.size() <= this.reserveRings) return false;
     const next = this.freeQ.pop();
     if (next < 0) return false;
     if (this.ringBase >= 0) this.submitActive(ts, inFlight);
@@ -478,6 +586,7 @@ export class Writer {
     const nowUs = this.clockUs();
     this.bp.checkRecovery(this.freeQ, this.ctx.thresholds, nowUs);
     this.bp.checkPressure(free, this.ctx.thresholds, nowUs);
+    this.setPriorityMode(free);
   }
 
   /** Publishes the active ring (with its extent and a snapshot of the loss block) to the drain.
@@ -573,12 +682,12 @@ export class Writer {
     }
   }
 
-  private countDrop(reason: number, bytes: number, ts: number): void {
-    countDrop(this.f64, this.lossBase, reason, bytes, ts);
+  private countDrop(reason: number, bytes: number, ts: number, prio: number): void {
+    countDrop(this.f64, this.lossBase, reason, bytes, ts, prio);
   }
 
-  private dropTooLarge(size: number, ts: number): boolean {
-    this.countDrop(Reason.RECORD_TOO_LARGE, size, ts);
+  private dropTooLarge(size: number, ts: number, prio: number): boolean {
+    this.countDrop(Reason.RECORD_TOO_LARGE, size, ts, prio);
     this.ringSkipped++;
     if (!this.tooLargeWarned) {
       this.tooLargeWarned = true;
@@ -650,7 +759,7 @@ export class Writer {
       if (this.exhausted) return true;
     }
     if (this.pos === this.ringBase && !this.dropsSinceHandOff()) return true;
-    return this.swap(ts, 0);
+    return this.swap(ts, 0, Prio.CRITICAL);
   }
 
   /** drop-newest, exhausted (holding no ring): hands the loss block over on an empty spare. */

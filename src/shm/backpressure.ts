@@ -62,6 +62,9 @@ export interface Thresholds {
   recoverySpares: number;
   /** RECOVERY -> NORMAL after this long in RECOVERY (any exhaustion sends it back to DROPPING). */
   stabilityUs: number;
+  /** The last this many spare rings are for critical events only (while any name is critical):
+   * a normal or debug event that would need one of them is dropped instead. 0 when not given. */
+  criticalReserveRings?: number;
 }
 
 export type TransitionListener = (from: BpStateValue, to: BpStateValue, atUs: number) => void;

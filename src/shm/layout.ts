@@ -15,6 +15,9 @@
  *  | NAME TABLE  NAME_TABLE_ENTRIES x 128 B, open addressing on a string hash               |
  *  |   entry: state | id | byteLength | hash | utf8 name (<= 112 B)                         |
  *  +--------------------------------------------------------------------------------------+
+ *  | PRIORITY TABLE  u8 per name id (0..MAX_NAMES): the id's Priority code, stored by the   |
+ *  |                 define() that creates the name, before its entry is published READY   |
+ *  +--------------------------------------------------------------------------------------+
  *  | SLOT 0 HEADER (slotHeaderBytes)                                                         |
  *  |   bytes 0-127, i32 words: slot state, registration, threadId, queue cursors, active     |
  *  |              ring cursors, counters, transition counts per edge                        |
@@ -47,7 +50,7 @@
  */
 
 export const LAYOUT_MAGIC = 0x52545243; // 'RTRC'
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 
 /** Control block: Int32 word indices. */
 export const Ctl = {
@@ -86,6 +89,11 @@ export const Ctl = {
    * close()'s fallback can tell a write the dead drain finished from one it did not. */
   LEDGER_PENDING_SLOT: 22,
   LEDGER_PENDING_REGISTRATION: 23,
+  /** Names defined with priority critical / debug (Atomics.add by define()). A writer reads them
+   * at a ring swap: with no critical name the critical reserve is not held back, with no debug
+   * name PRESSURE sheds nothing, so neither costs a thread that does not use priorities. */
+  CRITICAL_NAMES: 24,
+  DEBUG_NAMES: 25,
   /** Float64 index (byte 64): Date.now() when the tracer opened. */
   F64_SESSION_START_EPOCH_MS: 8,
   /** Float64 index (byte 72): clock zero as an absolute high-resolution time (ms). */
@@ -111,6 +119,22 @@ export const NAME_ENTRY_BYTES = 128;
 export const NAME_MAX_BYTES = 112;
 export const NameEntry = { STATE: 0, ID: 1, BYTE_LENGTH: 2, HASH: 3, BYTES_OFFSET: 16 } as const;
 export const NameState = { EMPTY: 0, WRITING: 1, READY: 2 } as const;
+
+/**
+ * Event priorities. The code is the byte in the priority table and in the file's NAME records;
+ * 0 is normal, so an id no define() gave a priority (a raw id, a span's 0xFFFFFFFF) is normal.
+ * Under pressure debug events go first, then normal; critical ones may use the critical reserve.
+ */
+export const PRIORITIES = ['normal', 'critical', 'debug'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+export const PRIORITY_COUNT = PRIORITIES.length;
+export const Prio = { NORMAL: 0, CRITICAL: 1, DEBUG: 2 } as const;
+export const priorityCode = (p: Priority): number => PRIORITIES.indexOf(p);
+/** Counts per priority (events dropped, events in a file). */
+export type PriorityCounts = Record<Priority, number>;
+export const noPriorities = (): PriorityCounts => ({ normal: 0, critical: 0, debug: 0 });
+/** Bytes of the priority table: one per id 0..MAX_NAMES, rounded up to 8. */
+export const PRIORITY_TABLE_BYTES = (MAX_NAMES + 1 + 7) & ~7;
 
 /**
  * A slot's life (every change is a compare-exchange or a release store on Slot.STATE):
@@ -155,7 +179,7 @@ export const isFinal = (st: number): boolean => st === SlotState.RETIRED || st =
 export const isInLedger = (st: number): boolean => isFinal(st) || st === SlotState.RELEASING;
 
 /** Drop reasons: index into loss blocks and the order of loss blocks in the trace file. */
-export const REASONS = ['pool_exhausted', 'record_too_large', 'sink_error', 'closed', 'thread_exit', 'unflushed'] as const;
+export const REASONS = ['pool_exhausted', 'record_too_large', 'sink_error', 'closed', 'thread_exit', 'unflushed', 'shed'] as const;
 export type DropReason = (typeof REASONS)[number];
 export const Reason = {
   POOL_EXHAUSTED: 0,
@@ -164,12 +188,19 @@ export const Reason = {
   CLOSED: 3,
   THREAD_EXIT: 4,
   UNFLUSHED: 5,
+  /** Not kept by the thread's pressure policy while spares were left (debug events in PRESSURE). */
+  SHED: 6,
 } as const;
 export const REASON_COUNT = REASONS.length;
 
-/** A loss block: per reason {events, bytes, firstTs, lastTs} as Float64 (4 words a reason). */
-export const Loss = { EVENTS: 0, BYTES: 1, FIRST_TS: 2, LAST_TS: 3 } as const;
-export const LOSS_WORDS_PER_REASON = 4;
+/**
+ * A loss block: per reason {events, bytes, firstTs, lastTs, events by priority} as Float64
+ * (4 + PRIORITY_COUNT words a reason). The per-priority events of a reason add up to its events
+ * when the loser knew each event's id (every writer-side reason); the drain's reasons
+ * (sink_error, thread_exit, unflushed) lose events it does not look at, left unattributed.
+ */
+export const Loss = { EVENTS: 0, BYTES: 1, FIRST_TS: 2, LAST_TS: 3, BY_PRIORITY: 4 } as const;
+export const LOSS_WORDS_PER_REASON = Loss.BY_PRIORITY + PRIORITY_COUNT;
 export const LOSS_BLOCK_WORDS = REASON_COUNT * LOSS_WORDS_PER_REASON;
 /** Index of `reason`'s entry in the loss block that starts at index `block` (add a Loss field). */
 export const lossAt = (block: number, reason: number): number => block + reason * LOSS_WORDS_PER_REASON;
@@ -190,8 +221,9 @@ const LEDGER_REASON_EVENTS = 8;
 const LEDGER_REASON_BYTES = LEDGER_REASON_EVENTS + REASON_COUNT;
 const LEDGER_EDGES = LEDGER_REASON_BYTES + REASON_COUNT;
 const LEDGER_TIME_IN_STATE = LEDGER_EDGES + EDGE_COUNT;
+const LEDGER_PRIORITY_EVENTS = LEDGER_TIME_IN_STATE + STATE_COUNT;
 /** Words of one copy of the ledger. */
-export const LEDGER_WORDS = LEDGER_TIME_IN_STATE + STATE_COUNT;
+export const LEDGER_WORDS = LEDGER_PRIORITY_EVENTS + PRIORITY_COUNT;
 export const Ledger = {
   THREADS: 0,
   ATTEMPTED: 1,
@@ -208,10 +240,13 @@ export const Ledger = {
   EDGES: LEDGER_EDGES,
   /** STATE_COUNT words: microseconds in each state. */
   TIME_IN_STATE_US: LEDGER_TIME_IN_STATE,
+  /** PRIORITY_COUNT words: events dropped per priority (all reasons that know it). */
+  PRIORITY_EVENTS: LEDGER_PRIORITY_EVENTS,
   /** LEDGER_WORDS words: the ledger as it was before the write in progress. */
   SHADOW: LEDGER_WORDS,
 } as const;
-export const LEDGER_BYTES = 512;
+/** The ledger and its shadow copy, rounded up to a cache line. */
+export const LEDGER_BYTES = (2 * LEDGER_WORDS * 8 + 63) & ~63;
 
 export const TRANSITION_LOG_ENTRIES = 16;
 /** Transition-log cursors count modulo 2^30 (a multiple of the log size), so they never
@@ -392,6 +427,7 @@ export class Layout implements Geometry {
   /** BigInt64 index of the retired ledger. */
   readonly ledgerI64 = CONTROL_BYTES / 8;
   readonly nameTableOffset = CONTROL_BYTES + LEDGER_BYTES;
+  readonly priorityTableOffset = this.nameTableOffset + NAME_TABLE_ENTRIES * NAME_ENTRY_BYTES;
   readonly slotsOffset: number;
   readonly slotHeaderBytes: number;
   /** Byte offsets, within a slot header, of the submit queue (the free queue follows it). */
@@ -404,7 +440,7 @@ export class Layout implements Geometry {
     this.maxThreads = g.maxThreads;
     this.ringsPerThread = g.ringsPerThread;
     this.ringSize = g.ringSize;
-    this.slotsOffset = this.nameTableOffset + NAME_TABLE_ENTRIES * NAME_ENTRY_BYTES;
+    this.slotsOffset = this.priorityTableOffset + PRIORITY_TABLE_BYTES;
     // Fixed part, then the two queues (sized by ringsPerThread), then the ring descriptors.
     this.queuesOffsetInSlot = align(SLOT_FIXED_BYTES, 8);
     this.descOffsetInSlot = align(this.queuesOffsetInSlot + 2 * this.ringsPerThread * 4, 8);
@@ -450,6 +486,7 @@ export class Layout implements Geometry {
       { name: 'control', start: 0, bytes: CONTROL_BYTES },
       { name: 'ledger', start: this.ledgerI64 * 8, bytes: LEDGER_BYTES },
       { name: 'names', start: this.nameTableOffset, bytes: NAME_TABLE_ENTRIES * NAME_ENTRY_BYTES },
+      { name: 'priorities', start: this.priorityTableOffset, bytes: PRIORITY_TABLE_BYTES },
     ];
     for (let slot = 0; slot < this.maxThreads; slot++) {
       const at = this.slotOffset(slot);
@@ -554,6 +591,7 @@ function checkFixedLayout(): void {
       REASON_BYTES: REASON_COUNT,
       EDGES: EDGE_COUNT,
       TIME_IN_STATE_US: STATE_COUNT,
+      PRIORITY_EVENTS: PRIORITY_COUNT,
       SHADOW: LEDGER_WORDS,
     }),
     LEDGER_BYTES,

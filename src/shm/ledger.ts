@@ -5,7 +5,22 @@
  * once the drain is gone); readers in any thread, under the LEDGER_SEQ seqlock.
  */
 import { EDGES, STATE_NAMES, edgeName, type StateName } from './backpressure.js';
-import { Ctl, LEDGER_WORDS, Ledger, REASONS, Slot, SlotState, type DropReason, type SharedViews } from './layout.js';
+import {
+  Ctl,
+  LEDGER_WORDS,
+  Ledger,
+  PRIORITIES,
+  REASONS,
+  Slot,
+  SlotState,
+  type DropReason,
+  type Priority,
+  type SharedViews,
+} from './layout.js';
+
+/** Events dropped per priority (the drops whose priority is known; see layout.ts Loss). */
+export type PriorityCounts = Record<Priority, number>;
+export const noPriorities = (): PriorityCounts => ({ normal: 0, critical: 0, debug: 0 });
 
 /** A retired registration's numbers, as the ledger adds them up. */
 export interface LedgerEntry {
@@ -15,6 +30,7 @@ export interface LedgerEntry {
   bytesDropped: number;
   droppedByReason: Partial<Record<DropReason, number>>;
   bytesDroppedByReason: Partial<Record<DropReason, number>>;
+  droppedByPriority: PriorityCounts;
   /** Transitions per edge, e.g. { 'normal->pressure': 2 }. */
   transitions: Record<string, number>;
   timeInStateMs: Record<StateName, number>;
@@ -32,6 +48,7 @@ export interface LedgerTotals {
   bytesDropped: number;
   droppedByReason: Partial<Record<DropReason, number>>;
   bytesDroppedByReason: Partial<Record<DropReason, number>>;
+  droppedByPriority: PriorityCounts;
   transitions: Record<string, number>;
   timeInStateMs: Record<StateName, number>;
   exhaustions: number;
@@ -67,6 +84,7 @@ export function retireIntoLedger(v: SharedViews, slot: number, e: LedgerEntry, h
     add(Ledger.REASON_EVENTS + i, e.droppedByReason[r] ?? 0);
     add(Ledger.REASON_BYTES + i, e.bytesDroppedByReason[r] ?? 0);
   });
+  PRIORITIES.forEach((p, i) => add(Ledger.PRIORITY_EVENTS + i, e.droppedByPriority[p]));
   EDGES.forEach((_, i) => add(Ledger.EDGES + i, e.transitions[edgeName(i)] ?? 0));
   STATE_NAMES.forEach((st, i) => add(Ledger.TIME_IN_STATE_US + i, e.timeInStateMs[st] * 1000));
   handOff();
@@ -104,6 +122,8 @@ export function readLedger(v: SharedViews): LedgerTotals {
     if (w(Ledger.REASON_EVENTS + i) > 0) droppedByReason[r] = w(Ledger.REASON_EVENTS + i);
     if (w(Ledger.REASON_BYTES + i) > 0) bytesDroppedByReason[r] = w(Ledger.REASON_BYTES + i);
   });
+  const droppedByPriority = noPriorities();
+  PRIORITIES.forEach((p, i) => (droppedByPriority[p] = w(Ledger.PRIORITY_EVENTS + i)));
   const transitions: Record<string, number> = {};
   EDGES.forEach((_, i) => (transitions[edgeName(i)] = w(Ledger.EDGES + i)));
   const t = (i: number) => w(Ledger.TIME_IN_STATE_US + i) / 1000;
@@ -115,6 +135,7 @@ export function readLedger(v: SharedViews): LedgerTotals {
     bytesDropped: w(Ledger.BYTES_DROPPED),
     droppedByReason,
     bytesDroppedByReason,
+    droppedByPriority,
     transitions,
     timeInStateMs: { normal: t(0), pressure: t(1), dropping: t(2), recovery: t(3) },
     exhaustions: w(Ledger.EXHAUSTIONS),

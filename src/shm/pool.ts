@@ -59,6 +59,12 @@ export class SpscQueue {
     return this.i32[this.tailIdx] !== this.i32[this.headIdx];
   }
 
+  /** Consumer-side cheap hint of size(): plain loads (the head is the consumer's own). The tail
+   * may be stale, so the count may be low, never high: the producer only ever adds entries. */
+  hintSize(): number {
+    return this.distance(this.i32[this.headIdx], this.i32[this.tailIdx]);
+  }
+
   /** Entries in the queue, as seen by either side. */
   size(): number {
     return this.distance(Atomics.load(this.i32, this.headIdx), Atomics.load(this.i32, this.tailIdx));

@@ -157,8 +157,8 @@ export interface CircularCursor {
   wrapEnd: number;
 }
 
-/** Called for each record evicted to make room: its total bytes and timestamp. */
-export type EvictFn = (bytes: number, ts: number) => void;
+/** Called for each record evicted to make room: its total bytes, timestamp and event id. */
+export type EvictFn = (bytes: number, ts: number, id: number) => void;
 
 /** Order of the published cursor words (see layout Slot.ACTIVE_TAIL, ACTIVE_HEAD, ACTIVE_WRAP_END). */
 export const PUBLISHED_TAIL = 0;
@@ -184,7 +184,7 @@ export function evictOneForOne(
   if (c.wrapEnd < 0 || c.tail + need <= h) return -1;
   const size = sizeOf(u32[h >> 2]);
   if (c.tail + need > h + size || h + size >= c.wrapEnd) return -1; // size < 0 lands here too
-  evict(size, f64[(h >> 3) + 1]);
+  evict(size, f64[(h >> 3) + 1], u32[(h >> 2) + 1]);
   c.head = h + size;
   i32[publishIdx + PUBLISHED_HEAD] = c.head - c.base;
   return c.tail;
@@ -228,7 +228,7 @@ export function makeRoomEvictingOldest(
     if (c.tail + need <= c.head) return c.tail;
     const size = recordBytes(u32[c.head >> 2]);
     const ts = f64[(c.head >> 3) + 1];
-    evict(size, ts);
+    evict(size, ts, u32[(c.head >> 2) + 1]);
     c.head += size;
     if (c.head >= c.wrapEnd) {
       // Older run fully evicted: the ring is linear again over [base, tail).

@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Tracer, type TracerHandle } from '../../src/index.js';
-import { payloadFor, paceUntilSpare } from './scenario.js';
+import { payloadFor, paceUntilSpare, priorityOfSeq } from './scenario.js';
 
 export interface ScenarioData {
   trace: TracerHandle;
@@ -13,6 +13,7 @@ export interface ScenarioData {
   mode:
     | 'exact'
     | 'flood'
+    | 'priority-flood'
     | 'flood-until'
     | 'trickle'
     | 'steady'
@@ -111,6 +112,17 @@ function run(): void {
       // As fast as possible; the drain is expected to be paused.
       for (let seq = 0; seq < d.events; seq++, calls++) if (w.record(id, seq)) kept++;
       break;
+    case 'priority-flood': {
+      // As fast as possible, 1 % critical, 20 % debug, 79 % normal (priorityOfSeq), each event's
+      // value its sequence number; with `control`, until control[0] is set after `events`.
+      const ids = {
+        critical: tracer.define('crit', { priority: 'critical' }),
+        normal: id,
+        debug: tracer.define('dbg', { priority: 'debug' }),
+      };
+      for (let seq = 0; seq < d.events; seq++, calls++) if (w.record(ids[priorityOfSeq(seq)], seq)) kept++;
+      break;
+    }
     case 'flood-until': {
       // As fast as possible until control[0] is set (the event loop never turns meanwhile).
       const c = control!;

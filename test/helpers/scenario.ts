@@ -15,6 +15,12 @@ export function payloadFor(seq: number, len: number): Uint8Array {
   return p;
 }
 
+/** The priority-flood mix: 1 % critical, 20 % debug, 79 % normal, interleaved. */
+export const priorityOfSeq = (seq: number): 'critical' | 'normal' | 'debug' => {
+  const k = seq % 100;
+  return k === 0 ? 'critical' : k % 5 === 1 ? 'debug' : 'normal';
+};
+
 const nap = new Int32Array(new SharedArrayBuffer(4));
 /** Test pacing, not a library feature: wait (bounded) until the writer has a spare ring, so a
  * test that wants "nothing dropped" does not outrun the drain. */
