@@ -575,6 +575,9 @@ export class Writer {
 
   private countDrop(reason: number, bytes: number, ts: number): void {
     countDrop(this.f64, this.lossBase, reason, bytes, ts);
+    // The loss reaches the drain only with a hand-off: an idle thread's periodic flush may have
+    // stopped (a record too large, or a drop-newest drop after the last tick handed the losses over).
+    if (!this.flushArmed) this.armFlush();
   }
 
   private dropTooLarge(size: number, ts: number): boolean {
