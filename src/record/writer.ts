@@ -163,6 +163,9 @@ export class Writer {
       lf[at + Loss.LAST_TS] = ts; // evicted oldest first: each is the latest so far
     };
     this.armFlush();
+    // A drain with no live thread sleeps for drainIdleMs: wake it, so that its scrape looks at this
+    // thread start now (one that records, then blocks, is scraped within two flush intervals).
+    this.ringDoorbell();
   }
 
   /**
