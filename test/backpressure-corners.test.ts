@@ -322,6 +322,46 @@ describe('records too large for a ring', () => {
       }
     });
   }
+
+  it('a thread whose periodic flush has stopped (idle): the drop still reaches the drop log and the file without another event', async () => {
+    const path = tempTrace('too-large-idle');
+    const logs: LogEntry[] = [];
+    const onWarning = () => {};
+    process.on('warning', onWarning);
+    const tracer = await Tracer.open({
+      path,
+      ...SMALL,
+      flushIntervalMs: 20,
+      dropLogEvery: 1,
+      dropLogIntervalMs: 0,
+      logLevel: 'warn',
+      exitHooks: false,
+      logger: (e) => logs.push(e),
+    });
+    try {
+      const w = tracer.register('idle');
+      const blob = tracer.define('blob');
+      // The first tick finds nothing to hand over and does not re-arm: the thread is idle.
+      await until(() => !(w as unknown as { flushArmed: boolean }).flushArmed, 'the periodic flush stopped');
+      assert.equal(w.recordBytes(blob, new Uint8Array(5000)), false, 'larger than a 4 KiB ring');
+      const reported = () => logs.filter((e) => /dropped \d+ events/.test(e.msg)).reduce((n, e) => n + (e.dropped as number), 0);
+      // Only the writer can hand its loss block over; the thread records nothing more.
+      await until(() => reported() >= 1, 'the drop summary reports the record_too_large drop before any close', 300);
+      assert.equal(reported(), 1);
+      w.close();
+      const summary = (await tracer.close())!;
+      assert.ok(summary.balanced);
+      const drops = openTrace(path).drops();
+      assert.deepEqual(
+        drops.map((d) => [d.reason, d.events, d.chunkSeq >= 0]),
+        [['record_too_large', 1, true]],
+        'on a chunk, not only on the end record',
+      );
+    } finally {
+      await tracer.close();
+      process.off('warning', onWarning);
+    }
+  });
 });
 
 describe('an idle drop-newest thread: its losses reach the file without another event', () => {

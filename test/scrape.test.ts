@@ -15,6 +15,7 @@ import { Tracer, openTrace, type TraceReader } from '../src/index.js';
 import { tempTrace } from './helpers/scenario.js';
 import type { ScrapeStep, ScrapeWorkerData } from './helpers/scrape-worker.js';
 import { checkChunks } from './helpers/chunk-check.js';
+import { Ctl } from '../src/shm/layout.js';
 
 interface Started {
   worker: Worker;
@@ -96,6 +97,34 @@ describe('scraping: a blocked thread loses nothing', () => {
       await w.exited;
     });
   }
+
+  it('a thread that registers while the drain sleeps out its idle timeout, records, then blocks: scraped within a few flush intervals', async () => {
+    const path = tempTrace('scrape-first-look');
+    const flushIntervalMs = 20;
+    const tracer = await Tracer.open({ path, flushIntervalMs, drainIdleMs: 1000, logLevel: 'error', exitHooks: false });
+    try {
+      // No thread yet, so nothing is due: the drain sleeps for drainIdleMs.
+      const i32 = new Int32Array(tracer.handle.buffer);
+      const asleep = await until(() => Atomics.load(i32, Ctl.DRAIN_SLEEPING) === 1, 10_000);
+      assert.ok(asleep, 'the drain went to sleep');
+      const w = tracer.register('blocked');
+      const id = tracer.define('seq');
+      for (let i = 0; i < 100; i++) w.record(id, i);
+      // This thread blocks now (no timer of its runs): only the drain's scrape looks can take them.
+      const start = performance.now();
+      const nap = new Int32Array(new SharedArrayBuffer(4));
+      const written = () => tracer.metrics().threads.find((t) => t.name === 'blocked')?.eventsWritten ?? 0;
+      while (written() < 100 && performance.now() - start < 5000) Atomics.wait(nap, 0, 0, 2);
+      const ms = performance.now() - start;
+      assert.equal(written(), 100);
+      // Two looks a flush interval apart; the drain's idle timeout (1 s) must not delay the first.
+      assert.ok(ms < 500, `scraped after ${Math.round(ms)} ms (flush interval ${flushIntervalMs} ms)`);
+      w.close();
+      assert.ok((await tracer.close())?.balanced);
+    } finally {
+      await tracer.close();
+    }
+  });
 
   it('random schedules in several workers: every event once and in order, or counted; nothing unflushed', async () => {
     const step: fc.Arbitrary<ScrapeStep> = fc.oneof(

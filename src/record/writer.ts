@@ -188,6 +188,9 @@ export class Writer {
     };
     this.setPriorityMode(this.freeQ.size());
     this.armFlush();
+    // A drain with no live thread sleeps for drainIdleMs: wake it, so that its scrape looks at this
+    // thread start now (one that records, then blocks, is scraped within two flush intervals).
+    this.ringDoorbell();
   }
 
   /**
@@ -684,6 +687,9 @@ export class Writer {
 
   private countDrop(reason: number, bytes: number, ts: number, prio: number): void {
     countDrop(this.f64, this.lossBase, reason, bytes, ts, prio);
+    // The loss reaches the drain only with a hand-off: an idle thread's periodic flush may have
+    // stopped (a record too large, or a drop-newest drop after the last tick handed the losses over).
+    if (!this.flushArmed) this.armFlush();
   }
 
   private dropTooLarge(size: number, ts: number, prio: number): boolean {
