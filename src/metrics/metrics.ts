@@ -3,8 +3,9 @@
  *
  * Freshness: counters a thread keeps with plain stores (attempted, writer-side drops, swaps) are
  * published to other threads at its next hand-off: a ring swap, a flush, or the periodic flush
- * (`flushIntervalMs`). So `metrics()` lags a busy thread by at most one ring and an idle one by
- * at most one flush interval; after `flush()` or `close()` on the writer's thread it is exact.
+ * (`flushIntervalMs`, which runs only while the thread has something not handed over). So
+ * `metrics()` lags a busy thread by at most one ring; an idle thread's are as it left them (see
+ * architecture.md, "How fresh metrics() is"); after `flush()` or `close()` on its thread they are exact.
  * Totals count each registration once, in every thread: a retired registration moves from its
  * slot into a shared ledger in one seqlock write (retireIntoLedger), so it is never counted twice
  * or missed (unless the read had to give up waiting: `consistent` false).
