@@ -18,7 +18,6 @@ import {
   PRIORITIES,
   PRIORITY_COUNT,
   noPriorities,
-  type PriorityCounts,
   isFinal,
   isInLedger,
   isUnclaimed,
@@ -35,9 +34,9 @@ import {
 } from '../shm/layout.js';
 import { poolQueues } from '../shm/pool.js';
 import { readThreadName } from '../shm/registry.js';
-import { readLedger, type LedgerTotals } from '../shm/ledger.js';
+import { readLedger, type LedgerEntry, type LedgerTotals, type SharedCounters } from '../shm/ledger.js';
 
-export interface ThreadMetrics {
+export interface ThreadMetrics extends SharedCounters {
   slot: number;
   /** The registration number: the `thread` of this registration in the trace file. */
   thread: number;
@@ -50,24 +49,12 @@ export interface ThreadMetrics {
   eventsWritten: number;
   eventsDropped: number;
   bytesDropped: number;
-  droppedByReason: Partial<Record<DropReason, number>>;
-  bytesDroppedByReason: Partial<Record<DropReason, number>>;
-  /** Events dropped per priority, over the reasons that know it (every writer-side one; the
-   * drain's sink_error, thread_exit and unflushed are counted in eventsDropped only). */
-  droppedByPriority: PriorityCounts;
-  /** Transitions taken per edge, e.g. { 'normal->pressure': 2 }. */
-  transitions: Record<string, number>;
   illegalTransitions: number;
   /** Writer-side state changes that found the transition log full (counted, not in the file). */
   stateLogOverflows: number;
-  /** Milliseconds spent in each state, the current one counted up to now. */
-  timeInStateMs: Record<StateName, number>;
   freeSpares: number;
   /** Lowest number of free spares seen after a swap (low watermark). */
   freeSparesMin: number;
-  exhaustions: number;
-  swaps: number;
-  chunksWritten: number;
   /** Milliseconds from a ring's hand-off to its write: last and worst. */
   drainLagMs: { last: number; max: number };
 }
@@ -77,27 +64,10 @@ export interface ThreadMetrics {
 export type RetiredTotals = LedgerTotals;
 
 /** A registration's final numbers, from the drain when it retires it (or close()'s fallback). */
-export interface RegistrationSummary extends Pick<
-  ThreadMetrics,
-  | 'policy'
-  | 'transitions'
-  | 'timeInStateMs'
-  | 'exhaustions'
-  | 'swaps'
-  | 'freeSparesMin'
-  | 'chunksWritten'
-  | 'drainLagMs'
-  | 'droppedByPriority'
-> {
+export interface RegistrationSummary extends LedgerEntry, Pick<ThreadMetrics, 'policy' | 'freeSparesMin' | 'drainLagMs'> {
   thread: number;
   name: string;
   slot: number;
-  attempted: number;
-  events: number;
-  dropped: number;
-  bytesDropped: number;
-  droppedByReason: Partial<Record<DropReason, number>>;
-  bytesDroppedByReason: Partial<Record<DropReason, number>>;
   endReason: 'closed' | 'exited' | 'tracer_closed';
   /** attempted === events + dropped */
   balanced: boolean;

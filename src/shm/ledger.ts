@@ -14,46 +14,42 @@ import {
   Slot,
   SlotState,
   type DropReason,
-  type Priority,
+  noPriorities,
+  type PriorityCounts,
   type SharedViews,
 } from './layout.js';
 
-/** Events dropped per priority (the drops whose priority is known; see layout.ts Loss). */
-export type PriorityCounts = Record<Priority, number>;
-export const noPriorities = (): PriorityCounts => ({ normal: 0, critical: 0, debug: 0 });
-
-/** A retired registration's numbers, as the ledger adds them up. */
-export interface LedgerEntry {
-  attempted: number;
-  events: number;
-  dropped: number;
-  bytesDropped: number;
+/** Counters that add up across registrations and keep the same names everywhere. */
+export interface SharedCounters {
   droppedByReason: Partial<Record<DropReason, number>>;
   bytesDroppedByReason: Partial<Record<DropReason, number>>;
+  /** Events dropped per priority, over the reasons that know it (every writer-side one; the
+   * drain's sink_error, thread_exit and unflushed are counted in the totals only). */
   droppedByPriority: PriorityCounts;
-  /** Transitions per edge, e.g. { 'normal->pressure': 2 }. */
+  /** Transitions taken per edge, e.g. { 'normal->pressure': 2 }. */
   transitions: Record<string, number>;
+  /** Milliseconds spent in each state. */
   timeInStateMs: Record<StateName, number>;
   exhaustions: number;
   swaps: number;
   chunksWritten: number;
 }
 
-/** The ledger's sums. */
-export interface LedgerTotals {
+/** A retired registration's numbers, as the ledger adds them up (RegistrationSummary's names). */
+export interface LedgerEntry extends SharedCounters {
+  attempted: number;
+  events: number;
+  dropped: number;
+  bytesDropped: number;
+}
+
+/** The ledger's sums (ThreadMetrics' names). */
+export interface LedgerTotals extends SharedCounters {
   threads: number;
   eventsAttempted: number;
   eventsWritten: number;
   eventsDropped: number;
   bytesDropped: number;
-  droppedByReason: Partial<Record<DropReason, number>>;
-  bytesDroppedByReason: Partial<Record<DropReason, number>>;
-  droppedByPriority: PriorityCounts;
-  transitions: Record<string, number>;
-  timeInStateMs: Record<StateName, number>;
-  exhaustions: number;
-  swaps: number;
-  chunksWritten: number;
 }
 
 /**
