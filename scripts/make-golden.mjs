@@ -1,6 +1,7 @@
 // Writes a small trace with every record kind (names, two threads, instants, values, byte
 // payloads, slices, async spans and links (version 3 on), names with priorities (version 4 on), a
-// drop-newest exhaustion with its drops and state changes) using the build
+// drop-newest exhaustion with its drops and state changes, sampled out in part (version 5 on))
+// using the build
 // in <dist>, for test/fixtures/golden-v<N>.rtrace. The reader's view of it is pinned in the
 // matching .json by test/golden.test.ts: a layout change that forgets to bump FORMAT_VERSION, or
 // a reader that stops reading an older version, fails there.
@@ -10,7 +11,9 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 const [distArg, outArg] = isMainThread ? process.argv.slice(2) : [workerData.dist, undefined];
-const { Tracer } = await import(pathToFileURL(resolve(distArg, 'src/index.js')).href);
+const { Tracer, REASONS } = await import(pathToFileURL(resolve(distArg, 'src/index.js')).href);
+// Version 5: pressure sampling, so that main's flood (below) is sampled as well as dropped.
+const sampling = REASONS?.includes('sampled') ? { sampling: true } : {};
 
 if (isMainThread) {
   if (!outArg) throw new Error('usage: make-golden.mjs <dist> <out.rtrace>');
@@ -22,6 +25,7 @@ if (isMainThread) {
     policy: 'drop-newest',
     flushIntervalMs: 0,
     exitHooks: false,
+    ...sampling,
   });
   const main = tracer.register('main');
   const tick = tracer.define('tick');
@@ -48,7 +52,9 @@ if (isMainThread) {
   });
   await tracer.pauseDrain();
   // Exhaust main's pool: 4 rings of 4 KiB hold ~680 instants; the rest are dropped and counted.
-  for (let i = 0; i < 3000; i++) main.record(tick);
+  // Version 5: sampled at 1 in 64 under pressure, the pool lasts ~60 times as long: flood more.
+  const flood = sampling.sampling ? 40000 : 3000;
+  for (let i = 0; i < flood; i++) main.record(tick);
   tracer.resumeDrain();
   // Version 4: a critical name (defined after the flood, so that the reserve does not change it).
   tracer.define('shutdown', { priority: 'critical' });

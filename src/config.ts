@@ -33,6 +33,11 @@ export interface TracerConfig {
   recoverySpares: number;
   /** The last this many spare rings are kept for critical events (while any name is critical). */
   criticalReserveRings: number;
+  /** Outside NORMAL, keep 1 in N normal events (N adapted at each ring swap) instead of all of them
+   * until the pool runs out (docs/design/backpressure.md, "Sampling under pressure"). */
+  sampling: boolean;
+  /** The largest N sampling may use. */
+  samplingMaxEvery: number;
   /** RECOVERY->NORMAL after this many ms without exhaustion. */
   stabilityMs: number;
   /** Periodic flush of a thread's partial ring, ms; 0 disables. */
@@ -319,6 +324,17 @@ const SETTINGS: { [K in Key]: Setting<TracerConfig[K]> } = {
     allowed: 'must be an integer >= 0 and at most pressureSpares',
     env: ['RINGTRACE_CRITICAL_RESERVE_RINGS'],
   },
+  sampling: {
+    schema: booleanSchema,
+    allowed: 'must be a boolean: true/false, 1/0, yes/no or on/off',
+    env: ['RINGTRACE_SAMPLING'],
+    show: String,
+  },
+  samplingMaxEvery: {
+    schema: integer(2, 1024),
+    allowed: 'must be an integer between 2 and 1024',
+    env: ['RINGTRACE_SAMPLING_MAX_EVERY'],
+  },
   stabilityMs: {
     schema: durationMs(0, MAX_DURATION_MS),
     allowed: `must be a duration between 0 and 1 h in ${DURATION_FORMS}`,
@@ -374,12 +390,17 @@ const SETTINGS: { [K in Key]: Setting<TracerConfig[K]> } = {
 
 const KEYS = Object.keys(SETTINGS) as Key[];
 
+/** Pressure sampling's default (docs/design/configuration.md gives the measurement behind it). */
+const SAMPLING_DEFAULT = false;
+
 export const DEFAULTS: Omit<TracerConfig, 'pressureSpares' | 'recoverySpares' | 'criticalReserveRings'> = Object.freeze({
   path: undefined,
   ringSize: 256 * KiB,
   ringsPerThread: 8,
   maxThreads: 64,
   policy: 'drop-oldest',
+  sampling: SAMPLING_DEFAULT,
+  samplingMaxEvery: 64,
   stabilityMs: 250,
   flushIntervalMs: 1000,
   dropLogIntervalMs: 1000,

@@ -9,6 +9,7 @@ export type {
   TraceStateChange,
   TraceSummary,
   ThreadSummary,
+  ScaledCounts,
   TraceDamage,
   ChunkGap,
 } from './file/reader.js';

@@ -151,6 +151,8 @@ export class Tracer {
         recoverySpares: c.recoverySpares,
         stabilityUs: c.stabilityMs * 1000,
         criticalReserveRings: c.criticalReserveRings,
+        sampling: c.sampling,
+        samplingMaxEvery: c.samplingMaxEvery,
       },
       flushIntervalMs: c.flushIntervalMs,
       path,

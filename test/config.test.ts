@@ -245,6 +245,8 @@ describe('environment', () => {
         RINGTRACE_PRESSURE_SPARES: '3',
         RINGTRACE_RECOVERY_SPARES: '6',
         RINGTRACE_CRITICAL_RESERVE_RINGS: '2',
+        RINGTRACE_SAMPLING: 'on',
+        RINGTRACE_SAMPLING_MAX_EVERY: '16',
         RINGTRACE_STABILITY_MS: '500',
         RINGTRACE_FLUSH_INTERVAL: '0',
         RINGTRACE_DROP_LOG_INTERVAL: '5s',
@@ -267,6 +269,8 @@ describe('environment', () => {
       pressureSpares: 3,
       recoverySpares: 6,
       criticalReserveRings: 2,
+      sampling: true,
+      samplingMaxEvery: 16,
       stabilityMs: 500,
       flushIntervalMs: 0,
       dropLogIntervalMs: 5000,
@@ -671,6 +675,20 @@ describe('rejected values', () => {
     });
   });
 
+  test('a bad sampling setting from the environment', () => {
+    assertConfigError(() => resolve({ env: { RINGTRACE_SAMPLING: 'sometimes' } }), {
+      setting: 'sampling',
+      value: 'sometimes',
+      source: env('RINGTRACE_SAMPLING'),
+    });
+    assertConfigError(() => resolve({ env: { RINGTRACE_SAMPLING_MAX_EVERY: '1' } }), {
+      setting: 'samplingMaxEvery',
+      value: '1',
+      source: env('RINGTRACE_SAMPLING_MAX_EVERY'),
+      mentions: ['between 2 and 1024'],
+    });
+  });
+
   test('a bad boolean from the environment', () => {
     assertConfigError(() => resolve({ env: { RINGTRACE_EXIT_HOOKS: 'nope' } }), {
       setting: 'exitHooks',
@@ -776,7 +794,7 @@ describe('display', () => {
       resolve({ env: { RINGTRACE_RING_SIZE: '4KiB', RINGTRACE_FLUSH_INTERVAL: '0' }, options: { ringSize: 1048576 } }),
     );
     const lines = table.split('\n');
-    assert.equal(lines.length, 1 + 17);
+    assert.equal(lines.length, 1 + 19);
     assert.match(lines[0], /^setting\s+value\s+source$/);
     assert.match(table, /^path\s+\(temp file\)\s+default$/m);
     assert.match(table, /^ringSize\s+1 MiB\s+option ringSize$/m);
@@ -784,6 +802,8 @@ describe('display', () => {
     assert.match(table, /^stabilityMs\s+250 ms\s+default$/m);
     assert.match(table, /^policy\s+drop-oldest\s+default$/m);
     assert.match(table, /^exitHooks\s+true\s+default$/m);
+    assert.match(table, /^sampling\s+false\s+default$/m);
+    assert.match(table, /^samplingMaxEvery\s+64\s+default$/m);
     // Columns line up.
     const valueColumn = lines[0].indexOf('value');
     for (const line of lines) assert.equal(/^\S+\s+/.exec(line)?.[0].length, valueColumn, line);

@@ -44,7 +44,7 @@ describe('golden traces: every format version reads back as pinned', () => {
       assert.deepEqual(got, JSON.parse(readFileSync(pin, 'utf8')));
       // Facts of the generator, independent of the pin: two threads, 1174 events written (5 more
       // from version 3: the span records; 3 more from version 4: debug events), 1976 dropped by
-      // main's exhausted drop-newest pool, every count balanced.
+      // main's exhausted drop-newest pool (38976, from version 5, see below), every count balanced.
       const r = openTrace(trace);
       assert.equal(r.version, version);
       assert.deepEqual(
@@ -56,7 +56,15 @@ describe('golden traces: every format version reads back as pinned', () => {
       );
       const s = r.summary();
       assert.equal(s.totals.events, version >= 4 ? 1182 : version >= 3 ? 1179 : 1174);
-      assert.equal(s.totals.dropped, 1976);
+      // Version 5: main floods 40,000 ticks, not 3,000, sampled (reason `sampled`) before its pool runs out.
+      assert.equal(s.totals.dropped, version >= 5 ? 38976 : 1976);
+      if (version >= 5) {
+        assert.deepEqual(s.threads[0].droppedByReason, { sampled: 5638, pool_exhausted: 33338 });
+        const [main] = r.scaledCounts();
+        assert.equal(main.sampledOut, 5638);
+        assert.equal(main.unplaced, 0);
+        assert.equal(main.byName.tick, 20 + 40000 - 33338, 'the kept ticks scaled back up: all but the ones the pool had no room for');
+      }
       assert.ok(s.totals.balanced);
       assert.equal(r.damage, undefined);
       assert.equal([...r.events()].filter((e) => e.kind === 'bytes').length, 20);
@@ -80,7 +88,7 @@ describe('golden traces: every format version reads back as pinned', () => {
       if (version >= 4) {
         assert.equal(r.priorityOf([...r.names].find(([, n]) => n === 'shutdown')![0]), 'critical');
         const [main, worker] = s.threads;
-        assert.deepEqual(main.droppedByPriority, { normal: 1976, critical: 0, debug: 0 });
+        assert.deepEqual(main.droppedByPriority, { normal: version >= 5 ? 38976 : 1976, critical: 0, debug: 0 });
         assert.deepEqual(worker.eventsByPriority, { normal: 54, critical: 0, debug: 3 });
         assert.equal(main.unattributedDrops, 0);
       }

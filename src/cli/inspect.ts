@@ -2,7 +2,7 @@
  * `ringtrace inspect`: what a trace file holds and what it lost, per thread, as text or JSON.
  * Only formatting lives here; the numbers all come from the reader (summary, drops, states).
  */
-import type { ThreadSummary, TraceDrop, TraceReader, TraceStateChange, TraceSummary } from '../file/reader.js';
+import type { ScaledCounts, ThreadSummary, TraceDrop, TraceReader, TraceStateChange, TraceSummary } from '../file/reader.js';
 import { PRIORITIES, type PriorityCounts } from '../shm/layout.js';
 
 /** What `ringtrace inspect` prints: the reader's summary, its loss records and state changes. */
@@ -10,10 +10,15 @@ export interface Inspection {
   summary: TraceSummary;
   drops: TraceDrop[];
   states: TraceStateChange[];
+  /** Per thread, its events by name scaled back up from pressure sampling; only when some thread
+   * was sampled (it reads every event of the file). */
+  scaled?: ScaledCounts[];
 }
 
 export function collectInspection(reader: TraceReader): Inspection {
-  return { summary: reader.summary(), drops: reader.drops(), states: reader.states() };
+  const summary = reader.summary();
+  const sampled = summary.threads.some((t) => (t.droppedByReason.sampled ?? 0) > 0);
+  return { summary, drops: reader.drops(), states: reader.states(), scaled: sampled ? reader.scaledCounts() : undefined };
 }
 
 /** The `--json` form. NaN timestamps (a loss with no time, a thread with no events) become null. */
@@ -70,6 +75,7 @@ export function formatInspection(report: Inspection, options: FormatOptions = {}
     '',
     balanceLine(report.summary),
     ...priorityLines(report.summary),
+    ...scaledLines(report),
     '',
     ...lossLines(report, options),
   ].join('\n');
@@ -204,6 +210,29 @@ function priorityLines(s: TraceSummary): string[] {
     '',
     'by priority (kept + dropped = attempted of that priority; attempted = their sum + unattributed):',
     table([head, ...rows], [false, ...head.slice(1).map(() => true)]).replace(/^/gm, '  '),
+  ];
+}
+
+/**
+ * Sampling under pressure (format 5): for each sampled thread, per event name, the events in the
+ * file and what they scale back up to (each chunk's normal instants, values and payloads count
+ * (kept + sampled) / kept; other events count 1).
+ */
+function scaledLines(report: Inspection): string[] {
+  if (!report.scaled) return [];
+  const rows: string[][] = [];
+  for (const sc of report.scaled) {
+    if (sc.sampledOut === 0) continue;
+    const t = report.summary.threads[sc.thread];
+    for (const [name, kept] of Object.entries(sc.keptByName)) {
+      rows.push([`${t.thread} ${t.name}`, name, String(kept), String(Math.round(sc.byName[name]))]);
+    }
+    if (sc.unplaced > 0) rows.push([`${t.thread} ${t.name}`, '(no chunk to scale)', '0', String(sc.unplaced)]);
+  }
+  return [
+    '',
+    "sampled under pressure (scaled = kept x each chunk's rate, (kept + sampled) / kept):",
+    table([['thread', 'name', 'kept', 'scaled'], ...rows], [false, false, true, true]).replace(/^/gm, '  '),
   ];
 }
 

@@ -1,5 +1,5 @@
 /**
- * The trace file format, version 4 (docs/design/file-format.md). Little-endian throughout.
+ * The trace file format, version 5 (docs/design/file-format.md). Little-endian throughout.
  *
  * ```
  *  file    := preamble record*
@@ -30,7 +30,8 @@
  *  loss block    per reason (REASONS order): f64 events | f64 bytes | f64 firstTs | f64 lastTs
  *                | f64 events per priority (PRIORITIES order: normal, critical, debug)
  *                the losses since the thread's previous CHUNK (NaN times when none)
- *                (versions 1-3: the first 6 reasons, without the per-priority words)
+ *                (versions 1-3: the first 6 reasons, without the per-priority words; version 4:
+ *                the first 7, up to `shed`)
  * ```
  * A `thread` is the registration number: each registration of a slot is its own thread.
  */
@@ -43,9 +44,9 @@ export const FILE_MAGIC = 'RNGTRACE';
 /** 2: chunks carry their thread's identity (slot, threadId, name, policy). 3: chunk payloads may
  * hold the span record kinds (ASYNC_BEGIN, ASYNC_END, LINK; see ring.ts), which a version-2
  * reader would take for damage. 4: names carry a priority, loss blocks the reason `shed` and
- * per-priority counts. Bump on any change of a record's layout;
+ * per-priority counts. 5: loss blocks carry the reason `sampled` (pressure sampling). Bump on any change of a record's layout;
  * test/fixtures/golden-v*.rtrace pins what each version reads as. */
-export const FORMAT_VERSION = 4;
+export const FORMAT_VERSION = 5;
 export const PREAMBLE_BYTES = 16;
 export const FRAME_BYTES = 16;
 /** Largest body the reader accepts: a chunk is at most a ring (16 MiB) plus its header. */
@@ -120,8 +121,10 @@ export interface LossShape {
   readonly byPriority: boolean;
 }
 const V3_LOSS: LossShape = { reasons: 6, entryBytes: 32, blockBytes: 6 * 32, byPriority: false };
-const V4_LOSS: LossShape = { reasons: REASON_COUNT, entryBytes: LOSS_ENTRY_BYTES, blockBytes: LOSS_BLOCK_BYTES, byPriority: true };
-export const lossShape = (version: number): LossShape => (version < 4 ? V3_LOSS : V4_LOSS);
+const V4_LOSS: LossShape = { reasons: 7, entryBytes: LOSS_ENTRY_BYTES, blockBytes: 7 * LOSS_ENTRY_BYTES, byPriority: true };
+const V5_LOSS: LossShape = { reasons: REASON_COUNT, entryBytes: LOSS_ENTRY_BYTES, blockBytes: LOSS_BLOCK_BYTES, byPriority: true };
+/** Version 4: the reasons up to `shed`; 5 adds `sampled`. */
+export const lossShape = (version: number): LossShape => (version < 4 ? V3_LOSS : version < 5 ? V4_LOSS : V5_LOSS);
 /** A chunk body's fixed part; the thread name (padded to 8) and then the payload follow it. */
 export const CHUNK_FIXED_BYTES = ChunkField.LOSS_AT + LOSS_BLOCK_BYTES;
 export const THREAD_END_BYTES = ThreadEndField.LOSS_AT + LOSS_BLOCK_BYTES;

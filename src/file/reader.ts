@@ -14,6 +14,7 @@ import {
   PRIORITIES,
   PRIORITY_COUNT,
   Prio,
+  Reason,
   REASONS,
   noPriorities,
   policyOf,
@@ -211,6 +212,26 @@ interface ChunkIndex {
   /** Where the payload starts in the record's body. */
   payloadAt: number;
   payloadBytes: number;
+  /** The chunk's normal events that sampling could have let go (instants, values, payloads), and
+   * the normal events its loss block says were sampled out (format 5). */
+  normal: number;
+  sampledOut: number;
+}
+
+/** A thread's counts scaled back up from pressure sampling (see TraceReader.scaledCounts). */
+export interface ScaledCounts {
+  thread: number;
+  /** Per event name (`#id` when the file has no name for it): the events the thread attempted,
+   * estimated. A name's normal events in a chunk that was sampled count (K + S) / K each, K being
+   * the chunk's normal events and S those it reports sampled out; other events count 1. */
+  byName: Record<string, number>;
+  /** Per event name: its events in the file (the sample). */
+  keptByName: Record<string, number>;
+  /** Normal events sampled out (reason `sampled`): what the scaling adds back, exactly. */
+  sampledOut: number;
+  /** Of those, the ones no chunk with normal events reported (e.g. a thread's end record): in
+   * `sampledOut` but in no name's estimate. */
+  unplaced: number;
 }
 
 const decoder = new TextDecoder();
@@ -592,7 +613,7 @@ export class TraceReader {
     const payloadBytes = b.readUInt32LE(F.PAYLOAD_BYTES);
     if (payloadAt + payloadBytes !== b.length) return 'chunk payload length does not match the record';
     const events = b.readUInt32LE(F.EVENTS);
-    const byPriority = new Array<number>(PRIORITY_COUNT).fill(0);
+    const byPriority = new Array<number>(PRIORITY_COUNT + 1).fill(0);
     const bad = checkPayload(b, payloadAt, b.length, events, maxKind(this.version), this.priorityCodes, byPriority);
     if (bad !== undefined) return bad;
     const t = this.chunkThread(b, nameBytes);
@@ -612,7 +633,8 @@ export class TraceReader {
     this.eventsByThread[t.index] += events;
     this.payloadByThread[t.index] += payloadBytes;
     this.chunksByThread[t.index]++;
-    this.chunks.push({ offset, thread: t.index, seq, events, payloadAt, payloadBytes });
+    const sampledOut = this.loss.reasons > Reason.SAMPLED ? sampledNormal(b, lossAt + Reason.SAMPLED * this.loss.entryBytes) : 0;
+    this.chunks.push({ offset, thread: t.index, seq, events, payloadAt, payloadBytes, normal: byPriority[PRIORITY_COUNT], sampledOut });
     this.nextSeq[t.index] = seq + 1;
     this.runningDrops[t.index] += this.takeLoss(b, lossAt, t.index, offset, seq);
     const attempted = b.readDoubleLE(F.ATTEMPTED);
@@ -767,6 +789,38 @@ export class TraceReader {
     }
   }
 
+  /**
+   * Per thread, what it attempted by event name, scaled back up from pressure sampling (which lets
+   * go of normal instants, values and payloads only; other events count 1). Sampling is decided
+   * per ring (a ring is recorded at one rate, `sampled` losses are reported by the
+   * ring's chunk), so each chunk's rate is exact: (K + S) / K. Events of a chunk that sampled
+   * nothing count 1. Streams the file.
+   */
+  scaledCounts(): ScaledCounts[] {
+    const out: ScaledCounts[] = this.threads.map((t) => ({ thread: t.index, byName: {}, keptByName: {}, sampledOut: 0, unplaced: 0 }));
+    for (const d of this.dropList) {
+      if (d.reason === 'sampled') out[d.thread].sampledOut += d.byPriority?.normal ?? d.events;
+    }
+    const fd = openSync(this.path, 'r');
+    try {
+      const buf = { b: Buffer.alloc(64 * 1024) };
+      for (const c of this.chunks) {
+        const o = out[c.thread];
+        const factor = c.normal > 0 ? (c.normal + c.sampledOut) / c.normal : 1;
+        for (const e of this.chunkEvents(fd, c, buf)) {
+          const name = e.name ?? `#${e.id}`;
+          const sampleable = !this.priorityCodes.has(e.id) && (e.kind === 'instant' || e.kind === 'value' || e.kind === 'bytes');
+          o.byName[name] = (o.byName[name] ?? 0) + (sampleable ? factor : 1);
+          o.keptByName[name] = (o.keptByName[name] ?? 0) + 1;
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+    for (const o of out) o.unplaced = o.sampledOut - placed(this.chunks, o.thread);
+    return out;
+  }
+
   /** Every loss the file reports, in file order. */
   drops(): TraceDrop[] {
     return this.dropList.slice();
@@ -878,6 +932,7 @@ function checkPayload(
   codes: ReadonlyMap<number, number>,
   byPriority: number[],
 ): string | undefined {
+  // byPriority[PRIORITY_COUNT]: the normal events of the kinds sampling may let go (<= BYTES).
   let p = start;
   let n = 0;
   while (p < end) {
@@ -885,11 +940,23 @@ function checkPayload(
     const word0 = b.readUInt32LE(p);
     const size = word0 >>> 24 > lastKind ? -1 : recordBytes(word0);
     if (size < 0 || p + size > end) return `invalid event record at chunk payload byte ${p - start}`;
-    byPriority[codes.size === 0 ? Prio.NORMAL : (codes.get(b.readUInt32LE(p + 4)) ?? Prio.NORMAL)]++;
+    const prio = codes.size === 0 ? Prio.NORMAL : (codes.get(b.readUInt32LE(p + 4)) ?? Prio.NORMAL);
+    byPriority[prio]++;
+    if (prio === Prio.NORMAL && word0 >>> 24 <= RecordKind.BYTES) byPriority[PRIORITY_COUNT]++;
     p += size;
     n++;
   }
   return n === events ? undefined : `chunk says ${events} events but holds ${n}`;
+}
+
+/** The normal events a loss entry at `at` counts. */
+const sampledNormal = (b: Buffer, at: number): number => b.readDoubleLE(at + LOSS_BY_PRIORITY_AT + Prio.NORMAL * 8);
+
+/** The sampled-out events a thread's chunks with normal events report (what their factors place). */
+function placed(chunks: readonly ChunkIndex[], thread: number): number {
+  let n = 0;
+  for (const c of chunks) if (c.thread === thread && c.normal > 0) n += c.sampledOut;
+  return n;
 }
 
 /** Opens and indexes a trace file. Throws TraceFormatError if it is not a readable trace at

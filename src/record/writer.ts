@@ -12,7 +12,9 @@
  * priority table, see names.ts), looked up on the slow path only. When a swap finds the thread
  * under pressure with priorities in use, the writer becomes *gated*: `limit` is pinned to the
  * ring's start, so every event takes the slow path, where `admit()` sheds debug events and, once
- * the pool is down to the critical reserve, refuses everything but critical events. The next swap
+ * the pool is down to the critical reserve, refuses everything but critical events. With pressure
+ * sampling on, a swap outside NORMAL also picks N (sampleRate) and, if N > 1, gates the writer so
+ * that `admit()` keeps about 1 in N normal instants, values and payloads. The next swap
  * that finds the thread NORMAL again (the periodic flush swaps a producing thread's ring at least
  * once a flush interval) un-gates it.
  */
@@ -126,6 +128,18 @@ export class Writer {
   private reserveDropping = false;
   /** The critical reserve in effect (0 until some name is critical), set at each swap. */
   private reserveRings = 0;
+  /** Pressure sampling: 1 in `sampleEvery` normal events is kept (1: all), set at each swap. */
+  private sampleEvery = 1;
+  /** Normal events still to let go (`sampled`) before the next one is kept. */
+  private sampleSkip = 0;
+  /** xorshift32 state for the jitter of the sampling spacing. */
+  private sampleRng: number;
+  /** Per-swap moving averages (see sampleRate): the rings' worth of events recorded, and the
+   * spare rings that came back. */
+  private demandAvg = 1;
+  private returnAvg = 1;
+  /** Free spares just after the previous swap took one. */
+  private lastFree = -1;
   private readonly dropNewest: boolean;
   private readonly lossBase: number;
   /** The periodic flush: armed only while the thread produces (see armFlush). */
@@ -164,6 +178,7 @@ export class Writer {
     this.attemptedIdx = L.slotF64(slot, SlotF64.ATTEMPTED);
     this.lossBase = L.slotF64(slot, SlotF64.WRITER_LOSS);
     this.dropNewest = policy === 'drop-newest';
+    this.sampleRng = (Math.imul(registration + 1, 0x9e3779b9) | 1) >>> 0; // never 0: xorshift would stay there
     const q = poolQueues(v.i32, L, slot);
     this.submitQ = q.submit;
     this.freeQ = q.free;
@@ -429,7 +444,7 @@ export class Writer {
     const prio = NameTable.priorityOf(this.ctx.views, id); // a plain load (see names.ts)
     if (size > this.ringSize) return this.dropTooLarge(size, ts, prio);
     if (this.gated) {
-      if (!this.admit(prio, size, ts)) return false;
+      if (!this.admit(prio, size, ts, word0)) return false;
       // Gated, the fast path never writes: the record may well fit in the active ring.
       if (!this.exhausted && this.ringBase >= 0 && this.pos + size <= this.ringBase + this.ringSize) {
         this.writeRecord(this.pos, word0, id, ts, value, payload);
@@ -441,7 +456,7 @@ export class Writer {
     if (!this.exhausted) {
       if (this.tracerClosed()) return false;
       if (!this.swap(ts, 1, prio)) {
-        if (prio !== Prio.CRITICAL && this.reserveRings > 0 && this.freeQ.size() > 0) return this.enterReserve(prio, size, ts);
+        if (prio !== Prio.CRITICAL && this.reserveRings > 0 && this.freeQ.size() > 0) return this.enterReserve(prio, size, ts, word0);
         this.enterExhausted(ts);
       }
       this.armFlush();
@@ -456,7 +471,7 @@ export class Writer {
       if (this.tracerClosed()) return false;
     }
     if (!this.exhausted) {
-      if (this.gated && !this.admit(prio, size, ts)) return false; // the swap found the thread in pressure
+      if (this.gated && !this.admit(prio, size, ts, word0)) return false; // the swap found the thread in pressure
       if (this.pos + size > this.ringBase + this.ringSize) throw new Error('ringtrace: internal error: fresh ring has no room'); // size <= ringSize
       this.writeRecord(this.pos, word0, id, ts, value, payload);
       return true;
@@ -481,11 +496,12 @@ export class Writer {
   // ---------------------------------------------------------------- priorities (slow path only)
 
   /**
-   * Gated: may an event of priority `prio` be kept at all? A refused one is counted here. While
+   * Gated: may an event of priority `prio` (record word `word0`) be kept at all? A refused one is
+   * counted here (`shed`, `sampled`, `pool_exhausted`). While
    * reserved, each refusal first looks (plain loads) whether spares came back above the reserve;
    * if so the reserve is lifted and the event goes on like any other.
    */
-  private admit(prio: number, size: number, ts: number): boolean {
+  private admit(prio: number, size: number, ts: number, word0: number): boolean {
     if (this.reserved && prio !== Prio.CRITICAL) {
       if (this.freeQ.hintSize() <= this.reserveRings) {
         if (!this.reserveDropping) {
@@ -502,17 +518,36 @@ export class Writer {
     // Shed while the writer holds a ring; holding none (drop-newest, exhausted) everything is
     // refused for want of room anyway, and counted so.
     if (this.shedDebug && prio === Prio.DEBUG && this.ringBase >= 0) return this.refuse(Reason.SHED, prio, size, ts);
+    // Sampling: a normal event is kept, then the next ones are let go until one of about every
+    // `sampleEvery` has been kept. The spacing is jittered (ceil(N/2) .. ceil(N/2) + N - 1 events),
+    // so that a pattern in the application's events (every 4th of a name) cannot alias with it;
+    // a run of events let go is still shorter than 2N.
+    // Only instants, values and byte payloads are sampled: a slice's begin and end, and a span's
+    // records, stay paired (they are kept or lost as before sampling).
+    if (prio === Prio.NORMAL && this.sampleEvery > 1 && this.ringBase >= 0 && word0 >>> 24 <= RecordKind.BYTES) {
+      if (this.sampleSkip > 0) {
+        this.sampleSkip--;
+        return this.refuse(Reason.SAMPLED, prio, size, ts);
+      }
+      let x = this.sampleRng;
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      this.sampleRng = x;
+      const n = this.sampleEvery;
+      this.sampleSkip = ((n + 1) >> 1) - 1 + ((x >>> 0) % n);
+    }
     return true;
   }
 
   /** A non-critical event found the active ring full and only the critical reserve left: it is
    * refused, and so is every non-critical event until spares come back above the reserve. The
    * full ring stays active (a critical event hands it over when it needs room). */
-  private enterReserve(prio: number, size: number, ts: number): boolean {
+  private enterReserve(prio: number, size: number, ts: number, word0: number): boolean {
     this.reserved = true;
     this.reserveDropping = false;
     this.regate();
-    return this.admit(prio, size, ts);
+    return this.admit(prio, size, ts, word0);
   }
 
   /** Counts a refused event. The active ring (if any) does not hold it: it is skipped in the
@@ -526,7 +561,7 @@ export class Writer {
   /** Pins `limit` (every event to the slow path) while gated, else opens the active ring again.
    * An exhausted writer keeps its own limit (see enterExhausted). */
   private regate(): void {
-    this.gated = this.shedDebug || this.reserved;
+    this.gated = this.shedDebug || this.reserved || this.sampleEvery > 1;
     if (this.exhausted || this.ringBase < 0) return;
     this.limit = this.gated ? this.ringBase : this.ringBase + this.ringSize;
   }
@@ -536,11 +571,46 @@ export class Writer {
   private setPriorityMode(free: number): void {
     const i32 = this.i32;
     this.reserveRings = Atomics.load(i32, Ctl.CRITICAL_NAMES) > 0 ? (this.ctx.thresholds.criticalReserveRings ?? 0) : 0;
-    this.shedDebug = Atomics.load(i32, Ctl.DEBUG_NAMES) > 0 && this.bp.state() !== BpState.NORMAL;
+    const pressed = this.bp.state() !== BpState.NORMAL;
+    this.shedDebug = pressed && Atomics.load(i32, Ctl.DEBUG_NAMES) > 0;
+    this.sampleEvery = pressed && this.ctx.thresholds.sampling === true ? this.sampleRate(free) : 1;
+    if (this.sampleSkip >= 2 * this.sampleEvery - 1) this.sampleSkip = 2 * this.sampleEvery - 2; // a lower rate takes effect now
     const reserved = free < this.reserveRings; // a critical event took a reserved ring
     if (!reserved) this.reserveDropping = false;
     this.reserved = reserved;
     this.regate();
+  }
+
+  /**
+   * At each swap (`free`: the spares left after taking one): how fast the thread uses rings
+   * against how fast they come back. `attempts` is
+   * what the thread recorded into the ring it hands over (kept, sampled, shed or refused), so
+   * `attempts / kept` is that ring's worth of demand in rings, whatever its sampling; the spares
+   * that came back since the previous swap are the rise in the free count (plus the one taken).
+   * Both are averaged over swaps (weight 1/2: a burst is followed within two or three swaps).
+   */
+  private measureRates(free: number, attempts: number): void {
+    if (this.lastFree >= 0) {
+      const kept = attempts - this.ringSkipped;
+      const demand = kept > 0 ? Math.min(attempts / kept, 4096) : 1;
+      const returned = Math.max(0, free - this.lastFree + 1);
+      this.demandAvg = (this.demandAvg + demand) / 2;
+      this.returnAvg = (this.returnAvg + returned) / 2;
+    }
+    this.lastFree = free;
+  }
+
+  /**
+   * N for sampling until the next swap: the rate at which rings are needed over the rate at which
+   * they come back (what keeps the spare count level), with a margin that doubles for each spare
+   * below pressureSpares (the fewer left, the sooner they must come back). 1 when the drain keeps
+   * up; at most samplingMaxEvery (a paused drain returns none).
+   */
+  private sampleRate(free: number): number {
+    const th = this.ctx.thresholds;
+    const margin = 1.25 * 2 ** Math.max(0, th.pressureSpares - free);
+    const n = Math.ceil((margin * this.demandAvg) / Math.max(this.returnAvg, 1e-9));
+    return Math.max(1, Math.min(th.samplingMaxEvery ?? 64, n));
   }
 
   /** Slow path: if the tracer has closed, close this writer; the event being recorded is
@@ -567,6 +637,8 @@ export class Writer {
   /** Makes `ring` the active ring; `inFlight` 1 when the event being recorded will go into it. */
   private takeRing(ring: number, inFlight: 0 | 1): void {
     const L = this.ctx.views.layout;
+    const free = this.freeQ.size();
+    this.measureRates(free, this.attempted - inFlight - this.ringStartAttempted);
     this.ringStartAttempted = this.attempted - inFlight;
     this.ringSkipped = 0;
     this.activeRing = ring;
@@ -582,7 +654,6 @@ export class Writer {
     this.scrapeGen = (this.scrapeGen + 1) & ScrapeWord.GENERATION_MASK;
     Atomics.store(this.i32, this.scrapeIdx, ScrapeWord.of(this.scrapeGen, 0, 0));
     this.i32[L.slotI32(this.slot, Slot.ACTIVE_RING)] = ring;
-    const free = this.freeQ.size();
     const minIdx = L.slotI32(this.slot, Slot.FREE_MIN);
     if (free < this.i32[minIdx]) this.i32[minIdx] = free;
     this.i32[L.slotI32(this.slot, Slot.SWAPS)]++;

@@ -65,6 +65,10 @@ export interface Thresholds {
   /** The last this many spare rings are for critical events only (while any name is critical):
    * a normal or debug event that would need one of them is dropped instead. 0 when not given. */
   criticalReserveRings?: number;
+  /** Outside NORMAL, keep 1 in N normal events, N adapted at each swap (writer.ts). Off when not given. */
+  sampling?: boolean;
+  /** The largest N (default 64). */
+  samplingMaxEvery?: number;
 }
 
 export type TransitionListener = (from: BpStateValue, to: BpStateValue, atUs: number) => void;

@@ -50,7 +50,7 @@
  */
 
 export const LAYOUT_MAGIC = 0x52545243; // 'RTRC'
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 
 /** Control block: Int32 word indices. */
 export const Ctl = {
@@ -179,7 +179,16 @@ export const isFinal = (st: number): boolean => st === SlotState.RETIRED || st =
 export const isInLedger = (st: number): boolean => isFinal(st) || st === SlotState.RELEASING;
 
 /** Drop reasons: index into loss blocks and the order of loss blocks in the trace file. */
-export const REASONS = ['pool_exhausted', 'record_too_large', 'sink_error', 'closed', 'thread_exit', 'unflushed', 'shed'] as const;
+export const REASONS = [
+  'pool_exhausted',
+  'record_too_large',
+  'sink_error',
+  'closed',
+  'thread_exit',
+  'unflushed',
+  'shed',
+  'sampled',
+] as const;
 export type DropReason = (typeof REASONS)[number];
 export const Reason = {
   POOL_EXHAUSTED: 0,
@@ -190,6 +199,8 @@ export const Reason = {
   UNFLUSHED: 5,
   /** Not kept by the thread's pressure policy while spares were left (debug events in PRESSURE). */
   SHED: 6,
+  /** Not kept by pressure sampling: a normal event outside 1 in N while the thread was not NORMAL. */
+  SAMPLED: 7,
 } as const;
 export const REASON_COUNT = REASONS.length;
 

@@ -17,6 +17,7 @@ export interface ScenarioData {
     | 'flood-until'
     | 'trickle'
     | 'steady'
+    | 'paced'
     | 'forever'
     | 'until-closed'
     | 'close-race'
@@ -26,6 +27,8 @@ export interface ScenarioData {
   events: number;
   /** 'trickle': events recorded per timer tick (unpaced: it never looks at spare rings). */
   batch?: number;
+  /** 'paced': events per millisecond, kept to on average (the thread catches up after a late wake-up). */
+  perMs?: number;
   /** 'trickle': timer period, ms (default 1). */
   tickMs?: number;
   /** Probability that an event carries a byte payload (exact mode). */
@@ -150,6 +153,23 @@ function run(): void {
       for (let seq = 0; seq < d.events; seq++, calls++) {
         if (w.record(id, seq)) kept++;
         if (seq % 300 === 299) Atomics.wait(nap, 0, 0, 1);
+      }
+      break;
+    }
+    case 'paced': {
+      // `perMs` events a millisecond (on average: a late wake-up is caught up), each value its
+      // sequence number; every 4th is of a second normal name ('alt'), so that a reader's
+      // per-name estimate can be checked too.
+      const alt = tracer.define('alt');
+      const nap = new Int32Array(new SharedArrayBuffer(4));
+      const perMs = d.perMs ?? 100;
+      const t0 = performance.now();
+      for (let seq = 0; seq < d.events;) {
+        // Caught up after a late wake-up, but by at most 5 ms worth at once (a descheduled thread
+        // on a loaded machine would otherwise come back with one huge burst).
+        const due = Math.min(d.events, seq + 5 * perMs, Math.floor((performance.now() - t0) * perMs) + perMs);
+        for (; seq < due; seq++, calls++) if (w.record((seq & 3) === 3 ? alt : id, seq)) kept++;
+        Atomics.wait(nap, 0, 0, 1);
       }
       break;
     }
