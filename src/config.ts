@@ -38,6 +38,11 @@ export interface TracerConfig {
   sampling: boolean;
   /** The largest N sampling may use. */
   samplingMaxEvery: number;
+  /** Raise a thread's PRESSURE/RECOVERY marks with its measured ring service time (bounded; see
+   * docs/design/backpressure.md, "Adaptive thresholds"). */
+  adaptiveThresholds: boolean;
+  /** Enter PRESSURE when the spares are forecast to run out within this many ms; 0 disables. */
+  predictiveHorizonMs: number;
   /** RECOVERY->NORMAL after this many ms without exhaustion. */
   stabilityMs: number;
   /** Periodic flush of a thread's partial ring, ms; 0 disables. */
@@ -335,6 +340,18 @@ const SETTINGS: { [K in Key]: Setting<TracerConfig[K]> } = {
     allowed: 'must be an integer between 2 and 1024',
     env: ['RINGTRACE_SAMPLING_MAX_EVERY'],
   },
+  adaptiveThresholds: {
+    schema: booleanSchema,
+    allowed: 'must be a boolean: true/false, 1/0, yes/no or on/off',
+    env: ['RINGTRACE_ADAPTIVE_THRESHOLDS'],
+    show: String,
+  },
+  predictiveHorizonMs: {
+    schema: durationMs(0, 60_000),
+    allowed: `must be a duration between 0 (disabled) and 1 min in ${DURATION_FORMS}`,
+    env: ['RINGTRACE_PREDICTIVE_HORIZON', 'RINGTRACE_PREDICTIVE_HORIZON_MS'],
+    show: (ms) => (ms === 0 ? '0 (disabled)' : showMs(ms)),
+  },
   stabilityMs: {
     schema: durationMs(0, MAX_DURATION_MS),
     allowed: `must be a duration between 0 and 1 h in ${DURATION_FORMS}`,
@@ -392,6 +409,9 @@ const KEYS = Object.keys(SETTINGS) as Key[];
 
 /** Pressure sampling's default (docs/design/configuration.md gives the measurement behind it). */
 const SAMPLING_DEFAULT = false;
+/** Adaptive and predictive pressure defaults (docs/design/configuration.md: the measurement). */
+const ADAPTIVE_DEFAULT = false;
+const PREDICTIVE_HORIZON_DEFAULT_MS = 0;
 
 export const DEFAULTS: Omit<TracerConfig, 'pressureSpares' | 'recoverySpares' | 'criticalReserveRings'> = Object.freeze({
   path: undefined,
@@ -401,6 +421,8 @@ export const DEFAULTS: Omit<TracerConfig, 'pressureSpares' | 'recoverySpares' | 
   policy: 'drop-oldest',
   sampling: SAMPLING_DEFAULT,
   samplingMaxEvery: 64,
+  adaptiveThresholds: ADAPTIVE_DEFAULT,
+  predictiveHorizonMs: PREDICTIVE_HORIZON_DEFAULT_MS,
   stabilityMs: 250,
   flushIntervalMs: 1000,
   dropLogIntervalMs: 1000,

@@ -153,6 +153,8 @@ export class Tracer {
         criticalReserveRings: c.criticalReserveRings,
         sampling: c.sampling,
         samplingMaxEvery: c.samplingMaxEvery,
+        adaptive: c.adaptiveThresholds,
+        horizonUs: c.predictiveHorizonMs * 1000,
       },
       flushIntervalMs: c.flushIntervalMs,
       path,

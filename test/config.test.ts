@@ -247,6 +247,8 @@ describe('environment', () => {
         RINGTRACE_CRITICAL_RESERVE_RINGS: '2',
         RINGTRACE_SAMPLING: 'on',
         RINGTRACE_SAMPLING_MAX_EVERY: '16',
+        RINGTRACE_ADAPTIVE_THRESHOLDS: 'yes',
+        RINGTRACE_PREDICTIVE_HORIZON: '40ms',
         RINGTRACE_STABILITY_MS: '500',
         RINGTRACE_FLUSH_INTERVAL: '0',
         RINGTRACE_DROP_LOG_INTERVAL: '5s',
@@ -271,6 +273,8 @@ describe('environment', () => {
       criticalReserveRings: 2,
       sampling: true,
       samplingMaxEvery: 16,
+      adaptiveThresholds: true,
+      predictiveHorizonMs: 40,
       stabilityMs: 500,
       flushIntervalMs: 0,
       dropLogIntervalMs: 5000,
@@ -687,6 +691,18 @@ describe('rejected values', () => {
       source: env('RINGTRACE_SAMPLING_MAX_EVERY'),
       mentions: ['between 2 and 1024'],
     });
+    assertConfigError(() => resolve({ env: { RINGTRACE_ADAPTIVE_THRESHOLDS: 'sometimes' } }), {
+      setting: 'adaptiveThresholds',
+      value: 'sometimes',
+      source: env('RINGTRACE_ADAPTIVE_THRESHOLDS'),
+      mentions: ['boolean'],
+    });
+    assertConfigError(() => resolve({ env: { RINGTRACE_PREDICTIVE_HORIZON_MS: '2min' } }), {
+      setting: 'predictiveHorizonMs',
+      value: '2min',
+      source: env('RINGTRACE_PREDICTIVE_HORIZON_MS'),
+      mentions: ['between 0 (disabled) and 1 min'],
+    });
   });
 
   test('a bad boolean from the environment', () => {
@@ -794,7 +810,7 @@ describe('display', () => {
       resolve({ env: { RINGTRACE_RING_SIZE: '4KiB', RINGTRACE_FLUSH_INTERVAL: '0' }, options: { ringSize: 1048576 } }),
     );
     const lines = table.split('\n');
-    assert.equal(lines.length, 1 + 19);
+    assert.equal(lines.length, 1 + 21);
     assert.match(lines[0], /^setting\s+value\s+source$/);
     assert.match(table, /^path\s+\(temp file\)\s+default$/m);
     assert.match(table, /^ringSize\s+1 MiB\s+option ringSize$/m);
@@ -804,6 +820,8 @@ describe('display', () => {
     assert.match(table, /^exitHooks\s+true\s+default$/m);
     assert.match(table, /^sampling\s+false\s+default$/m);
     assert.match(table, /^samplingMaxEvery\s+64\s+default$/m);
+    assert.match(table, /^adaptiveThresholds\s+false\s+default$/m);
+    assert.match(table, /^predictiveHorizonMs\s+0 \(disabled\)\s+default$/m);
     // Columns line up.
     const valueColumn = lines[0].indexOf('value');
     for (const line of lines) assert.equal(/^\S+\s+/.exec(line)?.[0].length, valueColumn, line);

@@ -35,7 +35,8 @@ describe('layout: the shared-memory map checks itself', () => {
 
   it('the ledger derives each region from the one before it', () => {
     assert.equal(Ledger.REASON_BYTES, Ledger.REASON_EVENTS + REASON_COUNT);
-    assert.equal(Ledger.PRIORITY_EVENTS + PRIORITY_COUNT, LEDGER_WORDS);
+    assert.equal(Ledger.PREDICTED_ENTRIES, Ledger.PRIORITY_EVENTS + PRIORITY_COUNT);
+    assert.equal(Ledger.PREDICTED_ENTRIES + 1, LEDGER_WORDS);
     assert.equal(Ledger.SHADOW, LEDGER_WORDS);
   });
 

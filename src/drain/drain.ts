@@ -115,6 +115,10 @@ interface Registration {
   /** When to look at the active ring next (ns): looks load the writer's ACTIVE_TAIL, so they are
    * paced (once a scrape period), not made at every visit. */
   nextLookNs: number;
+  /** The configured thresholds with the writer's adaptive raise (Slot.THRESHOLD_RAISE) applied. */
+  marks: Thresholds;
+  /** Average ring service time, hand-over to return (ns), published to the writer in µs. */
+  serviceNs: number;
 }
 
 /** A retired registration: its final counts, and its backpressure history and pool counters as
@@ -240,6 +244,8 @@ export class Drain {
       seenTail: 0,
       seenAtNs: 0,
       nextLookNs: 0,
+      marks: { ...this.opts.thresholds },
+      serviceNs: 0,
     };
     this.regs[slot] = reg;
     this.emit(
@@ -270,8 +276,8 @@ export class Drain {
       this.flushBatch();
     }
     const now = this.opts.now();
-    reg.bp.checkRecovery(reg.queues.free, this.opts.thresholds, now / 1000);
-    this.dueAt(reg.bp.recoveryDueUs(this.opts.thresholds) * 1000);
+    reg.bp.checkRecovery(reg.queues.free, this.marksOf(reg), now / 1000);
+    this.dueAt(reg.bp.recoveryDueUs(this.opts.thresholds, now / 1000) * 1000);
     if (paused) return worked;
     if (st === SlotState.CLOSING) {
       this.retire(reg, EndReason.CLOSED, false);
@@ -541,12 +547,32 @@ export class Drain {
       f64[layout.slotF64(reg.slot, SlotF64.EVENTS_WRITTEN)] = reg.eventsWritten;
       f64[layout.slotF64(reg.slot, SlotF64.BYTES_WRITTEN)] = reg.bytesWritten;
       f64[layout.slotF64(reg.slot, SlotF64.CHUNKS_WRITTEN)] = reg.seq;
+      if (e.ring < 0) continue;
+      this.measureService(reg, e.ring);
       // Release (inside push): the ring is the writer's again; we no longer touch it.
-      if (e.ring >= 0 && !reg.queues.free.push(e.ring))
-        throw new Error('ringtrace: internal error: free queue full (ring accounting broken)');
+      if (!reg.queues.free.push(e.ring)) throw new Error('ringtrace: internal error: free queue full (ring accounting broken)');
     }
     this.batch = [];
     this.batchBuffers = [];
+  }
+
+  /** The thread's marks as its writer last raised them (a single word; see writer.updateMarks). */
+  private marksOf(reg: Registration): Thresholds {
+    const raise = Atomics.load(this.v.i32, this.v.layout.slotI32(reg.slot, Slot.THRESHOLD_RAISE));
+    reg.marks.pressureSpares = this.opts.thresholds.pressureSpares + raise;
+    reg.marks.recoverySpares = this.opts.thresholds.recoverySpares + raise;
+    return reg.marks;
+  }
+
+  /** Before a ring goes back: how long it was away (hand-over to return), averaged per thread
+   * (weight 1/4) for the writer's adaptive marks. Read before the push: after it the writer may
+   * reuse the descriptor. */
+  private measureService(reg: Registration, ring: number): void {
+    const { f64, i32, layout } = this.v;
+    const away = this.opts.now() - f64[layout.descF64(reg.slot, ring, Desc.SUBMITTED_AT_NS)];
+    if (!(away >= 0)) return; // a clock step back, or no stamp
+    reg.serviceNs = reg.serviceNs === 0 ? away : reg.serviceNs + (away - reg.serviceNs) / 4;
+    Atomics.store(i32, layout.slotI32(reg.slot, Slot.SERVICE_US), Math.min(0x7fffffff, Math.max(1, Math.round(reg.serviceNs / 1000))));
   }
 
   private sinkFailed(err: unknown): void {
@@ -723,6 +749,7 @@ export class Drain {
       freeSparesMin: slotView.freeSparesMin,
       chunksWritten: slotView.chunksWritten,
       drainLagMs: slotView.drainLagMs,
+      predictedPressureEntries: slotView.predictedPressureEntries,
     };
   }
 

@@ -57,6 +57,12 @@ export interface ThreadMetrics extends SharedCounters {
   freeSparesMin: number;
   /** Milliseconds from a ring's hand-off to its write: last and worst. */
   drainLagMs: { last: number; max: number };
+  /** Average time a handed-over ring is away (hand-off to its return to the free queue), ms;
+   * 0 until one came back. The adaptive marks follow it. */
+  ringServiceMs: number;
+  /** Spares this thread's PRESSURE and RECOVERY marks are raised by (adaptive thresholds; 0 when
+   * off): it enters PRESSURE at pressureSpares + this many free spares. */
+  thresholdRaise: number;
 }
 
 /** Totals of the registrations retired so far (closed, exited, accounted at the tracer's close):
@@ -155,6 +161,9 @@ export function threadFromSlot(v: SharedViews, slot: number, nowUs: number): Thr
     swaps: word(Slot.SWAPS),
     chunksWritten: f64[layout.slotF64(slot, SlotF64.CHUNKS_WRITTEN)],
     drainLagMs: { last: f64[layout.slotF64(slot, SlotF64.DRAIN_LAG_LAST_MS)], max: f64[layout.slotF64(slot, SlotF64.DRAIN_LAG_MAX_MS)] },
+    ringServiceMs: Atomics.load(i32, layout.slotI32(slot, Slot.SERVICE_US)) / 1000,
+    thresholdRaise: Atomics.load(i32, layout.slotI32(slot, Slot.THRESHOLD_RAISE)),
+    predictedPressureEntries: Atomics.load(i32, layout.slotI32(slot, Slot.PREDICTED_ENTRIES)),
   };
 }
 
@@ -186,6 +195,7 @@ export function summaryFromSlot(t: ThreadMetrics): RegistrationSummary {
     freeSparesMin: t.freeSparesMin,
     chunksWritten: t.chunksWritten,
     drainLagMs: t.drainLagMs,
+    predictedPressureEntries: t.predictedPressureEntries,
   };
 }
 
@@ -235,6 +245,7 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
     exhaustions: ledger.exhaustions,
     swaps: ledger.swaps,
     chunksWritten: ledger.chunksWritten,
+    predictedPressureEntries: ledger.predictedPressureEntries,
   };
   for (const t of threads) {
     totals.eventsAttempted += t.eventsAttempted;
@@ -251,6 +262,7 @@ export function collectMetrics(v: SharedViews, nowUs: number, retired: readonly 
     totals.exhaustions += t.exhaustions;
     totals.swaps += t.swaps;
     totals.chunksWritten += t.chunksWritten;
+    totals.predictedPressureEntries += t.predictedPressureEntries;
   }
   return {
     threads,

@@ -148,6 +148,25 @@ function registerBackpressureMetrics(f: MetricFamilies): void {
   f.perThread('gauge', 'free_spare_rings', 'Spare rings free for the thread now.', (t) => t.freeSpares);
   f.perThread('gauge', 'free_spare_rings_min', 'Lowest number of free spare rings seen (low watermark).', (t) => t.freeSparesMin);
   f.perThread('gauge', 'drain_lag_seconds', 'Time from the hand-over of the last ring to its write.', (t) => t.drainLagMs.last / 1000);
+  f.perThread(
+    'gauge',
+    'ring_service_seconds',
+    'Average time a handed-over ring is away, hand-over to return.',
+    (t) => t.ringServiceMs / 1000,
+  );
+  f.perThread(
+    'gauge',
+    'threshold_raise_spares',
+    'Spares the PRESSURE and RECOVERY marks are raised by (adaptive thresholds).',
+    (t) => t.thresholdRaise,
+  );
+  f.counter(
+    'backpressure_predicted_entries_total',
+    'NORMAL -> PRESSURE transitions taken by forecast, before the spares reached the PRESSURE mark.',
+    undefined,
+    (t) => plain(t.predictedPressureEntries),
+    (r) => plain(r.predictedPressureEntries),
+  );
   f.counter(
     'pool_exhaustions_total',
     'Times the thread found no spare ring.',

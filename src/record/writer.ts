@@ -20,6 +20,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { BackpressureState, BpState, type BpStateValue, type Thresholds } from '../shm/backpressure.js';
+import { PoolForecast, swapStep } from './forecast.js';
 import type { DropPolicy } from '../config.js';
 import { NameTable } from '../shm/names.js';
 import {
@@ -140,6 +141,11 @@ export class Writer {
   private returnAvg = 1;
   /** Free spares just after the previous swap took one. */
   private lastFree = -1;
+  /** Fill and return rates, adaptive marks and predictive entry (forecast.ts), at each swap. */
+  private readonly forecast: PoolForecast;
+  private readonly raiseIdx: number;
+  private readonly serviceIdx: number;
+  private readonly predictedIdx: number;
   private readonly dropNewest: boolean;
   private readonly lossBase: number;
   /** The periodic flush: armed only while the thread produces (see armFlush). */
@@ -179,6 +185,10 @@ export class Writer {
     this.lossBase = L.slotF64(slot, SlotF64.WRITER_LOSS);
     this.dropNewest = policy === 'drop-newest';
     this.sampleRng = (Math.imul(registration + 1, 0x9e3779b9) | 1) >>> 0; // never 0: xorshift would stay there
+    this.forecast = new PoolForecast(ctx.thresholds, L.ringsPerThread - 1);
+    this.raiseIdx = L.slotI32(slot, Slot.THRESHOLD_RAISE);
+    this.serviceIdx = L.slotI32(slot, Slot.SERVICE_US);
+    this.predictedIdx = L.slotI32(slot, Slot.PREDICTED_ENTRIES);
     const q = poolQueues(v.i32, L, slot);
     this.submitQ = q.submit;
     this.freeQ = q.free;
@@ -455,14 +465,14 @@ export class Writer {
     // happen only when the writer is about to touch a queue.
     if (!this.exhausted) {
       if (this.tracerClosed()) return false;
-      if (!this.swap(ts, 1, prio)) {
+      if (!this.swap(1, prio)) {
         if (prio !== Prio.CRITICAL && this.reserveRings > 0 && this.freeQ.size() > 0) return this.enterReserve(prio, size, ts, word0);
-        this.enterExhausted(ts);
+        this.enterExhausted();
       }
       this.armFlush();
     } else if (this.freeQ.hintNonEmpty()) {
       if (this.tracerClosed()) return false;
-      this.leaveExhausted(ts, 1);
+      this.leaveExhausted(1);
       this.armFlush();
     } else if (--this.closedCheckCountdown <= 0) {
       // No spare is coming back; maybe because the tracer closed (a thread too busy to see the
@@ -608,7 +618,7 @@ export class Writer {
    */
   private sampleRate(free: number): number {
     const th = this.ctx.thresholds;
-    const margin = 1.25 * 2 ** Math.max(0, th.pressureSpares - free);
+    const margin = 1.25 * 2 ** Math.max(0, this.forecast.marks.pressureSpares - free);
     const n = Math.ceil((margin * this.demandAvg) / Math.max(this.returnAvg, 1e-9));
     return Math.max(1, Math.min(th.samplingMaxEvery ?? 64, n));
   }
@@ -625,11 +635,11 @@ export class Writer {
   /** Hands the active ring to the drain and takes a spare. False (nothing changed) if none, or if
    * only the critical reserve is left and the event being recorded (of priority `prio`; flushes
    * pass critical) is not critical. */
-  private swap(ts: number, inFlight: 0 | 1, prio: number): boolean {
+  private swap(inFlight: 0 | 1, prio: number): boolean {
     if (prio !== Prio.CRITICAL && this.reserveRings > 0 && this.freeQ.size() <= this.reserveRings) return false;
     const next = this.freeQ.pop();
     if (next < 0) return false;
-    if (this.ringBase >= 0) this.submitActive(ts, inFlight);
+    if (this.ringBase >= 0) this.submitActive(inFlight);
     this.takeRing(next, inFlight);
     return true;
   }
@@ -657,15 +667,20 @@ export class Writer {
     const minIdx = L.slotI32(this.slot, Slot.FREE_MIN);
     if (free < this.i32[minIdx]) this.i32[minIdx] = free;
     this.i32[L.slotI32(this.slot, Slot.SWAPS)]++;
-    const nowUs = this.clockUs();
-    this.bp.checkRecovery(this.freeQ, this.ctx.thresholds, nowUs);
-    this.bp.checkPressure(free, this.ctx.thresholds, nowUs);
+    const raised = this.forecast.raise;
+    if (swapStep(this.bp, this.forecast, this.freeQ, free, Atomics.load(this.i32, this.serviceIdx), this.clockUs())) {
+      Atomics.add(this.i32, this.predictedIdx, 1);
+    }
+    // The raise is one word the drain loads before its recovery checks (Atomics.store here,
+    // Atomics.load there). It publishes nothing else: a drain that reads the previous raise
+    // decides as if its visit had come just before this swap, which it may anyway.
+    if (this.forecast.raise !== raised) Atomics.store(this.i32, this.raiseIdx, this.forecast.raise);
     this.setPriorityMode(free);
   }
 
   /** Publishes the active ring (with its extent and a snapshot of the loss block) to the drain.
    * `inFlight` is 1 when called while an event is being recorded (from the slow path). */
-  private submitActive(ts: number, inFlight: 0 | 1): void {
+  private submitActive(inFlight: 0 | 1): void {
     const v = this.ctx.views;
     const L = v.layout;
     const f64 = this.f64;
@@ -680,7 +695,9 @@ export class Writer {
       f64[d + Desc.WRAP_END] = -1;
     }
     f64[d + Desc.TAIL] = this.pos - this.ringBase;
-    f64[d + Desc.SUBMITTED_AT_NS] = ts;
+    // The tracer's clock, not the event's ts (a recordAt() time): the drain's lag and the ring
+    // service time that the forecast's adaptive marks follow are measured from it.
+    f64[d + Desc.SUBMITTED_AT_NS] = this.clockUs() * 1000;
     // What the drain needs to write a linear ring without scanning it: the writer knows how many
     // events it put there. A circular ring (evictions) or one the drain scraped is scanned.
     const linear = scraped === 0 && !(this.exhausted && !this.dropNewest);
@@ -707,14 +724,14 @@ export class Writer {
     }
   }
 
-  private enterExhausted(ts: number): void {
+  private enterExhausted(): void {
     const L = this.ctx.views.layout;
     this.i32[L.slotI32(this.slot, Slot.EXHAUSTIONS)]++;
     this.bp.onExhausted(this.clockUs());
     this.exhausted = true;
     if (this.dropNewest) {
       // The full ring can go to the drain now: nothing will be written into it any more.
-      this.submitActive(ts, 1);
+      this.submitActive(1);
       this.pos = this.limit = 0;
     } else {
       // The ring is about to be rewritten circularly: the drain may copy no more of it, and what
@@ -735,10 +752,10 @@ export class Writer {
     }
   }
 
-  private leaveExhausted(ts: number, inFlight: 0 | 1): void {
+  private leaveExhausted(inFlight: 0 | 1): void {
     const next = this.freeQ.pop();
     if (next < 0) return;
-    if (this.ringBase >= 0) this.submitActive(ts, inFlight);
+    if (this.ringBase >= 0) this.submitActive(inFlight);
     this.takeRing(next, inFlight);
   }
 
@@ -809,7 +826,6 @@ export class Writer {
    */
   flush(): boolean {
     if (this.closed) return false;
-    const ts = this.stamp(this.now());
     const L = this.ctx.views.layout;
     Atomics.add(this.i32, L.slotI32(this.slot, Slot.FLUSHES), 1); // publishes the plain counters too
     if (this.exhausted) {
@@ -817,7 +833,7 @@ export class Writer {
       // block); drop-oldest keeps its records in the active ring until a spare returns.
       if (!this.freeQ.hintNonEmpty()) return this.dropNewest;
       if (!this.dropNewest) {
-        this.leaveExhausted(ts, 0); // the circular ring goes to the drain, with the losses
+        this.leaveExhausted(0); // the circular ring goes to the drain, with the losses
         return !this.exhausted;
       }
       // drop-newest: nothing is buffered, but the losses should reach the file (and the drop log)
@@ -829,18 +845,18 @@ export class Writer {
       // with: the empty ring carries them, and the writer is rightly still exhausted.
       if (!this.dropsSinceHandOff()) return true;
       if (this.bp.state() === BpState.DROPPING || this.freeQ.size() < 2) {
-        this.handOverLosses(ts);
+        this.handOverLosses();
         return true;
       }
-      this.leaveExhausted(ts, 0);
+      this.leaveExhausted(0);
       if (this.exhausted) return true;
     }
     if (this.pos === this.ringBase && !this.dropsSinceHandOff()) return true;
-    return this.swap(ts, 0, Prio.CRITICAL);
+    return this.swap(0, Prio.CRITICAL);
   }
 
   /** drop-newest, exhausted (holding no ring): hands the loss block over on an empty spare. */
-  private handOverLosses(ts: number): void {
+  private handOverLosses(): void {
     const ring = this.freeQ.pop();
     if (ring < 0) return;
     this.activeRing = ring;
@@ -848,7 +864,7 @@ export class Writer {
     this.pos = this.ringBase;
     this.ringStartAttempted = this.attempted;
     this.ringSkipped = 0;
-    this.submitActive(ts, 0);
+    this.submitActive(0);
     this.pos = this.limit = 0;
     // Still exhausted: restamp DROPPING, so that a recovery the drain decides on a count that
     // included the spare just taken is not applied (or, if it was applied meanwhile, go back).
@@ -877,8 +893,7 @@ export class Writer {
   private handOver(eventInFlight: boolean): void {
     if (this.closed) return;
     const inFlight = eventInFlight ? 1 : 0;
-    const ts = this.stamp(this.now());
-    if (this.ringBase >= 0) this.submitActive(ts, inFlight);
+    if (this.ringBase >= 0) this.submitActive(inFlight);
     this.closed = true;
     this.exhausted = false;
     this.pos = this.limit = 0;

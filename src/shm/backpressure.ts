@@ -69,6 +69,10 @@ export interface Thresholds {
   sampling?: boolean;
   /** The largest N (default 64). */
   samplingMaxEvery?: number;
+  /** Raise the marks with the ring service time (record/forecast.ts). Off when not given. */
+  adaptive?: boolean;
+  /** Predictive entry into PRESSURE within this horizon (µs); 0 or not given: off. */
+  horizonUs?: number;
 }
 
 export type TransitionListener = (from: BpStateValue, to: BpStateValue, atUs: number) => void;
@@ -78,6 +82,7 @@ export class BackpressureState {
   private readonly timeIn: number;
   private readonly edges: number;
   private readonly illegal: number;
+  private readonly hold: number;
 
   constructor(
     private readonly i32: Int32Array,
@@ -90,6 +95,7 @@ export class BackpressureState {
     this.timeIn = layout.slotF64(slot, SlotI64.TIME_IN_STATE);
     this.edges = layout.slotI32(slot, Slot.EDGES);
     this.illegal = layout.slotI32(slot, Slot.ILLEGAL_TRANSITIONS);
+    this.hold = layout.slotF64(slot, SlotI64.PRESSURE_HOLD_US);
   }
 
   /** NORMAL since `nowUs`, no time accumulated. Only before the slot is published. */
@@ -130,6 +136,21 @@ export class BackpressureState {
     Atomics.add(this.i32, this.edges + e, 1);
     this.onTransition(from, to, at);
     return true;
+  }
+
+  /**
+   * Writer, at a swap whose forecast says the spares are going: PRESSURE may not be left to NORMAL
+   * before `untilUs` (renewed at each such swap; it lapses by itself once the writer stops, so an
+   * idle thread still recovers). Stored before the transition it may accompany: a drain that sees
+   * that PRESSURE (its load of the state word acquires the writer's CAS) sees this hold too.
+   */
+  holdPressure(untilUs: number): void {
+    Atomics.store(this.i64, this.hold, BigInt(entryTime(untilUs, 0)));
+  }
+
+  /** The time (µs) before which PRESSURE is held; 0 when never held. */
+  heldUntilUs(): number {
+    return Number(Atomics.load(this.i64, this.hold));
   }
 
   /** Writer, after taking a spare: few spares left means pressure. */
@@ -189,15 +210,18 @@ export class BackpressureState {
       // Entry times are stored rounded to the microsecond: compare on the same grid.
       if (Math.round(nowUs) - BpWord.enteredAtUs(seen) >= th.stabilityUs) this.move(seen, BpState.RECOVERY, BpState.NORMAL, nowUs);
     } else if (s === BpState.PRESSURE) {
-      if (free.size() >= th.recoverySpares) this.move(seen, BpState.PRESSURE, BpState.NORMAL, nowUs);
+      if (free.size() >= th.recoverySpares && nowUs >= this.heldUntilUs()) this.move(seen, BpState.PRESSURE, BpState.NORMAL, nowUs);
     }
   }
 
-  /** When (µs) a thread in RECOVERY may return to NORMAL; Infinity in any other state. Lets the
-   * drain sleep until then instead of polling an idle thread. */
-  recoveryDueUs(th: Thresholds): number {
+  /** When (µs) a thread in RECOVERY may return to NORMAL, or a held PRESSURE's hold ends (after
+   * `nowUs`); Infinity otherwise. Lets the drain sleep until then instead of polling an idle thread. */
+  recoveryDueUs(th: Thresholds, nowUs: number): number {
     const w = Atomics.load(this.i64, this.word);
-    return BpWord.state(w) === BpState.RECOVERY ? BpWord.enteredAtUs(w) + th.stabilityUs : Infinity;
+    const s = BpWord.state(w);
+    if (s === BpState.RECOVERY) return BpWord.enteredAtUs(w) + th.stabilityUs;
+    const hold = s === BpState.PRESSURE ? this.heldUntilUs() : 0;
+    return hold > nowUs ? hold : Infinity;
   }
 
   /** Microseconds spent in each state, the current one counted up to `nowUs`. */

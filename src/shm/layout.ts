@@ -50,7 +50,7 @@
  */
 
 export const LAYOUT_MAGIC = 0x52545243; // 'RTRC'
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
 
 /** Control block: Int32 word indices. */
 export const Ctl = {
@@ -234,7 +234,8 @@ const LEDGER_EDGES = LEDGER_REASON_BYTES + REASON_COUNT;
 const LEDGER_TIME_IN_STATE = LEDGER_EDGES + EDGE_COUNT;
 const LEDGER_PRIORITY_EVENTS = LEDGER_TIME_IN_STATE + STATE_COUNT;
 /** Words of one copy of the ledger. */
-export const LEDGER_WORDS = LEDGER_PRIORITY_EVENTS + PRIORITY_COUNT;
+const LEDGER_PREDICTED_ENTRIES = LEDGER_PRIORITY_EVENTS + PRIORITY_COUNT;
+export const LEDGER_WORDS = LEDGER_PREDICTED_ENTRIES + 1;
 export const Ledger = {
   THREADS: 0,
   ATTEMPTED: 1,
@@ -253,6 +254,8 @@ export const Ledger = {
   TIME_IN_STATE_US: LEDGER_TIME_IN_STATE,
   /** PRIORITY_COUNT words: events dropped per priority (all reasons that know it). */
   PRIORITY_EVENTS: LEDGER_PRIORITY_EVENTS,
+  /** NORMAL -> PRESSURE entries made by forecast (Slot.PREDICTED_ENTRIES). */
+  PREDICTED_ENTRIES: LEDGER_PREDICTED_ENTRIES,
   /** LEDGER_WORDS words: the ledger as it was before the write in progress. */
   SHADOW: LEDGER_WORDS,
 } as const;
@@ -299,6 +302,13 @@ export const Slot = {
   /** How far the drain has copied the writer's active ring while the writer kept it (see
    * ScrapeWord): changed by compare-exchange (the drain) and by the writer at each ring change. */
   SCRAPE: SLOT_EDGES + EDGE_COUNT + 2,
+  /** Spares the thread's PRESSURE and RECOVERY marks are raised by (adaptive thresholds, see
+   * record/forecast.ts): Atomics.store by the writer at a swap, Atomics.load by the drain. */
+  THRESHOLD_RAISE: SLOT_EDGES + EDGE_COUNT + 3,
+  /** The drain's average ring service time (hand-over to return), µs; 0 until a ring came back. */
+  SERVICE_US: SLOT_EDGES + EDGE_COUNT + 4,
+  /** NORMAL -> PRESSURE transitions taken ahead of the mark, by forecast (Atomics.add). */
+  PREDICTED_ENTRIES: SLOT_EDGES + EDGE_COUNT + 5,
 } as const;
 
 /**
@@ -343,6 +353,10 @@ export const SlotI64 = {
   BP_WORD: W8,
   /** STATE_COUNT words: microseconds spent in each state, added by the transition that leaves it. */
   TIME_IN_STATE: SLOT_TIME_IN_STATE,
+  /** Until when (µs) a PRESSURE entered by forecast is held, whatever the spares (predictive entry,
+   * record/forecast.ts); 0: no hold. After the Float64 words below. Written by the writer, read by
+   * the drain, Atomics only. */
+  PRESSURE_HOLD_US: SLOT_F64 + 9,
 } as const;
 
 /** Slot header Float64 indices, relative to the slot's first 8-byte word. */

@@ -30,6 +30,9 @@ export interface SharedCounters {
   transitions: Record<string, number>;
   /** Milliseconds spent in each state. */
   timeInStateMs: Record<StateName, number>;
+  /** NORMAL -> PRESSURE entries made by forecast, ahead of the PRESSURE mark (predictive entry;
+   * also counted in `transitions`). */
+  predictedPressureEntries: number;
   exhaustions: number;
   swaps: number;
   chunksWritten: number;
@@ -76,6 +79,7 @@ export function retireIntoLedger(v: SharedViews, slot: number, e: LedgerEntry, h
   add(Ledger.EXHAUSTIONS, e.exhaustions);
   add(Ledger.SWAPS, e.swaps);
   add(Ledger.CHUNKS, e.chunksWritten);
+  add(Ledger.PREDICTED_ENTRIES, e.predictedPressureEntries);
   REASONS.forEach((r, i) => {
     add(Ledger.REASON_EVENTS + i, e.droppedByReason[r] ?? 0);
     add(Ledger.REASON_BYTES + i, e.bytesDroppedByReason[r] ?? 0);
@@ -137,5 +141,6 @@ export function readLedger(v: SharedViews): LedgerTotals {
     exhaustions: w(Ledger.EXHAUSTIONS),
     swaps: w(Ledger.SWAPS),
     chunksWritten: w(Ledger.CHUNKS),
+    predictedPressureEntries: w(Ledger.PREDICTED_ENTRIES),
   };
 }
