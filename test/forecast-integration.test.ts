@@ -34,7 +34,16 @@ async function behind(options: { adaptiveThresholds: boolean; predictiveHorizonM
   const path = tempTrace('forecast');
   const tracer = await Tracer.open({ path, ringSize: '16KiB', ringsPerThread: 8, stabilityMs: 50, ...options, ...quiet });
   const control = new SharedArrayBuffer(8);
-  const run = startScenario({ trace: tracer.handle, name: 'behind', mode: 'paced', events: EVENTS, perMs: PER_MS, linger: 'loop', close: true, control });
+  const run = startScenario({
+    trace: tracer.handle,
+    name: 'behind',
+    mode: 'paced',
+    events: EVENTS,
+    perMs: PER_MS,
+    linger: 'loop',
+    close: true,
+    control,
+  });
   const thread = (): ThreadMetrics | undefined => tracer.metrics().threads.find((t) => t.name === 'behind');
   let maxRaise = 0;
   let maxServiceMs = 0;
@@ -81,7 +90,9 @@ function checkAccounting(r: Run): void {
   const t = r.summary!.threads.find((x) => x.name === 'behind')!;
   assert.equal(t.attempted, EVENTS);
   assert.equal(t.balanced, true);
-  const [ft] = openTrace(r.path).summary().threads.filter((x) => x.name === 'behind');
+  const [ft] = openTrace(r.path)
+    .summary()
+    .threads.filter((x) => x.name === 'behind');
   assert.equal(ft.attempted, EVENTS);
   assert.equal(ft.events + ft.dropped, EVENTS);
   assert.equal(ft.balanced, true);
