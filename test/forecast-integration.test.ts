@@ -1,6 +1,7 @@
 /**
- * Predictive entry and adaptive marks with real threads: a worker records about 1.5 times what a
- * throttled drain writes, so its spares go slowly and its rings come back later and later. The
+ * Predictive entry and adaptive marks with real threads: a worker records about 1.2 times what a
+ * throttled drain writes for 3 s, so its spares go slowly and its rings come back later and later
+ * (the forecast needs about a horizon of history before it acts: a sustained trend, not a burst). The
  * forecast must enter PRESSURE with spares still above the mark, the marks must follow the ring
  * service time the drain measures, the idle thread must get back to NORMAL by itself once the
  * drain catches up (a held PRESSURE lapses), and the accounting stays exact.
@@ -14,10 +15,11 @@ import { startScenario, tempTrace } from './helpers/scenario.js';
 import { waitFor } from './helpers/wait.js';
 
 const quiet = { logLevel: 'error' as const, exitHooks: false };
-/** 16 value events a ms (~375 KiB/s with chunk headers) against a drain throttled to 256 KiB/s. */
-const PER_MS = 16;
+/** 13 value events a ms (~305 KiB/s with chunk headers) against a drain throttled to 256 KiB/s:
+ * the 7 spare rings of 16 KiB last about 2 s. */
+const PER_MS = 13;
 const DRAIN_KIBPS = 256;
-const EVENTS = 20_000;
+const EVENTS = 39_000;
 
 interface Run {
   path: string;

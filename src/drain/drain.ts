@@ -244,7 +244,7 @@ export class Drain {
       seenTail: 0,
       seenAtNs: 0,
       nextLookNs: 0,
-      marks: { ...this.opts.thresholds },
+      marks: this.liveMarks(slot),
       serviceNs: 0,
     };
     this.regs[slot] = reg;
@@ -276,7 +276,7 @@ export class Drain {
       this.flushBatch();
     }
     const now = this.opts.now();
-    reg.bp.checkRecovery(reg.queues.free, this.marksOf(reg), now / 1000);
+    reg.bp.checkRecovery(reg.queues.free, reg.marks, now / 1000);
     this.dueAt(reg.bp.recoveryDueUs(this.opts.thresholds, now / 1000) * 1000);
     if (paused) return worked;
     if (st === SlotState.CLOSING) {
@@ -556,12 +556,21 @@ export class Drain {
     this.batchBuffers = [];
   }
 
-  /** The thread's marks as its writer last raised them (a single word; see writer.updateMarks). */
-  private marksOf(reg: Registration): Thresholds {
-    const raise = Atomics.load(this.v.i32, this.v.layout.slotI32(reg.slot, Slot.THRESHOLD_RAISE));
-    reg.marks.pressureSpares = this.opts.thresholds.pressureSpares + raise;
-    reg.marks.recoverySpares = this.opts.thresholds.recoverySpares + raise;
-    return reg.marks;
+  /** A slot's marks as its writer last raised them (Slot.THRESHOLD_RAISE), read when a decision
+   * reads them: checkRecovery does after it loads the state word (see writer.takeRing). */
+  private liveMarks(slot: number): Thresholds {
+    const th = this.opts.thresholds;
+    const i32 = this.v.i32;
+    const idx = this.v.layout.slotI32(slot, Slot.THRESHOLD_RAISE);
+    return {
+      ...th,
+      get pressureSpares() {
+        return th.pressureSpares + Atomics.load(i32, idx);
+      },
+      get recoverySpares() {
+        return th.recoverySpares + Atomics.load(i32, idx);
+      },
+    };
   }
 
   /** Before a ring goes back: how long it was away (hand-over to return), averaged per thread

@@ -1,32 +1,39 @@
 /**
  * A writer's forecast of its own ring pool, updated at each ring swap (never per event): how fast
  * it takes spare rings, how fast the drain gives them back, and from these two adjustments to the
- * backpressure state machine (docs/design/backpressure.md, "Adaptive thresholds" and "Predictive
- * entry"):
+ * backpressure state machine (docs/design/backpressure.md, "Adaptive marks and predictive entry"):
  *
- * - Adaptive thresholds: a thread whose rings come back slowly needs its warning earlier. During
- *   one drain round trip (the ring service time S, measured by the drain from hand-over to return)
- *   it takes S x fillRate spares, so the PRESSURE mark is raised to that many spares, within
- *   [pressureSpares, spares - (recoverySpares - pressureSpares)], and the RECOVERY mark moves up
- *   with it by the same amount (the hysteresis band keeps its width). A raise applies at once; a
- *   lowering only in NORMAL, one spare at a time, after the lower need (with a 50 % margin) has
- *   held for a whole stability period, so jitter in S or in the fill rate cannot make the marks,
- *   and with them the state, flap.
+ * - Adaptive marks: while the spares are going (rings taken faster than they come back), a
+ *   thread whose rings come back slowly needs its warning earlier. During one round trip to the
+ *   drain (the ring service time S, measured by the drain from hand-over to return) it takes
+ *   S x fillRate spares, so the PRESSURE mark is raised to that many, within
+ *   [pressureSpares, spares - (recoverySpares - pressureSpares)], and the RECOVERY mark moves with
+ *   it (the band keeps its width). While the drain keeps up, however slow its round trips, the
+ *   marks are the configured ones: a thread is not kept in PRESSURE by a load the drain sustains.
+ *   A raise applies at once; a lowering one spare at a time, once the lower mark (with a 50 %
+ *   margin) has been enough for a whole stability period, so jitter cannot make the marks flap.
  * - Predictive entry: from the two rates, the time until the spares run out; below the horizon
- *   the thread enters PRESSURE before its spares reach the PRESSURE mark, and that PRESSURE is
- *   held (the drain may not end it) while exhaustion stays forecast within two horizons.
+ *   the thread enters a *forecast* PRESSURE before its spares reach the PRESSURE mark. It is held
+ *   while exhaustion stays forecast within two horizons, and ends once the hold is over with the
+ *   spares above the PRESSURE mark (the mark never fired: it does not wait for the RECOVERY mark).
  *
- * The arithmetic is on numbers the caller passes; swapStep() applies it to the thread's state.
+ * Both wait until the rates have been measured for a whole averaging window (at the start, and
+ * after a pause longer than one): a burst's first swaps, before any ring came back, forecast
+ * nothing.
  */
-
-import { BpState, type BackpressureState, type SpareCount, type Thresholds } from '../shm/backpressure.js';
+import { type BackpressureState, type SpareCount, type Thresholds } from '../shm/backpressure.js';
 
 /** Rates are averaged over this long when no horizon sets the time scale. */
 export const DEFAULT_RATE_WINDOW_US = 100_000;
+/** The spares are "going" while they are taken this much faster than they come back. */
+const DEPLETING = 1.25;
 /** A lowering needs the need, with this margin, to be a whole spare below the current mark. */
 const LOWER_MARGIN = 1.5;
 /** A forecast PRESSURE is held while exhaustion is forecast within this many horizons. */
 const HOLD_FACTOR = 2;
+/** The averaging window spans at least this many swaps: fewer make the rates too noisy to act on
+ * (with 5, a drain keeping up reads as one falling behind now and then). */
+const MIN_WINDOW_SWAPS = 8;
 
 export class PoolForecast {
   /** Spares taken and given back per µs: exponentially weighted over `windowUs`. */
@@ -37,12 +44,18 @@ export class PoolForecast {
   readonly maxRaise: number;
   /** The configured thresholds with the marks raised: what the thread's state machine uses. */
   readonly marks: Thresholds;
-  private readonly horizonUs: number;
+  readonly horizonUs: number;
   private readonly windowUs: number;
   private lastUs = NaN;
   private lastFree = -1;
+  /** Since when the rates have been measured without a pause longer than the window. */
+  private measuredSinceUs = NaN;
   /** Since when a lower mark would do (NaN: it would not). */
   private lowerSinceUs = NaN;
+  /** The ring service time last reported (µs; 0 while unknown). */
+  private serviceUs = 0;
+  /** The time between swaps, averaged (weight 1/4) over swaps that were not a pause. */
+  private swapGapUs = 0;
 
   /** `spares`: the thread's spare rings (ringsPerThread - 1). */
   constructor(
@@ -58,22 +71,49 @@ export class PoolForecast {
 
   /**
    * At a swap that has just taken a spare (`free`: those left). `serviceUs`: the drain's average
-   * ring service time (0 while unknown); `normal`: whether the thread is in NORMAL (the marks may
-   * only come down then).
+   * ring service time (0 while unknown). Updates the rates and the marks.
    */
-  onSwap(nowUs: number, free: number, serviceUs: number, normal: boolean): void {
-    if (this.lastFree >= 0 && nowUs >= this.lastUs) {
+  onSwap(nowUs: number, free: number, serviceUs: number): void {
+    const dt = nowUs - this.lastUs;
+    const pause = !(dt >= 0 && dt <= this.window()); // also a first swap, or a clock gone back
+    if (!pause) this.swapGapUs = this.swapGapUs === 0 ? dt : this.swapGapUs + (dt - this.swapGapUs) / 4;
+    if (this.lastFree >= 0 && dt >= 0) {
       // Time-decayed rates: each swap adds its count with weight (1 - e^(-dt/window)) / dt, so a
       // burst of swaps counts as its number over the window and a long gap fades the old rate.
-      const dt = Math.max(1, nowUs - this.lastUs);
-      const a = 1 - Math.exp(-dt / this.windowUs);
+      const a = 1 - Math.exp(-Math.max(1, dt) / this.window());
       const returned = Math.max(0, free - this.lastFree + 1); // the one just taken came from them
-      this.fillRate += a * (1 / dt - this.fillRate);
-      this.returnRate += a * (returned / dt - this.returnRate);
+      this.fillRate += a * (1 / Math.max(1, dt) - this.fillRate);
+      this.returnRate += a * (returned / Math.max(1, dt) - this.returnRate);
     }
+    // After a pause longer than the window the old rates are mostly gone: measure afresh.
+    if (pause) this.measuredSinceUs = nowUs;
     this.lastUs = nowUs;
     this.lastFree = free;
-    if (this.maxRaise > 0) this.adapt(nowUs, serviceUs, normal);
+    this.serviceUs = serviceUs;
+    if (this.maxRaise > 0) this.adapt(nowUs, serviceUs);
+  }
+
+  /**
+   * The rates may be trusted: measured for two windows plus one round trip (a window if none is
+   * known yet; at most two). The rings taken at the start come back a round trip later, and the averages need
+   * about two windows to forget that lag (after one, the taking rate still reads ~1.3 times the
+   * return rate of a drain that keeps up).
+   */
+  measured(nowUs: number): boolean {
+    const w = this.window();
+    const lag = this.serviceUs > 0 ? Math.min(this.serviceUs, 2 * w) : w;
+    return nowUs - this.measuredSinceUs >= 2 * w + lag;
+  }
+
+  /** The averaging window: half the horizon (100 ms without one), and at least MIN_WINDOW_SWAPS
+   * swaps at the pace of the swaps so far (pauses left out). */
+  private window(): number {
+    return Math.max(this.windowUs, MIN_WINDOW_SWAPS * this.swapGapUs);
+  }
+
+  /** Spares are taken clearly faster than they come back. */
+  depleting(nowUs: number): boolean {
+    return this.measured(nowUs) && this.fillRate > DEPLETING * this.returnRate;
   }
 
   /** Spares used up during one service round trip: how many must be left when the warning comes. */
@@ -81,16 +121,17 @@ export class PoolForecast {
     return serviceUs > 0 ? serviceUs * this.fillRate : 0;
   }
 
-  private adapt(nowUs: number, serviceUs: number, normal: boolean): void {
+  private adapt(nowUs: number, serviceUs: number): void {
+    const going = this.depleting(nowUs);
     const need = this.need(serviceUs);
-    const want = this.clampRaise(Math.ceil(need) - this.th.pressureSpares);
+    const want = going ? this.clampRaise(Math.ceil(need) - this.th.pressureSpares) : 0;
     if (want > this.raise) {
       this.setRaise(want);
       this.lowerSinceUs = NaN;
       return;
     }
-    const lower = normal && this.clampRaise(Math.ceil(LOWER_MARGIN * need) - this.th.pressureSpares) < this.raise;
-    if (!lower) {
+    const enough = going ? this.clampRaise(Math.ceil(LOWER_MARGIN * need) - this.th.pressureSpares) : 0;
+    if (enough >= this.raise) {
       this.lowerSinceUs = NaN;
     } else if (Number.isNaN(this.lowerSinceUs)) {
       this.lowerSinceUs = nowUs;
@@ -116,39 +157,32 @@ export class PoolForecast {
     return net > 0 ? free / net : Infinity;
   }
 
-  /** Whether a thread in NORMAL with `free` spares should enter PRESSURE now, ahead of the mark:
-   * they are forecast to run out within the horizon. */
-  predictsPressure(free: number): boolean {
-    return this.horizonUs > 0 && this.exhaustionUs(free) < this.horizonUs;
+  /** Whether a thread in NORMAL with `free` spares should enter a forecast PRESSURE now: they are
+   * forecast to run out within the horizon. */
+  predictsPressure(nowUs: number, free: number): boolean {
+    return this.horizonUs > 0 && this.measured(nowUs) && this.exhaustionUs(free) < this.horizonUs;
   }
 
-  /** Until when a forecast PRESSURE is held at a swap with `free` spares (0: no hold): for one
+  /** Until when a forecast PRESSURE is held at a swap with `free` spares (0: not held): for one
    * horizon, renewed while exhaustion is forecast within twice the horizon. Entering at one
    * horizon and letting go only beyond two is the forecast's hysteresis. */
   holdUntilUs(nowUs: number, free: number): number {
-    return this.horizonUs > 0 && this.exhaustionUs(free) < HOLD_FACTOR * this.horizonUs ? nowUs + this.horizonUs : 0;
+    if (this.horizonUs <= 0 || !this.measured(nowUs)) return 0;
+    return this.exhaustionUs(free) < HOLD_FACTOR * this.horizonUs ? nowUs + this.horizonUs : 0;
   }
 }
 
 /**
- * A swap's backpressure moves, in order (writer.ts takeRing; the tests drive the same function):
- * new rates and marks, recovery and the PRESSURE mark by the marks, then predictive entry (after
- * the mark's own check, so a thread the mark moved is not counted as predicted). `free`: spares
- * left after the one just taken; `pool`: the free queue, counted again by the recovery check.
- * True if the thread entered PRESSURE by forecast.
+ * A swap's state moves, after onSwap() (whose new marks the caller publishes first, so a drain
+ * that sees a state this makes sees its marks), in order (writer.ts takeRing; the tests drive the
+ * same function): recovery and the PRESSURE mark by the marks, then the forecast (after the mark's
+ * own check, so a thread the mark moved is not counted as predicted). `free`: spares left after
+ * the one just taken; `pool`: the free queue, counted again by the recovery check. True if the
+ * thread entered PRESSURE by forecast.
  */
-export function swapStep(
-  bp: BackpressureState,
-  f: PoolForecast,
-  pool: SpareCount,
-  free: number,
-  serviceUs: number,
-  nowUs: number,
-): boolean {
-  f.onSwap(nowUs, free, serviceUs, bp.state() === BpState.NORMAL);
-  const hold = f.holdUntilUs(nowUs, free);
-  if (hold > 0) bp.holdPressure(hold);
+export function swapStep(bp: BackpressureState, f: PoolForecast, pool: SpareCount, free: number, nowUs: number): boolean {
   bp.checkRecovery(pool, f.marks, nowUs);
   bp.checkPressure(free, f.marks, nowUs);
-  return f.predictsPressure(free) && bp.transition(BpState.NORMAL, BpState.PRESSURE, nowUs);
+  const until = f.holdUntilUs(nowUs, free);
+  return until > 0 && bp.forecastPressure(nowUs, until, f.predictsPressure(nowUs, free));
 }

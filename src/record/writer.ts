@@ -667,14 +667,19 @@ export class Writer {
     const minIdx = L.slotI32(this.slot, Slot.FREE_MIN);
     if (free < this.i32[minIdx]) this.i32[minIdx] = free;
     this.i32[L.slotI32(this.slot, Slot.SWAPS)]++;
-    const raised = this.forecast.raise;
-    if (swapStep(this.bp, this.forecast, this.freeQ, free, Atomics.load(this.i32, this.serviceIdx), this.clockUs())) {
+    const f = this.forecast;
+    const raised = f.raise;
+    const nowUs = this.clockUs();
+    f.onSwap(nowUs, free, Atomics.load(this.i32, this.serviceIdx));
+    // The raise is one word, stored before any state change below, and the drain loads it after
+    // the state word (its marks read it lazily): a drain that sees a state this swap made sees its
+    // marks; one that reads the previous raise also read the previous state, as on a visit just
+    // before this swap.
+    if (f.raise !== raised) Atomics.store(this.i32, this.raiseIdx, f.raise);
+    if (swapStep(this.bp, f, this.freeQ, free, nowUs)) {
       Atomics.add(this.i32, this.predictedIdx, 1);
+      this.ringDoorbell(); // a sleeping drain learns of the hold's end (it wakes for it)
     }
-    // The raise is one word the drain loads before its recovery checks (Atomics.store here,
-    // Atomics.load there). It publishes nothing else: a drain that reads the previous raise
-    // decides as if its visit had come just before this swap, which it may anyway.
-    if (this.forecast.raise !== raised) Atomics.store(this.i32, this.raiseIdx, this.forecast.raise);
     this.setPriorityMode(free);
   }
 

@@ -139,27 +139,55 @@ export class BackpressureState {
   }
 
   /**
-   * Writer, at a swap whose forecast says the spares are going: PRESSURE may not be left to NORMAL
-   * before `untilUs` (renewed at each such swap; it lapses by itself once the writer stops, so an
-   * idle thread still recovers). Stored before the transition it may accompany: a drain that sees
-   * that PRESSURE (its load of the state word acquires the writer's CAS) sees this hold too.
+   * A forecast PRESSURE (record/forecast.ts): PRESSURE entered ahead of the mark because the spares
+   * are forecast to run out, held until `heldUntilUs()` and, once the hold is over, left as soon
+   * as the spares are above the PRESSURE mark again (the mark never fired). A PRESSURE the mark
+   * fired (or an exhaustion) has hold 0 and is left at the RECOVERY mark.
+   *
+   * Writer, at a swap that forecasts exhaustion: from NORMAL (`enter`), enters a forecast PRESSURE
+   * held until `untilUs`; in a forecast PRESSURE, renews its hold. True if it entered. The hold is
+   * stored before the state word changes, and a renewal restamps the word (same state, new entry
+   * time), so a drain that read the word before this cannot apply a decision it made on the old
+   * hold (its compare-exchange fails), and one that reads it after sees the new hold.
    */
-  holdPressure(untilUs: number): void {
-    Atomics.store(this.i64, this.hold, BigInt(entryTime(untilUs, 0)));
+  forecastPressure(nowUs: number, untilUs: number, enter: boolean): boolean {
+    const seen = Atomics.load(this.i64, this.word);
+    const s = BpWord.state(seen);
+    if (s === BpState.NORMAL && enter) {
+      Atomics.store(this.i64, this.hold, BigInt(Math.max(1, entryTime(untilUs, 0))));
+      return this.move(seen, BpState.NORMAL, BpState.PRESSURE, nowUs);
+    }
+    if (s === BpState.PRESSURE && this.heldUntilUs() > 0) {
+      Atomics.store(this.i64, this.hold, BigInt(Math.max(1, entryTime(untilUs, 0))));
+      this.restamp(seen, nowUs);
+    }
+    return false;
   }
 
-  /** The time (µs) before which PRESSURE is held; 0 when never held. */
+  /** When a forecast PRESSURE's hold ends (µs); 0 for any other state of affairs (see forecastPressure). */
   heldUntilUs(): number {
     return Number(Atomics.load(this.i64, this.hold));
   }
 
-  /** Writer, after taking a spare: few spares left means pressure. */
+  /** Makes the PRESSURE (if any) a mark's: hold 0, restamped like a renewal. */
+  private clearHold(nowUs: number): void {
+    if (this.heldUntilUs() === 0) return;
+    Atomics.store(this.i64, this.hold, 0n);
+    const seen = Atomics.load(this.i64, this.word);
+    if (BpWord.state(seen) === BpState.PRESSURE) this.restamp(seen, nowUs);
+  }
+
+  /** Writer, after taking a spare: few spares left means pressure (a forecast PRESSURE becomes a
+   * mark's: from now on it is left at the RECOVERY mark). */
   checkPressure(freeSpares: number, th: Thresholds, nowUs: number): void {
-    if (freeSpares <= th.pressureSpares) this.transition(BpState.NORMAL, BpState.PRESSURE, nowUs);
+    if (freeSpares > th.pressureSpares) return;
+    this.clearHold(nowUs);
+    this.transition(BpState.NORMAL, BpState.PRESSURE, nowUs);
   }
 
   /** Writer, when it found no spare ring and has to drop: whatever the state, go to DROPPING. */
   onExhausted(nowUs: number): void {
+    this.clearHold(nowUs);
     // Each failed step means the drain moved the state meanwhile: decide again from the state as
     // it is now (normally NORMAL -> PRESSURE -> DROPPING, but the drain may, for instance, take
     // PRESSURE -> NORMAL in between).
@@ -176,11 +204,12 @@ export class BackpressureState {
   }
 
   /**
-   * A new exhaustion while already DROPPING (the writer took the spares that came back before
-   * anyone moved it on, and used them up): the state stays, but its word changes (a new entry
-   * time; the time so far is added to DROPPING's total). Without it the drain, having counted
-   * those spares just before, could still move DROPPING -> RECOVERY by a compare-exchange on an
-   * unchanged word, and on to NORMAL, while the thread has no spare and drops every event.
+   * The same state, a new word (a new entry time; the time so far is added to the state's total),
+   * so that a drain decision made on the old word fails its compare-exchange. A new exhaustion
+   * while already DROPPING (the writer took the spares that came back before anyone moved it on,
+   * and used them up) needs it: without it the drain, having counted those spares just before,
+   * could still move DROPPING -> RECOVERY on an unchanged word, and on to NORMAL, while the thread
+   * has no spare and drops every event. A forecast PRESSURE's hold changes need it too.
    */
   private restamp(seen: bigint, nowUs: number): boolean {
     const enteredAt = BpWord.enteredAtUs(seen);
@@ -188,8 +217,9 @@ export class BackpressureState {
     // timestamps behind the drain's) must not give back the word the drain read.
     let at = entryTime(nowUs, enteredAt + 1);
     if (at === enteredAt) at = enteredAt - 1; // at the clamp (a poisoned clock): still a new word
-    if (Atomics.compareExchange(this.i64, this.word, seen, pack(BpState.DROPPING, at)) !== seen) return false;
-    Atomics.add(this.i64, this.timeIn + BpState.DROPPING, BigInt(Math.max(0, at - enteredAt)));
+    const s = BpWord.state(seen);
+    if (Atomics.compareExchange(this.i64, this.word, seen, pack(s, at)) !== seen) return false;
+    Atomics.add(this.i64, this.timeIn + s, BigInt(Math.max(0, at - enteredAt)));
     return true;
   }
 
@@ -210,12 +240,15 @@ export class BackpressureState {
       // Entry times are stored rounded to the microsecond: compare on the same grid.
       if (Math.round(nowUs) - BpWord.enteredAtUs(seen) >= th.stabilityUs) this.move(seen, BpState.RECOVERY, BpState.NORMAL, nowUs);
     } else if (s === BpState.PRESSURE) {
-      if (free.size() >= th.recoverySpares && nowUs >= this.heldUntilUs()) this.move(seen, BpState.PRESSURE, BpState.NORMAL, nowUs);
+      // Read after the state word: a hold changed since is covered by the restamp that came with it.
+      const hold = this.heldUntilUs();
+      const over = hold > 0 ? nowUs >= hold && free.size() > th.pressureSpares : free.size() >= th.recoverySpares;
+      if (over) this.move(seen, BpState.PRESSURE, BpState.NORMAL, nowUs);
     }
   }
 
-  /** When (µs) a thread in RECOVERY may return to NORMAL, or a held PRESSURE's hold ends (after
-   * `nowUs`); Infinity otherwise. Lets the drain sleep until then instead of polling an idle thread. */
+  /** When (µs) a thread in RECOVERY may return to NORMAL, or a forecast PRESSURE's hold ends
+   * (after `nowUs`); Infinity otherwise. Lets the drain sleep until then instead of polling an idle thread. */
   recoveryDueUs(th: Thresholds, nowUs: number): number {
     const w = Atomics.load(this.i64, this.word);
     const s = BpWord.state(w);

@@ -29,6 +29,10 @@ export interface ScenarioData {
   batch?: number;
   /** 'paced': events per millisecond, kept to on average (the thread catches up after a late wake-up). */
   perMs?: number;
+  /** 'paced': the priority-flood mix (priorityOfSeq) instead of the 'seq'/'alt' names. */
+  priorities?: boolean;
+  /** 'paced': bursts of `perMs` for `burstMs`, then `quietPerMs` for `quietMs`, repeated. */
+  burst?: { burstMs: number; quietMs: number; quietPerMs: number };
   /** 'trickle': timer period, ms (default 1). */
   tickMs?: number;
   /** Probability that an event carries a byte payload (exact mode). */
@@ -161,14 +165,29 @@ function run(): void {
       // sequence number; every 4th is of a second normal name ('alt'), so that a reader's
       // per-name estimate can be checked too.
       const alt = tracer.define('alt');
+      // Defined only when used: a critical name holds back the critical reserve.
+      const mix = d.priorities
+        ? { critical: tracer.define('crit', { priority: 'critical' }), normal: id, debug: tracer.define('dbg', { priority: 'debug' }) }
+        : undefined;
+      const idOf = mix ? (seq: number) => mix[priorityOfSeq(seq)] : (seq: number) => ((seq & 3) === 3 ? alt : id);
       const nap = new Int32Array(new SharedArrayBuffer(4));
       const perMs = d.perMs ?? 100;
+      const b = d.burst;
+      /** Events due `ms` into the run. */
+      const dueBy = (ms: number): number => {
+        if (!b) return ms * perMs;
+        const cycle = b.burstMs + b.quietMs;
+        const k = Math.floor(ms / cycle);
+        const within = ms - k * cycle;
+        const inCycle = within < b.burstMs ? within * perMs : b.burstMs * perMs + (within - b.burstMs) * b.quietPerMs;
+        return k * (b.burstMs * perMs + b.quietMs * b.quietPerMs) + inCycle;
+      };
       const t0 = performance.now();
       for (let seq = 0; seq < d.events;) {
         // Caught up after a late wake-up, but by at most 5 ms worth at once (a descheduled thread
         // on a loaded machine would otherwise come back with one huge burst).
-        const due = Math.min(d.events, seq + 5 * perMs, Math.floor((performance.now() - t0) * perMs) + perMs);
-        for (; seq < due; seq++, calls++) if (w.record((seq & 3) === 3 ? alt : id, seq)) kept++;
+        const due = Math.min(d.events, seq + 5 * perMs, Math.floor(dueBy(performance.now() - t0 + 1)));
+        for (; seq < due; seq++, calls++) if (w.record(idOf(seq), seq)) kept++;
         Atomics.wait(nap, 0, 0, 1);
       }
       break;
