@@ -7,15 +7,18 @@
  *   - keeps-up:   0.6x what the drain writes (false alarms: PRESSURE entries, time in PRESSURE)
  *   - bursty:     3x for 100 ms, 0.3x for 400 ms (0.84x on average; a burst fits in the pool),
  *                 with the priority mix: debug events shed that would have fitted
- *   - behind-1.5x with 20 % debug / 1 % critical events (priority mix): normal events lost to
+ *   - behind-1.2x and -1.5x with 20 % debug / 1 % critical events (priority mix): normal events lost to
  *                 pool_exhausted, debug events shed, PRESSURE ahead of the mark
  *   - behind-10x  with sampling on: events lost to pool_exhausted, the longest run lost
- *   node dist/bench/forecast.js [rounds=3] [seconds=2] [drainKiBps=256] [horizonMs=500]
+ *   - stalls:     0.7x with the priority mix, the drain stalled for 600 ms every 2 s (a disk that
+ *                 stops now and then): what early PRESSURE saves during a stall
+ *   node dist/bench/forecast.js [rounds=3] [seconds=4] [drainKiBps=256] [horizonMs=1000] [load filter]
  */
 import { Tracer, openTrace, type TracerOptions } from '../src/index.js';
 import { startScenario, tempTrace } from '../test/helpers/scenario.js';
 
-const [rounds = 3, seconds = 2, kibps = 256, horizonMs = 500] = process.argv.slice(2).map(Number);
+const [rounds = 3, seconds = 4, kibps = 256, horizonMs = 1000] = process.argv.slice(2, 6).map(Number);
+const only = process.argv[6] ?? '';
 /** ~24-byte value records plus chunk overhead: events a ms that fill `kibps`. */
 const drainPerMs = (kibps * 1024) / 25 / 1000;
 
@@ -27,6 +30,8 @@ interface Load {
   burst?: { burstMs: number; quietMs: number; quietPerMs: number };
   /** Events a ms on average (default perMs). */
   avgPerMs?: number;
+  /** The drain stops for `ms` every `everyMs`. */
+  stalls?: { ms: number; everyMs: number };
 }
 const LOADS: Load[] = [
   { name: 'keeps-up-0.6x', perMs: Math.round(0.6 * drainPerMs) },
@@ -37,8 +42,10 @@ const LOADS: Load[] = [
     burst: { burstMs: 100, quietMs: 400, quietPerMs: 0.3 * drainPerMs },
     avgPerMs: 0.84 * drainPerMs,
   },
+  { name: 'behind-1.2x-priorities', perMs: Math.round(1.2 * drainPerMs), priorities: true },
   { name: 'behind-1.5x-priorities', perMs: Math.round(1.5 * drainPerMs), priorities: true },
   { name: 'behind-10x-sampling', perMs: Math.round(10 * drainPerMs), sampling: true },
+  { name: 'stalls-0.7x-priorities', perMs: Math.round(0.7 * drainPerMs), priorities: true, stalls: { ms: 600, everyMs: 2000 } },
 ];
 const CONFIGS: Array<{ name: string; options: TracerOptions }> = [
   { name: 'off', options: {} },
@@ -75,7 +82,24 @@ async function runOnce(load: Load, options: TracerOptions) {
     const t = tracer.metrics().threads.find((x) => x.name === 'paced');
     if (t) maxRaise = Math.max(maxRaise, t.thresholdRaise);
   }, 5);
+  let stalling = true;
+  const stalls = (async () => {
+    const st = load.stalls;
+    if (!st) return;
+    await w.registered;
+    const t0 = performance.now();
+    for (let k = 1; stalling; k++) {
+      await sleepUntil(t0 + k * st.everyMs - st.ms, () => stalling);
+      if (!stalling) break;
+      await tracer.pauseDrain();
+      await sleepUntil(t0 + k * st.everyMs, () => stalling);
+      tracer.resumeDrain();
+    }
+  })();
   await w.done;
+  stalling = false;
+  await stalls;
+  tracer.resumeDrain();
   clearInterval(poll);
   tracer.throttleDrain(0);
   await w.exited;
@@ -109,10 +133,15 @@ async function runOnce(load: Load, options: TracerOptions) {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** Waits until `at` (performance.now() ms), in short steps so that `go()` turning false ends it. */
+async function sleepUntil(at: number, go: () => boolean): Promise<void> {
+  while (go() && performance.now() < at) await new Promise((r) => setTimeout(r, Math.min(20, Math.max(1, at - performance.now()))));
+}
+
 console.log(
   `# forecast bench: ${rounds} rounds of ${seconds} s, drain ${kibps} KiB/s (~${drainPerMs.toFixed(1)} events/ms), horizon ${horizonMs} ms`,
 );
-for (const load of LOADS) {
+for (const load of LOADS.filter((l) => l.name.includes(only))) {
   for (const c of CONFIGS) {
     const runs = [];
     // Alternate nothing here: each load's configs run back to back, rounds in sequence.
