@@ -15,7 +15,7 @@
  *   node dist/bench/forecast.js [rounds=3] [seconds=4] [drainKiBps=256] [horizonMs=1000] [load filter]
  */
 import { Tracer, openTrace, type TracerOptions } from '../src/index.js';
-import { startScenario, tempTrace } from '../test/helpers/scenario.js';
+import { keptSequence, startScenario, tempTrace } from '../test/helpers/scenario.js';
 
 const [rounds = 3, seconds = 4, kibps = 256, horizonMs = 1000] = process.argv.slice(2, 6).map(Number);
 const only = process.argv[6] ?? '';
@@ -106,15 +106,7 @@ async function runOnce(load: Load, options: TracerOptions) {
   const summary = await tracer.close();
   const s = summary!.threads.find((x) => x.name === 'paced')!;
   const r = openTrace(path);
-  const seen: number[] = [];
-  for (const e of r.events()) if (e.value !== undefined) seen.push(e.value);
-  seen.sort((a, b) => a - b);
-  let longestLostRun = 0;
-  let prev = -1;
-  for (const v of [...seen, events]) {
-    longestLostRun = Math.max(longestLostRun, v - prev - 1);
-    prev = v;
-  }
+  const { longestLostRun } = keptSequence(r, events);
   const [ft] = r.summary().threads;
   return {
     balanced: s.balanced && ft.balanced && ft.attempted === events,

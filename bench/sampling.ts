@@ -7,7 +7,7 @@
  *   node dist/bench/sampling.js [perMs=100] [seconds=2] [drainKiBps=256]
  */
 import { Tracer, openTrace } from '../src/index.js';
-import { startScenario, tempTrace } from '../test/helpers/scenario.js';
+import { keptSequence, startScenario, tempTrace } from '../test/helpers/scenario.js';
 
 const [perMs = 100, seconds = 2, kibps = 256] = process.argv.slice(2).map(Number);
 const events = perMs * 1000 * seconds;
@@ -24,15 +24,7 @@ async function run(sampling: boolean) {
   await w.exited;
   await tracer.close();
   const r = openTrace(path);
-  const seen: number[] = [];
-  for (const e of r.events()) if (e.value !== undefined) seen.push(e.value);
-  seen.sort((a, b) => a - b);
-  let maxGap = 0;
-  let prev = -1;
-  for (const s of [...seen, events]) {
-    maxGap = Math.max(maxGap, s - prev - 1);
-    prev = s;
-  }
+  const { longestLostRun: maxGap } = keptSequence(r, events);
   const [t] = r.summary().threads;
   const [sc] = r.scaledCounts();
   const scaled = Object.values(sc.byName).reduce((a, b) => a + b, 0) + sc.unplaced;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Tracer, openTrace } from '../src/index.js';
 import { collectInspection, formatInspection } from '../src/cli/inspect.js';
-import { startScenario, tempTrace } from './helpers/scenario.js';
+import { keptSequence, startScenario, tempTrace } from './helpers/scenario.js';
 
 const quiet = { logLevel: 'error' as const, exitHooks: false };
 /** Events a millisecond the worker aims at (24-byte value records: ~2.3 MiB/s)... */
@@ -38,15 +38,7 @@ async function overload(sampling: boolean): Promise<Overload> {
     tracer.throttleDrain(0);
     await run.exited;
     await tracer.close();
-    const kept: number[] = [];
-    for (const e of openTrace(path).events()) kept.push(e.value!);
-    kept.sort((a, b) => a - b);
-    let longestHole = 0;
-    let prev = -1;
-    for (const s of [...kept, EVENTS]) {
-      longestHole = Math.max(longestHole, s - prev - 1);
-      prev = s;
-    }
+    const { kept, longestLostRun: longestHole } = keptSequence(openTrace(path), EVENTS);
     return { kept, longestHole, path, calls: done.calls };
   } finally {
     await run.worker.terminate();

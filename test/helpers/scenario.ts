@@ -119,4 +119,19 @@ export function readBack(r: TraceReader): Map<string, ThreadCheck> {
   return out;
 }
 
+/** The values (sequence numbers 0..total-1) of a trace's value events, sorted, and the longest
+ * run of sequence numbers missing from them. */
+export function keptSequence(r: TraceReader, total: number): { kept: number[]; longestLostRun: number } {
+  const kept: number[] = [];
+  for (const e of r.events()) if (e.value !== undefined) kept.push(e.value);
+  kept.sort((a, b) => a - b);
+  let longestLostRun = 0;
+  let prev = -1;
+  for (const s of [...kept, total]) {
+    longestLostRun = Math.max(longestLostRun, s - prev - 1);
+    prev = s;
+  }
+  return { kept, longestLostRun };
+}
+
 export { openTrace };
