@@ -38,8 +38,8 @@ export interface TracerConfig {
   sampling: boolean;
   /** The largest N sampling may use. */
   samplingMaxEvery: number;
-  /** Raise a thread's PRESSURE/RECOVERY marks with its measured ring service time (bounded; see
-   * docs/design/backpressure.md, "Adaptive thresholds"). */
+  /** Raise a thread's PRESSURE mark with its measured ring service time while its spares are going
+   * (bounded; see docs/design/backpressure.md, "Adaptive marks and predictive entry"). */
   adaptiveThresholds: boolean;
   /** Enter PRESSURE when the spares are forecast to run out within this many ms; 0 disables. */
   predictiveHorizonMs: number;

@@ -20,6 +20,8 @@ import { Writer } from '../src/record/writer.js';
 
 const SPARES = 7;
 const BASE: Thresholds = { pressureSpares: 2, recoverySpares: 5, stabilityUs: 250_000 };
+/** A wider band (1 .. 6 of 7 spares): room for a raise of 3. */
+const WIDE: Thresholds = { pressureSpares: 1, recoverySpares: 6, stabilityUs: 250_000 };
 const { NORMAL, PRESSURE, DROPPING } = BpState;
 const spares = (n: number): SpareCount => ({ size: () => n });
 
@@ -39,7 +41,7 @@ const none = () => 0;
 
 describe('PoolForecast: rates and time to exhaustion', () => {
   it('a drain that returns a ring per swap: no exhaustion forecast, whatever the pace', () => {
-    const f = new PoolForecast({ ...BASE, horizonUs: 50_000 }, SPARES);
+    const f = new PoolForecast({ ...BASE, horizonUs: 50_000 });
     const at = drive(f, 500, 1_000, keepsUp);
     assert.ok(Math.abs(f.fillRate - 1 / 1000) < 1e-5, `fill ${f.fillRate}`);
     assert.equal(f.exhaustionUs(4), Infinity);
@@ -48,7 +50,7 @@ describe('PoolForecast: rates and time to exhaustion', () => {
   });
 
   it('a drain that returns nothing: exhaustion in free x the swap interval, forecast once the window is measured', () => {
-    const f = new PoolForecast({ ...BASE, horizonUs: 50_000 }, SPARES);
+    const f = new PoolForecast({ ...BASE, horizonUs: 50_000 });
     // The window is half the horizon (25 ms); with no round trip known, forecasts wait for three
     // windows. Before that, nothing is forecast (a burst's first swaps come before any ring could
     // come back).
@@ -63,7 +65,7 @@ describe('PoolForecast: rates and time to exhaustion', () => {
   });
 
   it('a pause longer than the window: measured afresh before the next forecast', () => {
-    const f = new PoolForecast({ ...BASE, horizonUs: 50_000 }, SPARES);
+    const f = new PoolForecast({ ...BASE, horizonUs: 50_000 });
     const at = drive(f, 500, 1_000, none);
     assert.equal(f.predictsPressure(at.t, 4), true);
     at.t += 1_000_000; // a second of silence
@@ -74,7 +76,7 @@ describe('PoolForecast: rates and time to exhaustion', () => {
   });
 
   it('no horizon: never predicts, never holds', () => {
-    const f = new PoolForecast(BASE, SPARES);
+    const f = new PoolForecast(BASE);
     const at = drive(f, 500, 10, none);
     assert.ok(f.exhaustionUs(3) < Infinity);
     assert.equal(f.predictsPressure(at.t, 3), false);
@@ -82,7 +84,7 @@ describe('PoolForecast: rates and time to exhaustion', () => {
   });
 
   it('the hold outlasts the entry: held while exhaustion is forecast within two horizons', () => {
-    const f = new PoolForecast({ ...BASE, horizonUs: 10_000 }, SPARES);
+    const f = new PoolForecast({ ...BASE, horizonUs: 10_000 });
     const at = drive(f, 200, 1_000, none); // 1 ring a ms, none back
     // 15 spares' worth is 15 ms away: not an entry (> 10 ms), but a hold (< 20 ms).
     assert.equal(f.predictsPressure(at.t, 15), false);
@@ -93,40 +95,42 @@ describe('PoolForecast: rates and time to exhaustion', () => {
 
 describe('PoolForecast: adaptive marks', () => {
   it('off: the marks stay where they were configured', () => {
-    const f = new PoolForecast(BASE, SPARES);
+    const f = new PoolForecast(BASE);
     drive(f, 300, 1_000, none, 50_000);
     assert.equal(f.raise, 0);
     assert.deepEqual([f.marks.pressureSpares, f.marks.recoverySpares], [2, 5]);
   });
 
   it('a drain that keeps up, however slow its round trips: no raise (a sustainable load is not pressure)', () => {
-    const f = new PoolForecast({ ...BASE, adaptive: true }, SPARES);
+    const f = new PoolForecast({ ...BASE, adaptive: true });
     drive(f, 1_000, 1_000, keepsUp, 6_000);
     assert.equal(f.depleting(1_000_000), false);
     assert.equal(f.raise, 0);
   });
 
-  it('spares going, rings 3 swaps away: the PRESSURE mark rises to 3 spares, RECOVERY with it', () => {
-    const f = new PoolForecast({ ...BASE, adaptive: true }, SPARES);
+  it('spares going, rings 3 swaps away: the PRESSURE mark rises to 3 spares; RECOVERY stays', () => {
+    const f = new PoolForecast({ ...BASE, adaptive: true });
     const at = drive(f, 500, 1_000, twoThirds, 3_000);
     assert.equal(f.depleting(at.t), true);
     assert.equal(f.raise, 1);
-    assert.deepEqual([f.marks.pressureSpares, f.marks.recoverySpares], [3, 6]);
+    assert.deepEqual([f.marks.pressureSpares, f.marks.recoverySpares], [3, 5]);
   });
 
-  it('the raise is bounded: the RECOVERY mark never passes the spare count', () => {
-    const f = new PoolForecast({ ...BASE, adaptive: true }, SPARES);
+  it('the raise is bounded: two spares of hysteresis below the RECOVERY mark are kept', () => {
+    const f = new PoolForecast({ ...BASE, adaptive: true });
     drive(f, 500, 1_000, none, 1_000_000);
-    assert.equal(f.maxRaise, 2);
-    assert.deepEqual([f.marks.pressureSpares, f.marks.recoverySpares], [4, 7]);
-    // recoverySpares already at the spare count: nothing to raise.
-    assert.equal(new PoolForecast({ ...BASE, recoverySpares: SPARES, adaptive: true }, SPARES).maxRaise, 0);
+    assert.equal(f.maxRaise, 1);
+    assert.deepEqual([f.marks.pressureSpares, f.marks.recoverySpares], [3, 5]);
+    assert.equal(new PoolForecast({ ...WIDE, adaptive: true }).maxRaise, 3);
+    // A band of two already: nothing to raise.
+    assert.equal(new PoolForecast({ ...BASE, recoverySpares: 4, adaptive: true }).maxRaise, 0);
   });
 
   it('comes down one spare per stability period once the spares stop going', () => {
-    const f = new PoolForecast({ ...BASE, adaptive: true }, SPARES);
+    const f = new PoolForecast({ ...WIDE, adaptive: true });
     const at = drive(f, 500, 1_000, none, 10_000);
-    assert.equal(f.raise, 2);
+    assert.equal(f.raise, 3);
+    while (f.raise === 3) drive(f, 1, 1_000, keepsUp, 10_000, at);
     const from = at.t;
     while (f.raise === 2) drive(f, 1, 1_000, keepsUp, 10_000, at);
     const firstStep = at.t - from;
@@ -159,11 +163,11 @@ function jitterer(seed: number): () => number {
 }
 
 describe('PoolForecast: properties', () => {
-  it('whatever the input: marks within bounds, band width kept, lowered one spare at a time, a stability period apart', () => {
+  it('whatever the input: the mark within bounds, hysteresis kept, lowered one spare at a time, a stability period apart', () => {
     fc.assert(
       fc.property(swapSeq, fc.integer({ min: 0, max: 3 }), (seq, p) => {
-        const th = { pressureSpares: p, recoverySpares: p + 2, stabilityUs: 20_000, adaptive: true, horizonUs: 10_000 };
-        const f = new PoolForecast(th, SPARES);
+        const th = { pressureSpares: p, recoverySpares: p + 4, stabilityUs: 20_000, adaptive: true, horizonUs: 10_000 };
+        const f = new PoolForecast(th);
         let t = 0;
         let free = 1_000;
         let lastChange = -Infinity;
@@ -173,8 +177,8 @@ describe('PoolForecast: properties', () => {
           f.onSwap((t += s.dtUs), free, s.serviceUs);
           assert.ok(f.raise >= 0 && f.raise <= f.maxRaise);
           assert.equal(f.marks.pressureSpares, p + f.raise);
-          assert.equal(f.marks.recoverySpares - f.marks.pressureSpares, 2, 'the hysteresis band keeps its width');
-          assert.ok(f.marks.recoverySpares <= SPARES);
+          assert.equal(f.marks.recoverySpares, p + 4, 'the RECOVERY mark stays');
+          assert.ok(f.marks.recoverySpares - f.marks.pressureSpares >= 2, 'two spares of hysteresis kept');
           if (f.raise < before) {
             assert.equal(f.raise, before - 1);
             assert.ok(t - lastChange >= th.stabilityUs, `lowered ${t - lastChange} µs after the last change`);
@@ -194,7 +198,7 @@ describe('PoolForecast: properties', () => {
         fc.integer({ min: 1, max: 2 ** 31 - 1 }),
         (dtUs, ratio, seed) => {
           const jitter = jitterer(seed);
-          const f = new PoolForecast({ ...BASE, adaptive: true }, SPARES);
+          const f = new PoolForecast({ ...WIDE, adaptive: true });
           let t = 0;
           let free = 1_000_000;
           let changes = 0;
@@ -214,8 +218,8 @@ describe('PoolForecast: properties', () => {
 });
 
 /** The shared-memory state machine of one thread. */
-function machine(): { bp: BackpressureState; edges: Array<[BpStateValue, BpStateValue, number]> } {
-  const layout = new Layout({ maxThreads: 1, ringsPerThread: SPARES + 1, ringSize: 4096 });
+function machine(pool = SPARES): { bp: BackpressureState; edges: Array<[BpStateValue, BpStateValue, number]> } {
+  const layout = new Layout({ maxThreads: 1, ringsPerThread: pool + 1, ringSize: 4096 });
   const v = new SharedViews(new SharedArrayBuffer(layout.totalBytes), layout);
   const edges: Array<[BpStateValue, BpStateValue, number]> = [];
   const bp = new BackpressureState(v.i32, v.i64, layout, 0, (from, to, at) => edges.push([from, to, at]));
@@ -232,12 +236,20 @@ interface SimResult {
   crossings: Array<{ to: BpStateValue; at: number; free: number; pressureMark: number; recoveryMark: number; predicted: boolean }>;
 }
 
+/** A drain that stops `forUs` out of every `everyUs` (a disk stalling now and then). */
+interface Stalls {
+  everyUs: number;
+  forUs: number;
+}
+
 /**
- * One writer and a drain that gives each ring back `serviceUs` (x jitter) after its hand-over, and
- * (a drain with a throughput) no sooner than `perRingUs(i)` after the previous one: the writer
- * swaps every `dtUs` (x jitter) while a spare is free, else it exhausts and waits for the next
- * return. Each swap is what writer.takeRing does: onSwap, then swapStep. The drain's recovery
- * check runs at each return with the writer's raise, as drain.ts reads it.
+ * One writer and a drain that gives each ring back `serviceUs` (x jitter) after its hand-over,
+ * (with a throughput) no sooner than `perRingUs(i)` after the previous one, and not during its
+ * `stalls`: the writer swaps every `dtUs` (x jitter; `paceAt(i)` scales it from swap i on) while
+ * a spare is free, else it exhausts and waits for the next return. Each swap is what
+ * writer.takeRing does: onSwap with the service time the drain measured (averaged, weight 1/4),
+ * then swapStep. The drain's recovery check runs at each return and at each swap, with the
+ * writer's raise, as drain.ts reads it.
  */
 function simulate(
   th: Thresholds,
@@ -246,22 +258,29 @@ function simulate(
   swaps: number,
   seed: number,
   perRingUs: (swap: number) => number = () => 0,
+  more: { stalls?: Stalls; paceAt?: (swap: number) => number; spares?: number } = {},
 ): SimResult {
   const jitter = jitterer(seed);
-  const { bp, edges } = machine();
-  const f = new PoolForecast(th, SPARES);
+  const { bp, edges } = machine(more.spares);
+  const f = new PoolForecast(th);
   const drainMarks = {
     ...th,
     get pressureSpares() {
       return th.pressureSpares + f.raise;
     },
-    get recoverySpares() {
-      return th.recoverySpares + f.raise;
-    },
   };
+  const st = more.stalls;
+  /** A return due at `r` happens after the stall it falls in, if any. */
+  const afterStall = (r: number) => {
+    if (!st) return r;
+    const k = Math.floor(r / st.everyUs);
+    return r - k * st.everyUs < st.forUs ? k * st.everyUs + st.forUs : r;
+  };
+  const submitted: number[] = []; // hand-over times of the rings away, in order
+  let measuredServiceUs = 0;
   const returns: number[] = []; // return times of the rings away, in order
   let lastReturn = 0;
-  let free = SPARES;
+  let free = more.spares ?? SPARES;
   let t = 0;
   let predicted = 0;
   let exhaustions = 0;
@@ -286,6 +305,8 @@ function simulate(
   const drainUntil = (until: number) => {
     while (returns.length > 0 && returns[0] <= until) {
       const at = returns.shift()!;
+      const away = at - submitted.shift()!;
+      measuredServiceUs = measuredServiceUs === 0 ? away : measuredServiceUs + (away - measuredServiceUs) / 4;
       free++;
       bp.checkRecovery(spares(free), drainMarks, at);
       note(false);
@@ -294,7 +315,7 @@ function simulate(
     note(false);
   };
   for (let i = 0; i < swaps; i++) {
-    t += dtUs * jitter();
+    t += dtUs * (more.paceAt?.(i) ?? 1) * jitter();
     drainUntil(t);
     if (free === 0) {
       exhaustions++;
@@ -304,9 +325,10 @@ function simulate(
       drainUntil(t);
     }
     free--;
-    lastReturn = Math.max(t + serviceUs * jitter(), lastReturn + perRingUs(i));
+    lastReturn = afterStall(Math.max(t + serviceUs * jitter(), lastReturn + perRingUs(i)));
     returns.push(lastReturn);
-    f.onSwap(t, free, serviceUs);
+    submitted.push(t);
+    f.onSwap(t, free, measuredServiceUs);
     const wasPredicted = swapStep(bp, f, spares(free), free, t);
     if (wasPredicted) predicted++;
     note(wasPredicted);
@@ -336,11 +358,14 @@ describe('swapStep: the state machine under the forecast (simulated drain)', () 
     }
   });
 
+  // 32 rings (31 spares, marks at 10 and 21): room for a forecast to see a trend before the mark.
+  const BIG = { pressureSpares: 10, recoverySpares: 21, stabilityUs: 250_000, horizonUs: 100_000 };
+
   it('a drain that falls behind the writer: the forecast enters PRESSURE with spares still free, before the mark', () => {
-    const th = { ...BASE, horizonUs: 100_000 };
-    // 500 swaps with a drain twice as fast as the writer, then one at 90 % of its pace: 5 spares
-    // last 50 ms, within the horizon.
-    const r = simulate(th, 1_000, 2_000, 700, 0, (i) => (i < 500 ? 500 : 1_111));
+    const th = BIG;
+    // 500 swaps with a drain twice as fast as the writer, then one at 80 % of its pace: the
+    // spares go at 0.2 a ms; the mark would fire ~95 ms later.
+    const r = simulate(th, 1_000, 2_000, 700, 0, (i) => (i < 500 ? 500 : 1_250), { spares: 31 });
     const first = r.crossings.find((c) => c.to === PRESSURE);
     assert.ok(first, 'entered PRESSURE');
     assert.ok(first.predicted, 'by forecast');
@@ -349,12 +374,14 @@ describe('swapStep: the state machine under the forecast (simulated drain)', () 
   });
 
   it('a forecast PRESSURE ends when its hold is over with the spares above the PRESSURE mark, without waiting for the RECOVERY mark', () => {
-    const th = { ...BASE, horizonUs: 100_000 };
-    // Falls behind (90 % pace) for 15 swaps, then exactly keeps pace: the spares stay where they
-    // are (3), between the marks. The configured machine never enters; the forecast's PRESSURE
+    const th = BIG;
+    // Falls behind (80 % pace) for 70 swaps, then exactly keeps pace: the spares stay where they
+    // are (~15), between the marks. The configured machine never enters; the forecast's PRESSURE
     // lapses once the rates show the pace kept.
-    const r = simulate(th, 1_000, 2_000, 1_500, 0, (i) => (i < 500 ? 500 : i < 515 ? 1_111 : 1_000));
-    assert.deepEqual(simulate(BASE, 1_000, 2_000, 1_500, 0, (i) => (i < 500 ? 500 : i < 515 ? 1_111 : 1_000)).crossings, []);
+    const pace = (i: number) => (i < 500 ? 500 : i < 570 ? 1_250 : 1_000);
+    const r = simulate(th, 1_000, 2_000, 1_500, 0, pace, { spares: 31 });
+    const { horizonUs: _, ...configured } = BIG;
+    assert.deepEqual(simulate(configured, 1_000, 2_000, 1_500, 0, pace, { spares: 31 }).crossings, []);
     const entry = r.crossings.findIndex((c) => c.to === PRESSURE && c.predicted);
     assert.ok(entry >= 0, JSON.stringify(r.crossings));
     const exit = r.crossings[entry + 1];
@@ -377,25 +404,105 @@ describe('swapStep: the state machine under the forecast (simulated drain)', () 
     );
   });
 
-  it('property: jittered loads the drain sustains: no more NORMAL <-> PRESSURE flips, and not much longer in PRESSURE, than without the forecast', () => {
+  // The second review's cases: loads the drain sustains on average, with stalls or a step in pace.
+  const entries = (x: SimResult) => x.crossings.filter((c) => c.to === PRESSURE).length;
+  const pressureMs = (x: SimResult) => Math.round(timeIn(x, PRESSURE) / 1000);
+  /** The longest stretch in PRESSURE (ms). */
+  const longestMs = (x: SimResult) => {
+    let longest = 0;
+    let since = NaN;
+    for (const c of x.crossings) {
+      if (c.to === PRESSURE) since = c.at;
+      else if (!Number.isNaN(since)) [longest, since] = [Math.max(longest, c.at - since), NaN];
+    }
+    if (!Number.isNaN(since)) longest = Math.max(longest, x.end - since);
+    return Math.round(longest / 1000);
+  };
+  const report = (r: SimResult, base: SimResult) =>
+    `${entries(r)} entries, ${pressureMs(r)} ms in PRESSURE (longest ${longestMs(r)}) vs ${entries(base)}, ${pressureMs(base)} ms (${longestMs(base)})`;
+
+  it('a drain that stalls 22 ms every 83 ms (12.5 ms swaps, 33 ms round trips): the adaptive mark keeps no thread in PRESSURE', () => {
+    // The first version kept this thread in PRESSURE for 19.7 of 20 s. The configured machine
+    // already goes in and out with the stalls (87 times); the raised mark is reached in more of
+    // them (about twice as many, each as short): earlier warnings, never a stuck thread.
+    const stalls = { everyUs: 83_000, forUs: 22_000 };
+    const base = simulate(BASE, 12_500, 32_700, 1_600, 5, () => 0, { stalls });
+    const r = simulate({ ...BASE, adaptive: true }, 12_500, 32_700, 1_600, 5, () => 0, { stalls });
+    assert.equal(r.exhaustions, base.exhaustions);
+    assert.ok(longestMs(r) <= 100, report(r, base));
+    assert.ok(pressureMs(r) <= 4 * pressureMs(base) + (2 * BASE.stabilityUs) / 1000, report(r, base));
+    assert.ok(pressureMs(r) < (r.end / 1000) * 0.25, report(r, base));
+  });
+
+  it('a drain that stalls now and then (13 ms every 55 ms; 40 ms every 200 ms): every forecast PRESSURE lapses, and they are few', () => {
+    for (const [dtUs, serviceUs, stalls] of [
+      [4_600, 4_600, { everyUs: 55_000, forUs: 13_000 }],
+      [1_000, 5_000, { everyUs: 200_000, forUs: 40_000 }],
+    ] as const) {
+      for (const horizonUs of [100_000, 1_000_000]) {
+        const base = simulate(BASE, dtUs, serviceUs, 4_000, 9, () => 0, { stalls });
+        const r = simulate({ ...BASE, horizonUs }, dtUs, serviceUs, 4_000, 9, () => 0, { stalls });
+        const what = `stalls ${stalls.forUs}/${stalls.everyUs}, horizon ${horizonUs}: ${report(r, base)}`;
+        // A stall shorter than the horizon can look like the spares running out: each forecast
+        // PRESSURE it causes lapses within four horizons (the first version's never did).
+        assert.ok(longestMs(r) <= Math.max(longestMs(base), (4 * horizonUs) / 1000 + 20), what);
+        assert.ok(pressureMs(r) <= pressureMs(base) + (r.end / 1000) * 0.1, what);
+      }
+    }
+  });
+
+  it('a step up in pace (10 ms swaps, then 1 ms) on a drain that keeps up: nothing forecast while the extra rings come back', () => {
+    for (const horizonUs of [100_000, 1_000_000]) {
+      const r = simulate({ ...BASE, adaptive: true, horizonUs }, 10_000, 3_500, 3_000, 0, () => 0, { paceAt: (i) => (i < 200 ? 1 : 0.1) });
+      assert.deepEqual(r.crossings, [], `horizon ${horizonUs}`);
+    }
+  });
+
+  it('a forecast PRESSURE lapses within four horizons of its entry, whatever the forecast says', () => {
+    const f = new PoolForecast({ ...BASE, horizonUs: 10_000 });
+    const at = drive(f, 200, 1_000, none);
+    f.entered(at.t);
+    const first = f.holdUntilUs(at.t, 3);
+    assert.equal(first, at.t + 10_000);
+    drive(f, 35, 1_000, none, 0, at);
+    assert.equal(f.holdUntilUs(at.t, 3), at.t - 35_000 + 40_000, 'capped at the entry + 4 horizons');
+    drive(f, 10, 1_000, none, 0, at);
+    assert.equal(f.holdUntilUs(at.t, 3), 0, 'no renewal past the cap');
+  });
+
+  it('property: jittered loads the drain sustains, with stalls and steps in pace: hysteresis kept at every exit, never held in PRESSURE; steady loads: no more flips than without the forecast', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 200, max: 3_000 }),
         fc.double({ min: 0.5, max: 5, noNaN: true }),
         fc.integer({ min: 1, max: 2 ** 31 - 1 }),
         fc.constantFrom(0, 20_000, 100_000),
-        (dtUs, ratio, seed, horizonUs) => {
+        fc.option(fc.record({ every: fc.integer({ min: 5, max: 60 }), share: fc.double({ min: 0.05, max: 0.3, noNaN: true }) })),
+        fc.option(fc.record({ at: fc.integer({ min: 100, max: 2_000 }), factor: fc.constantFrom(0.1, 0.5, 2) })),
+        (dtUs, ratio, seed, horizonUs, stall, step) => {
           const th = { ...BASE, adaptive: true, horizonUs };
+          // Stalls of a share of a period of `every` swaps (the drain still keeps up on average: at
+          // most 30 % stalled against a load it returns at once otherwise); a step in pace.
+          const more = {
+            stalls: stall ? { everyUs: stall.every * dtUs, forUs: stall.share * stall.every * dtUs } : undefined,
+            paceAt: step ? (i: number) => (i < step.at ? 1 : step.factor) : undefined,
+          };
           // The same load (same seed) with the configured marks only.
-          const base = simulate(BASE, dtUs, ratio * dtUs, 3_000, seed);
-          const r = simulate(th, dtUs, ratio * dtUs, 3_000, seed);
-          const entries = (x: SimResult) => x.crossings.filter((c) => c.to === PRESSURE).length;
-          assert.ok(
-            entries(r) <= entries(base) + 1,
-            `${entries(r)} entries into PRESSURE vs ${entries(base)} (ratio ${ratio.toFixed(2)}): ${JSON.stringify(r.crossings.slice(0, 6))}`,
-          );
-          const bound = timeIn(base, PRESSURE) + 2 * horizonUs + 2 * BASE.stabilityUs;
-          assert.ok(timeIn(r, PRESSURE) <= bound, `${timeIn(r, PRESSURE)} µs in PRESSURE vs ${timeIn(base, PRESSURE)}`);
+          const base = simulate(BASE, dtUs, ratio * dtUs, 3_000, seed, () => 0, more);
+          const r = simulate(th, dtUs, ratio * dtUs, 3_000, seed, () => 0, more);
+          const what = `${report(r, base)}; ratio ${ratio.toFixed(2)}, stalls ${JSON.stringify(more.stalls)}, step ${JSON.stringify(step)}`;
+          if (!stall && !step) {
+            // A steady load: at most the one entry while the rates are learnt.
+            assert.ok(entries(r) <= entries(base) + 1, what);
+            assert.ok(timeIn(r, PRESSURE) <= timeIn(base, PRESSURE) + 4 * horizonUs + 2 * BASE.stabilityUs, what);
+          } else {
+            // Stalls and steps move the configured machine too; the forecast may warn in more of
+            // them (a stall shorter than the horizon looks like the spares running out: 3.4 ms
+            // stalls every 20 ms with a 20 ms horizon gave 17 forecast entries, 10 % of the run in
+            // PRESSURE, against none), but it never keeps the thread in PRESSURE.
+            const allowed = 4 * timeIn(base, PRESSURE) + 4 * horizonUs + 2 * BASE.stabilityUs + 0.25 * r.end;
+            assert.ok(timeIn(r, PRESSURE) <= allowed, what);
+          }
           // Leaving a mark's PRESSURE needs the spares up to the RECOVERY mark (the band is kept);
           // leaving a forecast's needs them above the PRESSURE mark.
           for (let i = 1; i < r.crossings.length; i++) {

@@ -556,8 +556,8 @@ export class Drain {
     this.batchBuffers = [];
   }
 
-  /** A slot's marks as its writer last raised them (Slot.THRESHOLD_RAISE), read when a decision
-   * reads them: checkRecovery does after it loads the state word (see writer.takeRing). */
+  /** A slot's marks, the PRESSURE mark as its writer last raised it (Slot.THRESHOLD_RAISE), read
+   * when a decision reads it: checkRecovery does after it loads the state word (see writer.takeRing). */
   private liveMarks(slot: number): Thresholds {
     const th = this.opts.thresholds;
     const i32 = this.v.i32;
@@ -566,9 +566,6 @@ export class Drain {
       ...th,
       get pressureSpares() {
         return th.pressureSpares + Atomics.load(i32, idx);
-      },
-      get recoverySpares() {
-        return th.recoverySpares + Atomics.load(i32, idx);
       },
     };
   }

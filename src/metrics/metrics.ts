@@ -60,8 +60,8 @@ export interface ThreadMetrics extends SharedCounters {
   /** Average time a handed-over ring is away (hand-off to its return to the free queue), ms;
    * 0 until one came back. The adaptive marks follow it. */
   ringServiceMs: number;
-  /** Spares this thread's PRESSURE and RECOVERY marks are raised by (adaptive thresholds; 0 when
-   * off): it enters PRESSURE at pressureSpares + this many free spares. */
+  /** Spares this thread's PRESSURE mark is raised by (adaptive thresholds; 0 when off): it enters
+   * PRESSURE at pressureSpares + this many free spares. */
   thresholdRaise: number;
 }
 

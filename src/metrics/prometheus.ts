@@ -157,7 +157,7 @@ function registerBackpressureMetrics(f: MetricFamilies): void {
   f.perThread(
     'gauge',
     'threshold_raise_spares',
-    'Spares the PRESSURE and RECOVERY marks are raised by (adaptive thresholds).',
+    'Spares the PRESSURE mark is raised by (adaptive thresholds).',
     (t) => t.thresholdRaise,
   );
   f.counter(

@@ -3,43 +3,56 @@
  * it takes spare rings, how fast the drain gives them back, and from these two adjustments to the
  * backpressure state machine (docs/design/backpressure.md, "Adaptive marks and predictive entry"):
  *
- * - Adaptive marks: while the spares are going (rings taken faster than they come back), a
- *   thread whose rings come back slowly needs its warning earlier. During one round trip to the
- *   drain (the ring service time S, measured by the drain from hand-over to return) it takes
- *   S x fillRate spares, so the PRESSURE mark is raised to that many, within
- *   [pressureSpares, spares - (recoverySpares - pressureSpares)], and the RECOVERY mark moves with
- *   it (the band keeps its width). While the drain keeps up, however slow its round trips, the
- *   marks are the configured ones: a thread is not kept in PRESSURE by a load the drain sustains.
- *   A raise applies at once; a lowering one spare at a time, once the lower mark (with a 50 %
- *   margin) has been enough for a whole stability period, so jitter cannot make the marks flap.
- * - Predictive entry: from the two rates, the time until the spares run out; below the horizon
- *   the thread enters a *forecast* PRESSURE before its spares reach the PRESSURE mark. It is held
- *   while exhaustion stays forecast within two horizons, and ends once the hold is over with the
- *   spares above the PRESSURE mark (the mark never fired: it does not wait for the RECOVERY mark).
+ * - Adaptive PRESSURE mark: while the spares are going (over the long window, rings taken
+ *   clearly faster than they come back), a thread whose rings come back slowly needs its warning
+ *   earlier. During one round trip to the drain (the ring service time S, measured by the drain
+ *   from hand-over to return) it takes S x fillRate spares, so the PRESSURE mark is raised to that
+ *   many, within [pressureSpares, recoverySpares - 2] (two spares of hysteresis kept). The
+ *   RECOVERY mark stays: raised, it sat above the spares a recording thread ever has free and kept
+ *   threads in PRESSURE under loads the drain sustained. A raise applies at once; a lowering one
+ *   spare at a time, once the lower mark (with a 50 % margin) has been enough for a whole
+ *   stability period, so jitter cannot make the mark flap.
+ * - Predictive entry: from the short-window rates, the time until the spares run out; below the
+ *   horizon (and the spares going over the long window too) the thread enters a *forecast*
+ *   PRESSURE before its spares reach the PRESSURE mark. It is held while exhaustion stays forecast
+ *   within two horizons, for at most four horizons from its entry, and ends once the hold is over
+ *   with the spares above the PRESSURE mark (the mark never fired: it does not wait for the
+ *   RECOVERY mark).
  *
- * Both wait until the rates have been measured for a whole averaging window (at the start, and
- * after a pause longer than one): a burst's first swaps, before any ring came back, forecast
- * nothing.
+ * Two windows: the short one (half the horizon, at least 8 swaps) says how soon, the long one
+ * (twice that) whether the spares are really going. A drain that stalls now and then but keeps up
+ * on average, or a step up in pace whose extra rings have not come back yet, moves the short
+ * rates but not the long ones. Nothing is forecast before the rates have been measured for two
+ * short windows plus a round trip (at the start, and after a pause longer than a window).
  */
 import { type BackpressureState, type SpareCount, type Thresholds } from '../shm/backpressure.js';
 
 /** Rates are averaged over this long when no horizon sets the time scale. */
 export const DEFAULT_RATE_WINDOW_US = 100_000;
-/** The spares are "going" while they are taken this much faster than they come back. */
-const DEPLETING = 1.25;
+/** The spares are "going" while they are taken this much faster than they come back (long window). */
+const DEPLETING = 1.1;
 /** A lowering needs the need, with this margin, to be a whole spare below the current mark. */
 const LOWER_MARGIN = 1.5;
-/** A forecast PRESSURE is held while exhaustion is forecast within this many horizons. */
+/** A forecast PRESSURE is held while exhaustion is forecast within this many horizons... */
 const HOLD_FACTOR = 2;
+/** ...for at most this many horizons from its entry (unless the mark fires: then it is the mark's). */
+const HOLD_MAX_HORIZONS = 4;
+/** The long window, in short windows. */
+const LONG_WINDOW = 2;
+/** The PRESSURE mark stays at least this many spares below the RECOVERY mark. */
+const MIN_BAND = 2;
 /** The averaging window spans at least this many swaps: fewer make the rates too noisy to act on
  * (with 5, a drain keeping up reads as one falling behind now and then). */
 const MIN_WINDOW_SWAPS = 8;
 
 export class PoolForecast {
-  /** Spares taken and given back per µs: exponentially weighted over `windowUs`. */
+  /** Spares taken and given back per µs: exponentially weighted over the short window... */
   fillRate = 0;
   returnRate = 0;
-  /** Spares the marks are raised by (0 ..= maxRaise). */
+  /** ...and over the long one. */
+  fillLong = 0;
+  returnLong = 0;
+  /** Spares the PRESSURE mark is raised by (0 ..= maxRaise). */
   raise = 0;
   readonly maxRaise: number;
   /** The configured thresholds with the marks raised: what the thread's state machine uses. */
@@ -56,14 +69,12 @@ export class PoolForecast {
   private serviceUs = 0;
   /** The time between swaps, averaged (weight 1/4) over swaps that were not a pause. */
   private swapGapUs = 0;
+  /** When the current forecast PRESSURE was entered (NaN: none). */
+  private forecastSinceUs = NaN;
 
-  /** `spares`: the thread's spare rings (ringsPerThread - 1). */
-  constructor(
-    private readonly th: Thresholds,
-    spares: number,
-  ) {
+  constructor(private readonly th: Thresholds) {
     this.marks = { ...th };
-    this.maxRaise = th.adaptive === true ? Math.max(0, spares - th.recoverySpares) : 0;
+    this.maxRaise = th.adaptive === true ? Math.max(0, th.recoverySpares - MIN_BAND - th.pressureSpares) : 0;
     this.horizonUs = th.horizonUs ?? 0;
     // Half the horizon: a forecast must see a change well within the time it looks ahead.
     this.windowUs = this.horizonUs > 0 ? this.horizonUs / 2 : DEFAULT_RATE_WINDOW_US;
@@ -76,17 +87,24 @@ export class PoolForecast {
   onSwap(nowUs: number, free: number, serviceUs: number): void {
     const dt = nowUs - this.lastUs;
     const pause = !(dt >= 0 && dt <= this.window()); // also a first swap, or a clock gone back
+    // A step up in pace (4x or more): the rings taken at the new pace come back a round trip
+    // later, and until then the rates read as spares going. Measured afresh, like after a pause.
+    const stepUp = !pause && dt < this.swapGapUs / 4;
     if (!pause) this.swapGapUs = this.swapGapUs === 0 ? dt : this.swapGapUs + (dt - this.swapGapUs) / 4;
     if (this.lastFree >= 0 && dt >= 0) {
       // Time-decayed rates: each swap adds its count with weight (1 - e^(-dt/window)) / dt, so a
       // burst of swaps counts as its number over the window and a long gap fades the old rate.
-      const a = 1 - Math.exp(-Math.max(1, dt) / this.window());
+      const step = Math.max(1, dt);
+      const a = 1 - Math.exp(-step / this.window());
+      const aLong = 1 - Math.exp(-step / (LONG_WINDOW * this.window()));
       const returned = Math.max(0, free - this.lastFree + 1); // the one just taken came from them
-      this.fillRate += a * (1 / Math.max(1, dt) - this.fillRate);
-      this.returnRate += a * (returned / Math.max(1, dt) - this.returnRate);
+      this.fillRate += a * (1 / step - this.fillRate);
+      this.returnRate += a * (returned / step - this.returnRate);
+      this.fillLong += aLong * (1 / step - this.fillLong);
+      this.returnLong += aLong * (returned / step - this.returnLong);
     }
     // After a pause longer than the window the old rates are mostly gone: measure afresh.
-    if (pause) this.measuredSinceUs = nowUs;
+    if (pause || stepUp) this.measuredSinceUs = nowUs;
     this.lastUs = nowUs;
     this.lastFree = free;
     this.serviceUs = serviceUs;
@@ -111,9 +129,9 @@ export class PoolForecast {
     return Math.max(this.windowUs, MIN_WINDOW_SWAPS * this.swapGapUs);
   }
 
-  /** Spares are taken clearly faster than they come back. */
+  /** Spares are taken clearly faster than they come back, over the long window. */
   depleting(nowUs: number): boolean {
-    return this.measured(nowUs) && this.fillRate > DEPLETING * this.returnRate;
+    return this.measured(nowUs) && this.fillLong > DEPLETING * this.returnLong;
   }
 
   /** Spares used up during one service round trip: how many must be left when the warning comes. */
@@ -144,7 +162,6 @@ export class PoolForecast {
   private setRaise(r: number): void {
     this.raise = r;
     this.marks.pressureSpares = this.th.pressureSpares + r;
-    this.marks.recoverySpares = this.th.recoverySpares + r;
   }
 
   private clampRaise(r: number): number {
@@ -160,15 +177,24 @@ export class PoolForecast {
   /** Whether a thread in NORMAL with `free` spares should enter a forecast PRESSURE now: they are
    * forecast to run out within the horizon. */
   predictsPressure(nowUs: number, free: number): boolean {
-    return this.horizonUs > 0 && this.measured(nowUs) && this.exhaustionUs(free) < this.horizonUs;
+    return this.horizonUs > 0 && this.depleting(nowUs) && this.exhaustionUs(free) < this.horizonUs;
   }
 
   /** Until when a forecast PRESSURE is held at a swap with `free` spares (0: not held): for one
-   * horizon, renewed while exhaustion is forecast within twice the horizon. Entering at one
-   * horizon and letting go only beyond two is the forecast's hysteresis. */
+   * horizon, renewed while exhaustion is forecast within twice the horizon, never past four
+   * horizons from the entry. Entering at one horizon and letting go only beyond two is the
+   * forecast's hysteresis; the cap makes every forecast PRESSURE lapse. */
   holdUntilUs(nowUs: number, free: number): number {
-    if (this.horizonUs <= 0 || !this.measured(nowUs)) return 0;
-    return this.exhaustionUs(free) < HOLD_FACTOR * this.horizonUs ? nowUs + this.horizonUs : 0;
+    if (this.horizonUs <= 0 || !this.depleting(nowUs) || !(this.exhaustionUs(free) < HOLD_FACTOR * this.horizonUs)) return 0;
+    const until = Number.isNaN(this.forecastSinceUs)
+      ? nowUs + this.horizonUs
+      : Math.min(nowUs + this.horizonUs, this.forecastSinceUs + HOLD_MAX_HORIZONS * this.horizonUs);
+    return until > nowUs ? until : 0;
+  }
+
+  /** The writer entered a forecast PRESSURE at `nowUs` (its hold is capped from there). */
+  entered(nowUs: number): void {
+    this.forecastSinceUs = nowUs;
   }
 }
 
@@ -184,5 +210,7 @@ export function swapStep(bp: BackpressureState, f: PoolForecast, pool: SpareCoun
   bp.checkRecovery(pool, f.marks, nowUs);
   bp.checkPressure(free, f.marks, nowUs);
   const until = f.holdUntilUs(nowUs, free);
-  return until > 0 && bp.forecastPressure(nowUs, until, f.predictsPressure(nowUs, free));
+  if (!(until > 0 && bp.forecastPressure(nowUs, until, f.predictsPressure(nowUs, free)))) return false;
+  f.entered(nowUs);
+  return true;
 }

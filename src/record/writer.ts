@@ -185,7 +185,7 @@ export class Writer {
     this.lossBase = L.slotF64(slot, SlotF64.WRITER_LOSS);
     this.dropNewest = policy === 'drop-newest';
     this.sampleRng = (Math.imul(registration + 1, 0x9e3779b9) | 1) >>> 0; // never 0: xorshift would stay there
-    this.forecast = new PoolForecast(ctx.thresholds, L.ringsPerThread - 1);
+    this.forecast = new PoolForecast(ctx.thresholds);
     this.raiseIdx = L.slotI32(slot, Slot.THRESHOLD_RAISE);
     this.serviceIdx = L.slotI32(slot, Slot.SERVICE_US);
     this.predictedIdx = L.slotI32(slot, Slot.PREDICTED_ENTRIES);

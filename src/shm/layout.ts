@@ -302,7 +302,7 @@ export const Slot = {
   /** How far the drain has copied the writer's active ring while the writer kept it (see
    * ScrapeWord): changed by compare-exchange (the drain) and by the writer at each ring change. */
   SCRAPE: SLOT_EDGES + EDGE_COUNT + 2,
-  /** Spares the thread's PRESSURE and RECOVERY marks are raised by (adaptive thresholds, see
+  /** Spares the thread's PRESSURE mark is raised by (adaptive thresholds, see
    * record/forecast.ts): Atomics.store by the writer at a swap, Atomics.load by the drain. */
   THRESHOLD_RAISE: SLOT_EDGES + EDGE_COUNT + 3,
   /** The drain's average ring service time (hand-over to return), µs; 0 until a ring came back. */
