@@ -154,12 +154,7 @@ function registerBackpressureMetrics(f: MetricFamilies): void {
     'Average time a handed-over ring is away, hand-over to return.',
     (t) => t.ringServiceMs / 1000,
   );
-  f.perThread(
-    'gauge',
-    'threshold_raise_spares',
-    'Spares the PRESSURE mark is raised by (adaptive thresholds).',
-    (t) => t.thresholdRaise,
-  );
+  f.perThread('gauge', 'threshold_raise_spares', 'Spares the PRESSURE mark is raised by (adaptive thresholds).', (t) => t.thresholdRaise);
   f.counter(
     'backpressure_predicted_entries_total',
     'NORMAL -> PRESSURE transitions taken by forecast, before the spares reached the PRESSURE mark.',
