@@ -11,6 +11,7 @@ const CORE = [
   'shm/names',
   'shm/backpressure',
   'record/writer',
+  'record/forecast',
   'drain/drain',
   'file/format',
   'file/reader',
