@@ -575,6 +575,31 @@ describe('forecast PRESSURE and its hold (BackpressureState)', () => {
     assert.equal(t[PRESSURE], 1_400, 'the restamp keeps the time in PRESSURE exact');
   });
 
+  it('a raised mark voids a drain decision made on the older mark (restamp), in a forecast PRESSURE only', () => {
+    const { bp } = machine();
+    bp.forecastPressure(100, 1_000, true);
+    const raised = { ...BASE, pressureSpares: BASE.pressureSpares + 1 };
+    // The drain reads the word (forecast PRESSURE, hold over at 2,000) and counts 3 spares: above
+    // the older mark (2). Meanwhile the writer raises the mark to 3. The drain's exchange must fail.
+    const raising: SpareCount = {
+      size: () => {
+        bp.markRaised(1_500);
+        return 3;
+      },
+    };
+    bp.checkRecovery(raising, BASE, 2_000);
+    assert.equal(bp.state(), PRESSURE);
+    bp.checkRecovery(spares(3), raised, 2_000);
+    assert.equal(bp.state(), PRESSURE, 'at the raised mark: stays');
+    bp.checkRecovery(spares(4), raised, 2_000);
+    assert.equal(bp.state(), NORMAL);
+    const m = machine().bp;
+    m.checkPressure(0, BASE, 100);
+    const word = m.enteredAtUs();
+    m.markRaised(5_000);
+    assert.equal(m.enteredAtUs(), word, 'a mark PRESSURE is left alone (it is left at the RECOVERY mark, which does not move)');
+  });
+
   it('a real Drain sleeps until the hold ends, not for its idle period, and then lets the thread go', () => {
     const layout = new Layout({ maxThreads: 1, ringsPerThread: SPARES + 1, ringSize: 4096 });
     const v = new SharedViews(new SharedArrayBuffer(layout.totalBytes), layout);

@@ -676,6 +676,7 @@ export class Writer {
     // marks; one that reads the previous raise also read the previous state, as on a visit just
     // before this swap.
     if (f.raise !== raised) Atomics.store(this.i32, this.raiseIdx, f.raise);
+    if (f.raise > raised) this.bp.markRaised(nowUs);
     if (swapStep(this.bp, f, this.freeQ, free, nowUs)) {
       Atomics.add(this.i32, this.predictedIdx, 1);
       this.ringDoorbell(); // a sleeping drain learns of the hold's end (it wakes for it)

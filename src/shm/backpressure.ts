@@ -164,6 +164,17 @@ export class BackpressureState {
     return false;
   }
 
+  /**
+   * Writer, after raising its PRESSURE mark at a swap that did not move the state: a forecast
+   * PRESSURE is restamped, so a drain that read the state word and the older (lower) mark before
+   * the raise cannot end it above the older mark (its compare-exchange fails); a drain that reads
+   * the new word reads the new mark, stored before this.
+   */
+  markRaised(nowUs: number): void {
+    const seen = Atomics.load(this.i64, this.word);
+    if (BpWord.state(seen) === BpState.PRESSURE && this.heldUntilUs() > 0) this.restamp(seen, nowUs);
+  }
+
   /** When a forecast PRESSURE's hold ends (µs); 0 for any other state of affairs (see forecastPressure). */
   heldUntilUs(): number {
     return Number(Atomics.load(this.i64, this.hold));
